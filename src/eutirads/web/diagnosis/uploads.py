@@ -1,0 +1,340 @@
+"""Upload checking for the diagnosis page and API: pure functions, no Django.
+
+An upload is untrusted bytes. `clean_upload` sniffs the real type from the bytes (never
+from the name), refuses a name whose extension disagrees with the content, files over the
+size limit, truncated files, decompression bombs, multi-frame or animated files and
+polyglots (image bytes that also carry an HTML/script or ZIP payload, or data after the
+image's end marker), then decodes with a pixel limit and RE-ENCODES the pixels as a fresh
+PNG. Only that PNG and the pixel array are used afterwards; the upload's name is used for
+the extension check only and never reaches a message, a log or a file name.
+
+DICOM uploads keep nothing but pixels and the pixel spacing; the image area is cropped
+(as in ingest) so burned-in text around the image is dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import numpy as np
+from PIL import Image
+
+from ...errors import ImageDecodeError
+from ...imageio import DEFAULT_MAX_PIXELS, open_image
+from ...region import find_image_area
+
+__all__ = [
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "UploadError",
+    "CleanImage",
+    "sniff_type",
+    "clean_upload",
+    "encode_png",
+]
+
+# 20 MB: a single uncompressed ultrasound DICOM frame is a few MB; a video clip is refused anyway.
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "png": (".png",),
+    "dicom": (".dcm", ".dicom", ".dic", ""),  # DICOM files often have no extension
+}
+
+# Signatures of markup or script: an image carrying one of these is a polyglot (it can be
+# served or opened as a web page). Random compressed data holds a given 5+-byte sequence
+# with negligible probability.
+_ACTIVE_CONTENT = re.compile(
+    rb"<\s*(script|html|body|iframe|object|embed|svg|\?php|!doctype\s+html)|javascript:",
+    re.IGNORECASE)
+
+# Other formats we recognise only to name them in the refusal.
+_OTHER_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"), (b"%PDF", "PDF"), (b"PK\x03\x04", "ZIP"), (b"\x7fELF", "executable"),
+    (b"MZ", "executable"),
+)
+
+
+class UploadError(ImageDecodeError):
+    """An upload refused with a reason fit to show the user; `status` is the HTTP code."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CleanImage:
+    """A checked upload: decoded RGB pixels and their fresh PNG encoding."""
+
+    pixels: np.ndarray  # HxWx3 uint8
+    png: bytes
+    kind: str  # "jpeg" | "png" | "dicom"
+    mm_per_pixel: float | None = None  # from the DICOM's pixel spacing, when it has one
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+def sniff_type(data: bytes) -> str:
+    """"jpeg", "png" or "dicom" from the file's first bytes; UploadError (415) otherwise."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "dicom"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        raise UploadError("unsupported file type WebP; upload a JPEG, PNG or DICOM image", 415)
+    for magic, name in _OTHER_SIGNATURES:
+        if data.startswith(magic):
+            raise UploadError(f"unsupported file type {name}; upload a JPEG, PNG or DICOM image",
+                              415)
+    if _ACTIVE_CONTENT.search(data[:1024]):
+        raise UploadError("not an image: the file is HTML or script", 415)
+    raise UploadError("not an image: the content is not JPEG, PNG or DICOM", 415)
+
+
+def _check_extension(filename: str | None, kind: str) -> None:
+    if filename is None:
+        return
+    suffix = PurePath(filename).suffix.lower()
+    if suffix in EXTENSIONS[kind]:
+        return
+    # Name the extension only when it is a plain short one: the rest of the name may identify
+    # a patient and is never repeated.
+    shown = suffix if re.fullmatch(r"\.[a-z0-9]{1,6}", suffix) else "the file's extension"
+    raise UploadError(f"wrong extension: {shown} does not match the content "
+                      f"({kind.upper()})", 415)
+
+
+def _jpeg_end(data: bytes) -> int:
+    """Offset just after the JPEG's end-of-image marker; UploadError if there is none.
+
+    Walks the marker segments (each with a length) and, inside entropy-coded scans, skips
+    byte stuffing (FF00) and restart markers (FFD0-FFD7), so an FFD9 inside a segment or an
+    embedded thumbnail does not end the image early.
+    """
+    pos, n = 2, len(data)
+    while pos < n:
+        if data[pos] != 0xFF:
+            raise UploadError("corrupt JPEG: bad marker structure")
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            break
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:
+            return pos
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue
+        if pos + 2 > n:
+            break
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if length < 2:
+            raise UploadError("corrupt JPEG: bad segment length")
+        pos += length
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next real marker
+            while pos + 1 < n:
+                if data[pos] == 0xFF and data[pos + 1] != 0x00 and not (
+                        0xD0 <= data[pos + 1] <= 0xD7) and data[pos + 1] != 0xFF:
+                    break
+                pos += 1
+            else:
+                break
+    raise UploadError("truncated JPEG: the end-of-image marker is missing")
+
+
+def _png_end(data: bytes) -> tuple[int, bool]:
+    """Offset just after the IEND chunk and whether the PNG is animated (APNG)."""
+    pos, n, animated = 8, len(data), False
+    while pos + 8 <= n:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        ctype = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > n:
+            break
+        if ctype == b"acTL":
+            animated = True
+        if ctype == b"IEND":
+            return end, animated
+        pos = end
+    raise UploadError("truncated PNG: the IEND chunk is missing")
+
+
+def _check_polyglot(data: bytes, image_end: int | None) -> None:
+    if image_end is not None and data[image_end:].strip(b"\x00\r\n\t "):
+        raise UploadError(f"refused: {len(data) - image_end:,} bytes of extra data after the "
+                          "image's end (possible polyglot file)")
+    if _ACTIVE_CONTENT.search(data):
+        raise UploadError("refused: the file carries HTML or script (polyglot file)")
+    try:
+        is_zip = zipfile.is_zipfile(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - a failed check on hostile bytes is "not a zip"
+        is_zip = False
+    if is_zip:
+        raise UploadError("refused: the file is also a ZIP archive (polyglot file)")
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    """HxWx3 uint8; 16-bit grey is scaled by its own range rather than clipped."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        return _scale_gray(values)
+    return np.asarray(image.convert("RGB"))
+
+
+def _scale_gray(values: np.ndarray) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    scaled = np.zeros(values.shape, np.uint8) if hi <= lo else \
+        ((values - lo) * (255.0 / (hi - lo))).round().astype(np.uint8)
+    return np.repeat(scaled[..., None], 3, axis=2)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """A fresh PNG with no metadata from an HxWx3 (or HxW) uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def _decode_raster(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
+    try:
+        image = open_image(data, max_pixels=max_pixels, allow_multiframe=False, name="upload")
+    except UploadError:
+        raise
+    except ImageDecodeError as exc:
+        message = str(exc).removeprefix("upload: ")
+        raise UploadError(message) from None
+    decoded = (image.format or "").lower()
+    if decoded != kind:
+        raise UploadError(f"the content decodes as {decoded.upper() or 'unknown'}, "
+                          f"not {kind.upper()}", 415)
+    return _to_rgb8(image)
+
+
+def _decode_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | None]:
+    """Pixels (image area only) and mm per pixel from a DICOM held in memory.
+
+    Only pixel data and spacing are read; no other value leaves this function, so nothing
+    identifying can be stored or shown.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=False)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise UploadError(f"corrupt or truncated DICOM ({type(exc).__name__})") from None
+    if "PixelData" not in ds:
+        raise UploadError("the DICOM file holds no image (no pixel data)")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise UploadError("corrupt DICOM: missing or bad image size") from None
+    if rows <= 0 or cols <= 0:
+        raise UploadError(f"corrupt DICOM: empty image ({cols}x{rows})")
+    if rows * cols > max_pixels:
+        raise UploadError(f"image too large ({cols}x{rows} pixels; limit {max_pixels:,})")
+    if frames > 1:
+        raise UploadError(f"multi-frame DICOM ({frames} frames); upload a single frame")
+    try:
+        array = ds.pixel_array
+        if ds.get("PhotometricInterpretation", "") in ("MONOCHROME1", "MONOCHROME2"):
+            from pydicom.pixels import apply_voi_lut
+
+            array = apply_voi_lut(array, ds) if "WindowCenter" in ds else array
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on hostile bytes is a 400
+        raise UploadError(f"the DICOM's pixel data cannot be decoded ({type(exc).__name__})") \
+            from None
+    array = np.asarray(array)
+    if array.ndim == 2:
+        pixels = _scale_gray(array.astype(np.float32))
+        if ds.get("PhotometricInterpretation", "") == "MONOCHROME1":
+            pixels = 255 - pixels
+    elif array.ndim == 3 and array.shape[2] in (3, 4):
+        pixels = array[..., :3]
+        if pixels.dtype != np.uint8:
+            pixels = _scale_gray(pixels.astype(np.float32).mean(axis=2))
+    else:
+        raise UploadError(f"unsupported DICOM pixel layout {array.shape}")
+    return np.ascontiguousarray(pixels, dtype=np.uint8), _dicom_mm_per_pixel(ds)
+
+
+def _dicom_mm_per_pixel(ds) -> float | None:
+    """Millimetres per pixel: the ultrasound region's physical delta, else PixelSpacing."""
+    for region in ds.get("SequenceOfUltrasoundRegions", []) or []:
+        try:
+            # Units code 3 is centimetres (PS3.3 C.8.5.5.1.15); both directions must agree.
+            if int(region.PhysicalUnitsXDirection) == 3 and int(region.PhysicalUnitsYDirection) == 3:
+                dx, dy = float(region.PhysicalDeltaX), float(region.PhysicalDeltaY)
+                if dx > 0 and abs(dx - dy) <= 0.05 * dx:
+                    return abs(dx) * 10.0
+        except (AttributeError, TypeError, ValueError):
+            continue
+    spacing = ds.get("PixelSpacing")
+    try:
+        if spacing and float(spacing[0]) > 0 and abs(float(spacing[0]) - float(spacing[1])) \
+                <= 0.05 * float(spacing[0]):
+            return float(spacing[0])
+    except (TypeError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _crop_image_area(pixels: np.ndarray) -> np.ndarray:
+    """The scanner's image area, dropping burned-in text around it; the frame if none found."""
+    from ...errors import InputError
+
+    try:
+        box = find_image_area(pixels)
+    except InputError:
+        return pixels
+    return np.ascontiguousarray(pixels[box.y0:box.y1, box.x0:box.x1])
+
+
+def clean_upload(data: bytes, filename: str | None = None, *,
+                 max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> CleanImage:
+    """Check an upload and return its re-encoded pixels; UploadError with the reason if refused.
+
+    `filename` is the name the client sent (used only to compare its extension with the
+    content; never shown in full, logged or used as a path).
+    """
+    if len(data) > max_bytes:
+        raise UploadError(f"upload too large ({len(data) / 1e6:.1f} MB; "
+                          f"limit {max_bytes / 1e6:.1f} MB)", 413)
+    if not data:
+        raise UploadError("empty upload")
+    kind = sniff_type(data)
+    _check_extension(filename, kind)
+    mm_per_pixel = None
+    if kind == "jpeg":
+        _check_polyglot(data, _jpeg_end(data))
+        pixels = _decode_raster(data, kind, max_pixels)
+    elif kind == "png":
+        end, animated = _png_end(data)
+        if animated:
+            raise UploadError("animated PNG; upload a single still image")
+        _check_polyglot(data, end)
+        pixels = _decode_raster(data, kind, max_pixels)
+    else:
+        _check_polyglot(data, None)
+        pixels, mm_per_pixel = _decode_dicom(data, max_pixels)
+        pixels = _crop_image_area(pixels)
+    if pixels.shape[0] < 16 or pixels.shape[1] < 16:
+        raise UploadError(f"image too small ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    return CleanImage(pixels=pixels, png=encode_png(pixels), kind=kind, mm_per_pixel=mm_per_pixel)
