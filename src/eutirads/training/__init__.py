@@ -1,0 +1,1 @@
+"""Training: config, data, loop, checkpoints, cross-validation."""
