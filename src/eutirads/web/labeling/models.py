@@ -1,0 +1,107 @@
+"""Labeling projects: images from a dataset, each read blind by N readers.
+
+Slots: `Image.claims` counts the readings an image has or has promised (a reader's pending
+claim while the image is on their screen, or a saved reading). It only ever changes by a
+conditional UPDATE (`claims < readers_required`), so two readers at the same moment can
+never push an image past N; the unique (image, reader) constraint stops a double reading.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+EU_TIRADS_CHOICES = [(str(n), f"EU-TIRADS {n}") for n in range(1, 6)]
+EXCLUDED = "excluded"  # a consensus that the image is unusable
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=80, unique=True)
+    # Images stay where the dataset is; this is the absolute folder holding manifest.csv.
+    dataset_root = models.CharField(max_length=1000)
+    readers_required = models.PositiveSmallIntegerField(default=2)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Image(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    path = models.CharField(max_length=1000)  # relative to project.dataset_root
+    position = models.PositiveIntegerField()  # order in the manifest
+    row = models.JSONField(default=dict)      # the manifest row, kept for export
+    claims = models.PositiveSmallIntegerField(default=0)
+    consensus_label = models.CharField(max_length=10, blank=True)
+    consensus_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    consensus_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "path"], name="image_unique_path"),
+        ]
+        indexes = [models.Index(fields=["project", "claims", "position"])]
+
+    def __str__(self) -> str:
+        return f"{self.project.name}#{self.position}"
+
+
+class Reading(models.Model):
+    """One reader's verdict on one image: a label, or a flag (unusable, with a reason).
+
+    `done=False` is a pending claim: the image is on the reader's screen."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="readings")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                               related_name="readings")
+    done = models.BooleanField(default=False)
+    label = models.CharField(max_length=10, blank=True, choices=EU_TIRADS_CHOICES)
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=300, blank=True)
+    comment = models.TextField(blank=True, max_length=2000)
+    claimed_at = models.DateTimeField(auto_now_add=True)
+    saved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "reader"], name="one_reading_per_reader"),
+        ]
+        indexes = [models.Index(fields=["reader", "done"]),
+                   models.Index(fields=["done", "claimed_at"])]
+
+    def snapshot(self) -> dict:
+        return {"label": self.label, "flagged": self.flagged, "flag_reason": self.flag_reason,
+                "comment": self.comment}
+
+
+class LabelHistory(models.Model):
+    """Every saved version of a reading, oldest first: a changed label keeps its history."""
+
+    reading = models.ForeignKey(Reading, on_delete=models.CASCADE, related_name="history")
+    at = models.DateTimeField(auto_now_add=True)
+    label = models.CharField(max_length=10, blank=True)
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=300, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class Skip(models.Model):
+    """A reader put an image aside; it leaves their queue until they revisit skipped ones."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="skips")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                               related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "reader"], name="one_skip")]
