@@ -1,0 +1,449 @@
+"""`import_dataset`: turn image folders, a CSV or the DDTI layout into a dataset.
+
+A dataset is a folder holding `manifest.csv` and the images under `images/`. The import
+runs in three steps, so that a bad item never stops the rest and nothing is half-written:
+
+1. *scan* the source (one function per format) into candidates: a source file, a target
+   folder we chose, and the manifest fields known so far;
+2. *check* every candidate: decode it with `imageio.open_image` (pixel-count limit), read
+   its size, fingerprint it (`hashing.hash_image`) and normalise its label; a failure skips
+   that one item with a one-line reason naming the file;
+3. *write*: copy the good files (bytes unchanged, atomic per file) under names we made,
+   then write the manifest atomically, then `import_report.json`.
+
+With `strict=True` any skipped item makes the import fail before step 3 writes anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from tqdm import tqdm
+
+from ..categories import normalize_label, sort_labels
+from ..errors import EutiradsError, InputError, ManifestError
+from ..imageio import open_image
+from .ddti import CASE_FIELDS, IMAGE_NAME, DdtiCase, parse_case
+from .hashing import hash_image
+from .manifest import CORE_COLUMNS, MANIFEST_NAME, read_manifest, write_manifest
+
+__all__ = ["FORMATS", "IMAGE_SUFFIXES", "IMPORT_REPORT_NAME", "ImportReport", "import_dataset"]
+
+FORMATS: tuple[str, ...] = ("folders", "csv", "ddti")
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+IMPORT_REPORT_NAME = "import_report.json"
+IMAGES_DIR = "images"
+
+# Split folder names of the thesis layout (and common variants) -> our split names.
+SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "test": "test", "testing": "test"}
+UNLABELLED_FOLDERS = frozenset({"unlabelled", "unlabeled"})
+BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+
+# A path component we keep as it is: plain ASCII letters, digits, dot, dash, underscore,
+# not starting with a dot or dash. Anything else is replaced by a name we make.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+Problem = Callable[[str], None]
+
+
+@dataclass
+class ImportReport:
+    """What an import did. `skipped` and `warnings` hold one line each, naming the file."""
+
+    source: str
+    dataset: str
+    format: str
+    imported: int = 0
+    labelled: int = 0
+    unlabelled: int = 0
+    per_label: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary_line(self) -> str:
+        labels = ", ".join(f"{k}: {v}" for k, v in self.per_label.items()) or "none"
+        return (f"imported {self.imported} image(s) into {self.dataset} "
+                f"({self.labelled} labelled [{labels}], {self.unlabelled} unlabelled); "
+                f"skipped {len(self.skipped)}, warnings {len(self.warnings)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Candidate:
+    source: Path                # the file to copy
+    name: str                   # how messages call it (the path as the user gave SRC)
+    target_dir: str             # folder under the dataset, made of safe names
+    fields: dict[str, str]      # manifest columns; "label" still raw here
+
+
+class _Log:
+    """Collects problems into the report and passes each line on as it happens."""
+
+    def __init__(self, report: ImportReport, notify: Problem | None):
+        self.report, self.notify = report, notify
+
+    def skip(self, line: str) -> None:
+        self.report.skipped.append(line)
+        if self.notify:
+            self.notify(f"skipped: {line}")
+
+    def warn(self, line: str) -> None:
+        self.report.warnings.append(line)
+        if self.notify:
+            self.notify(f"warning: {line}")
+
+
+# --------------------------------------------------------------------------- naming
+
+def _slug(text: str) -> str:
+    """A safe folder name derived from `text` ("TIRADS 1" -> "tirads-1")."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:60]
+    return slug or "folder"
+
+
+def _safe_dir(parts: Iterable[str]) -> str:
+    return "/".join(part if _SAFE_NAME.match(part) else _slug(part) for part in parts)
+
+
+def _label_dir(label: str) -> str:
+    return label if label else "unlabelled"
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+# --------------------------------------------------------------------------- scanners
+
+def _scan_folders(src: Path, log: _Log) -> list[_Candidate]:
+    """Class folders, optionally under train/val/test folders; `manifest.csv` merged."""
+    extra = _folder_manifest(src, log)
+    candidates: list[_Candidate] = []
+    unknown: Counter[str] = Counter()
+    loose = 0
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = path.relative_to(src)
+        if any(part.startswith(".") for part in rel.parts) or not _is_image_name(path):
+            continue
+        parts = list(rel.parts[:-1])
+        split = ""
+        if parts and parts[0].lower() in SPLIT_FOLDERS:
+            split = SPLIT_FOLDERS[parts.pop(0).lower()]
+        if not parts:
+            loose += 1
+            continue
+        class_dir, below = parts[0], parts[1:]
+        class_path = src.joinpath(*rel.parts[:len(rel.parts) - 1 - len(below)])
+        if class_dir.lower() in UNLABELLED_FOLDERS:
+            label = ""
+        else:
+            try:
+                label = normalize_label(class_dir)
+            except InputError:
+                unknown[str(class_path)] += 1
+                continue
+        # The folder decides label and split; the source's manifest adds the rest
+        # (patient id, box, features, source).
+        listed = extra.pop(rel.as_posix(), {})
+        try:
+            listed_label = normalize_label(listed.get("label", ""))
+        except InputError:
+            listed_label = listed.get("label", "")
+        if listed_label and listed_label != label:
+            log.warn(f"{path}: manifest label {listed_label[:20]!r} differs from its "
+                     f"folder's {label!r}; the folder's is kept")
+        fields = {**listed, "label": label, "split": split or listed.get("split", ""),
+                  "source": listed.get("source") or "folders"}
+        target = "/".join(filter(None, [IMAGES_DIR, split, _label_dir(label), _safe_dir(below)]))
+        candidates.append(_Candidate(path, str(path), target, fields))
+    for folder, count in sorted(unknown.items()):
+        log.skip(f"{folder}: unknown label folder ({count} image(s) skipped); expected e.g. "
+                 "'TIRADS 3', 'EU-TIRADS 3', '3' or '4a'")
+    if loose:
+        log.warn(f"{src}: {loose} image(s) outside any class folder ignored")
+    for rel in sorted(extra):
+        log.skip(f"{src / rel}: listed in {src / MANIFEST_NAME} but not found in a class folder")
+    return candidates
+
+
+def _folder_manifest(src: Path, log: _Log) -> dict[str, dict[str, str]]:
+    """Rows of SRC/manifest.csv by normalised relative path (empty when there is none)."""
+    if not (src / MANIFEST_NAME).is_file():
+        return {}
+    try:
+        rows = read_manifest(src)
+    except ManifestError as exc:
+        log.warn(f"{exc}; its columns are not merged")
+        return {}
+    by_path = {}
+    for row in rows:
+        key = Path(row["path"].replace("\\", "/")).as_posix()
+        by_path[key] = {k: v for k, v in row.items() if k != "path"}
+    return by_path
+
+
+def _scan_csv(src: Path, log: _Log) -> list[_Candidate]:
+    """A CSV with at least `path` and `label`; paths are relative to the CSV's folder."""
+    try:
+        with src.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            missing = [c for c in ("path", "label") if c not in columns]
+            if missing:
+                raise InputError(f"{src}: missing column(s) {', '.join(missing)} "
+                                 "(a CSV import needs at least path and label)")
+            rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items()
+                                       if k is not None}) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{src}: not a readable CSV ({exc})") from None
+    root = src.parent.resolve()
+    candidates = []
+    for line, row in rows:
+        raw = row.pop("path").replace("\\", "/")
+        where = f"{src}:{line}"
+        if not raw:
+            log.skip(f"{where}: empty path")
+            continue
+        if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw):
+            log.skip(f"{where}: absolute path refused (paths are relative to the CSV's folder)")
+            continue
+        path = (root / raw).resolve()
+        if not path.is_relative_to(root):
+            log.skip(f"{where}: path leaves the CSV's folder")
+            continue
+        rel = path.relative_to(root)
+        fields = {k: v for k, v in row.items()}
+        fields["source"] = fields.get("source") or "csv"
+        target = "/".join(filter(None, [IMAGES_DIR, _safe_dir(rel.parts[:-1])]))
+        candidates.append(_Candidate(path, str(src.parent / rel), target, fields))
+    return candidates
+
+
+def _scan_ddti(src: Path, log: _Log) -> list[_Candidate]:
+    """xml/<case>.xml + raw_jpg/<case>_<k>.jpg; label = tirads, patient_id = case."""
+    xml_dir, jpg_dir = src / "xml", src / "raw_jpg"
+    if not xml_dir.is_dir() or not jpg_dir.is_dir():
+        raise InputError(f"{src}: not a DDTI folder (expected xml/ and raw_jpg/ inside)")
+    cases: dict[str, DdtiCase | None] = {}
+    for file in sorted(xml_dir.glob("*.xml")):
+        try:
+            case = parse_case(file.read_bytes(), name=str(file))
+        except InputError as exc:
+            log.skip(f"{exc}; its images are skipped")
+            cases[file.stem] = None
+            continue
+        if case.case != file.stem:
+            log.warn(f"{file}: case number {case.case} differs from the file name; "
+                     "the file name is used")
+        cases[file.stem] = case
+    candidates = []
+    seen_marks: set[tuple[str, str]] = set()
+    for path in sorted(jpg_dir.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        match = IMAGE_NAME.match(path.name)
+        if not match:
+            log.skip(f"{path}: not named <case>_<image>.jpg")
+            continue
+        number, image = match.group(1), str(int(match.group(2)))
+        if number not in cases:
+            log.skip(f"{path}: no case file {xml_dir / (number + '.xml')}")
+            continue
+        case = cases[number]
+        if case is None:
+            continue  # already reported with the broken case file
+        seen_marks.add((number, image))
+        outline = case.outlines.get(image)
+        fields = {"label": case.tirads, "patient_id": number, "source": "ddti",
+                  "case": number, "image": image, **case.fields,
+                  "outline": outline.status if outline else "none"}
+        if outline is None:
+            log.warn(f"{path}: no outline in {xml_dir / (number + '.xml')}; no box")
+        elif outline.status == "broken":
+            log.warn(f"{path}: outline in {xml_dir / (number + '.xml')} is not valid JSON; no box")
+        elif outline.status == "empty":
+            log.warn(f"{path}: outline in {xml_dir / (number + '.xml')} is empty; no box")
+        if outline is not None and outline.box is not None:
+            fields.update(zip(BOX_COLUMNS, (str(v) for v in outline.box)))
+        candidates.append(_Candidate(path, str(path), IMAGES_DIR, fields))
+    for number, case in sorted(cases.items()):
+        for image in sorted(case.outlines if case else ()):
+            if (number, image) not in seen_marks:
+                log.warn(f"{xml_dir / (number + '.xml')}: image {image} is outlined but "
+                         f"{jpg_dir / f'{number}_{image}.jpg'} is missing")
+    return candidates
+
+
+_SCANNERS = {"folders": _scan_folders, "csv": _scan_csv, "ddti": _scan_ddti}
+
+# DDTI's feature columns, in the order a reader expects them (after the core columns).
+_DDTI_COLUMNS = ("case", "image") + CASE_FIELDS + ("outline",)
+
+
+# --------------------------------------------------------------------------- checking
+
+def _clean_box(fields: dict[str, str], width: int, height: int, name: str, log: _Log) -> None:
+    """Keep a box only when it is numeric and overlaps the image; clamp it to the image."""
+    values = [fields.get(k, "") for k in BOX_COLUMNS]
+    if all(v == "" for v in values):
+        return
+    try:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in values)
+    except ValueError:
+        log.warn(f"{name}: nodule box {values} is incomplete or not numeric; dropped")
+        fields.update(dict.fromkeys(BOX_COLUMNS, ""))
+        return
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    if x1 <= x0 or y1 <= y0:
+        log.warn(f"{name}: nodule box lies outside the {width}x{height} image; dropped")
+        fields.update(dict.fromkeys(BOX_COLUMNS, ""))
+        return
+    fields.update(zip(BOX_COLUMNS, (str(v) for v in (x0, y0, x1, y1))))
+
+
+def _check(candidate: _Candidate, log: _Log) -> dict[str, str] | None:
+    """The candidate's manifest row (without path) or None when it must be skipped."""
+    fields = dict(candidate.fields)
+    try:
+        fields["label"] = normalize_label(fields.get("label", ""))
+    except InputError as exc:
+        log.skip(f"{candidate.name}: {exc}")
+        return None
+    split = fields.get("split", "").strip().lower()
+    if split and split not in SPLIT_FOLDERS:
+        log.warn(f"{candidate.name}: unknown split {split[:20]!r} cleared")
+    fields["split"] = SPLIT_FOLDERS.get(split, "")
+    if candidate.source.is_symlink() or not candidate.source.is_file():
+        reason = "is a link (refused)" if candidate.source.is_symlink() else "file not found"
+        log.skip(f"{candidate.name}: {reason}")
+        return None
+    try:
+        image = open_image(candidate.source, name=candidate.name)
+        hashes = hash_image(image)
+    except EutiradsError as exc:
+        log.skip(str(exc))
+        return None
+    fields["format"] = (image.format or "").lower()
+    fields["width"], fields["height"] = str(image.width), str(image.height)
+    fields["pixel_sha256"], fields["phash"] = hashes.pixel_sha256, hashes.phash
+    _clean_box(fields, image.width, image.height, candidate.name, log)
+    return fields
+
+
+# --------------------------------------------------------------------------- writing
+
+_FORMAT_SUFFIX = {"png": ".png", "jpeg": ".jpg", "bmp": ".bmp", "tiff": ".tif", "gif": ".gif",
+                  "webp": ".webp"}
+
+
+def _target_name(candidate: _Candidate, fields: dict[str, str], used: set[str],
+                 number: int) -> str:
+    """A dataset-relative path: the original file name when safe and free, else ours."""
+    suffix = candidate.source.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        suffix = _FORMAT_SUFFIX.get(fields.get("format", ""), ".img")
+    name = candidate.source.name
+    if not _SAFE_NAME.match(name) or candidate.source.suffix.lower() not in IMAGE_SUFFIXES:
+        name = f"img-{number:06d}{suffix}"
+    path = f"{candidate.target_dir}/{name}"
+    while path.lower() in used:  # a name clash (e.g. two slugs that coincide)
+        number += 1_000_000
+        path = f"{candidate.target_dir}/img-{number:06d}{suffix}"
+    used.add(path.lower())
+    return path
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _prepare_out(out: Path, src: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if (out / MANIFEST_NAME).exists():
+        raise InputError(f"{out}: already holds a dataset ({MANIFEST_NAME}); "
+                         "choose a new folder (nothing was changed)")
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError(f"{out}: folder is not empty; choose a new folder (nothing was changed)")
+    src_dir = (src if src.is_dir() else src.parent).resolve()
+    if src.is_dir() and out.resolve().is_relative_to(src_dir):
+        raise InputError(f"{out}: the dataset cannot be written inside the source folder")
+
+
+def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, fmt: str,
+                   strict: bool = False, progress: bool = True,
+                   on_problem: Problem | None = None) -> ImportReport:
+    """Import images from `src` into a new dataset folder `out`; see the module docstring.
+
+    `fmt` is "folders" (SRC is a folder of class subfolders), "csv" (SRC is a CSV file with
+    path and label columns) or "ddti" (SRC holds xml/ and raw_jpg/). `on_problem` receives
+    each skip or warning line as it happens (the CLI prints them). Raises InputError when
+    nothing usable remains, or with `strict` when anything was skipped; in both cases
+    nothing is written.
+    """
+    if fmt not in _SCANNERS:
+        raise InputError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    src, out = Path(src), Path(out)
+    if fmt == "csv" and not src.is_file():
+        raise InputError(f"{src}: CSV file not found")
+    if fmt != "csv" and not src.is_dir():
+        raise InputError(f"{src}: folder not found")
+    _prepare_out(out, src)
+    report = ImportReport(source=str(src), dataset=str(out), format=fmt)
+    log = _Log(report, on_problem)
+
+    candidates = _SCANNERS[fmt](src, log)
+    checked: list[tuple[_Candidate, dict[str, str]]] = []
+    for candidate in tqdm(candidates, desc="import: checking", unit="image",
+                          disable=not progress, leave=False):
+        fields = _check(candidate, log)
+        if fields is not None:
+            checked.append((candidate, fields))
+
+    if strict and report.skipped:
+        raise InputError(f"{src}: {len(report.skipped)} item(s) skipped and --strict is set; "
+                         "nothing was imported")
+    if not checked:
+        raise InputError(f"{src}: no usable images ({len(report.skipped)} skipped); "
+                         "nothing was imported")
+
+    used: set[str] = set()
+    rows = []
+    for number, (candidate, fields) in enumerate(
+            tqdm(checked, desc="import: copying", unit="image", disable=not progress,
+                 leave=False), start=1):
+        path = _target_name(candidate, fields, used, number)
+        _copy(candidate.source, out / path)
+        rows.append({"path": path, **fields})
+
+    extras = [c for c in _DDTI_COLUMNS if fmt == "ddti"]
+    columns = list(CORE_COLUMNS) + extras
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    write_manifest(out, rows, columns)
+
+    labels = Counter(row["label"] for row in rows if row["label"])
+    report.imported = len(rows)
+    report.labelled = sum(labels.values())
+    report.unlabelled = report.imported - report.labelled
+    report.per_label = {label: labels[label] for label in sort_labels(labels)}
+    (out / IMPORT_REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return report
