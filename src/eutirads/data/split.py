@@ -216,7 +216,7 @@ def _fill_hashes(dataset: str | os.PathLike[str], rows: list[Row], progress: boo
     the paths of images that cannot be decoded."""
     bad = []
     todo = [row for row in rows if not row.get("pixel_sha256") or not row.get("phash")]
-    for row in tqdm(todo, desc="split: hashing", unit="image", disable=not progress,
+    for row in tqdm(todo, desc="split: hashing", unit="image", disable=not progress or not todo,
                     leave=False):
         try:
             path = image_path(dataset, row)
