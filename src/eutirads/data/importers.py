@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..categories import normalize_label, sort_labels
 from ..errors import EutiradsError, InputError, ManifestError
-from ..imageio import open_image
+from ..imageio import DEFAULT_MAX_PIXELS, open_image
 from .ddti import CASE_FIELDS, IMAGE_NAME, DdtiCase, parse_case
 from .hashing import hash_image
 from .manifest import CORE_COLUMNS, MANIFEST_NAME, read_manifest, write_manifest
@@ -312,7 +312,7 @@ def _clean_box(fields: dict[str, str], width: int, height: int, name: str, log: 
     fields.update(zip(BOX_COLUMNS, (str(v) for v in (x0, y0, x1, y1))))
 
 
-def _check(candidate: _Candidate, log: _Log) -> dict[str, str] | None:
+def _check(candidate: _Candidate, log: _Log, max_pixels: int) -> dict[str, str] | None:
     """The candidate's manifest row (without path) or None when it must be skipped."""
     fields = dict(candidate.fields)
     try:
@@ -329,7 +329,7 @@ def _check(candidate: _Candidate, log: _Log) -> dict[str, str] | None:
         log.skip(f"{candidate.name}: {reason}")
         return None
     try:
-        image = open_image(candidate.source, name=candidate.name)
+        image = open_image(candidate.source, name=candidate.name, max_pixels=max_pixels)
         hashes = hash_image(image)
     except EutiradsError as exc:
         log.skip(str(exc))
@@ -390,12 +390,14 @@ def _prepare_out(out: Path, src: Path) -> None:
 
 def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, fmt: str,
                    strict: bool = False, progress: bool = True,
-                   on_problem: Problem | None = None) -> ImportReport:
+                   on_problem: Problem | None = None,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> ImportReport:
     """Import images from `src` into a new dataset folder `out`; see the module docstring.
 
     `fmt` is "folders" (SRC is a folder of class subfolders), "csv" (SRC is a CSV file with
     path and label columns) or "ddti" (SRC holds xml/ and raw_jpg/). `on_problem` receives
-    each skip or warning line as it happens (the CLI prints them). Raises InputError when
+    each skip or warning line as it happens (the CLI prints them); images over
+    `max_pixels` are refused before decoding. Raises InputError when
     nothing usable remains, or with `strict` when anything was skipped; in both cases
     nothing is written.
     """
@@ -414,7 +416,7 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     checked: list[tuple[_Candidate, dict[str, str]]] = []
     for candidate in tqdm(candidates, desc="import: checking", unit="image",
                           disable=not progress, leave=False):
-        fields = _check(candidate, log)
+        fields = _check(candidate, log, max_pixels)
         if fields is not None:
             checked.append((candidate, fields))
 
