@@ -1,16 +1,63 @@
-"""`eutirads train`: not written yet (its issue is in progress)."""
+"""`eutirads train DATASET --config CONFIG.yaml --out RUN [key=value ...] [--cv K]`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..errors import EutiradsError
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets key=value overrides follow the options (`train DS --out RUN epochs=5`): plain
+    argparse binds all positionals at the first one it meets."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        late = [a for a in extras if "=" in a and not a.startswith("-")]
+        namespace.overrides = list(namespace.overrides or []) + late
+        return namespace, [a for a in extras if a not in late]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "train", help="train a classifier on a dataset (or cross-validate it with --cv)",
+        description="Train a classifier: config defaults <- --config YAML <- key=value "
+                    "overrides (e.g. epochs=5 crop=roi model=seed-cnn weights=none). "
+                    "Writes RUN/config.yaml, history.csv, curves/ and checkpoints/.")
+    parser.add_argument("dataset", help="dataset folder (holding manifest.csv with splits)")
+    parser.add_argument("--config", help="YAML config (see configs/); default: built-in recipe")
+    parser.add_argument("--out", required=True, help="run folder to write")
+    parser.add_argument("--cv", type=int, metavar="K", default=0,
+                        help="patient-grouped K-fold cross-validation over the train and val "
+                             "splits instead of one training run")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, values read as YAML")
+    parser.__class__ = _IntermixedParser
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise EutiradsError("'eutirads train' is not available yet")
+    from ..training.config import resolve_config
+
+    config = resolve_config(args.config, args.overrides)
+    if args.cv:
+        from ..training.cv import cross_validate
+
+        result = cross_validate(args.dataset, config, args.out, k=args.cv,
+                                progress=not args.quiet)
+        for message in result.skipped:
+            print(f"warning: skipped {message}", file=sys.stderr)
+        print(f"{result.summary_line()} -> {result.run / 'cv_results.json'}")
+        return 0
+
+    from ..training.run import train
+
+    result = train(args.dataset, config, args.out, progress=not args.quiet)
+    for message in result.skipped:
+        print(f"warning: skipped {message}", file=sys.stderr)
+    m = result.best_metrics
+    print(f"trained {config.model} ({config.mode}) on {args.dataset}: best epoch "
+          f"{result.best_epoch}/{result.epochs_run}, val macro-F1 {m.get('macro_f1', 0):.3f}, "
+          f"accuracy {m.get('accuracy', 0):.3f}, {len(result.skipped)} image(s) skipped, "
+          f"{result.seconds:.0f} s -> {result.run}")
+    return 0

@@ -1,0 +1,203 @@
+"""Training configuration in layers: dataclass defaults <- YAML file <- key=value overrides.
+
+The resolved config is saved as RUN/config.yaml, so a run folder says exactly how it was
+made (timm's train.py does the same with args.yaml).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from ..errors import ConfigError
+
+__all__ = ["TrainConfig", "resolve_config", "parse_overrides", "save_config", "MODES", "LOSSES"]
+
+MODES = ("frozen", "finetune", "two-stage")
+LOSSES = ("ce", "ordinal")
+MONITORS = ("macro_f1", "accuracy", "loss")
+
+
+@dataclass
+class TrainConfig:
+    # Model
+    model: str = "tf_efficientnet_lite0"
+    weights: str = "imagenet"            # imagenet | none | PATH
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Preprocessing (None: the model's own default)
+    input_size: list[int] | None = None  # [height, width]
+    crop: str = "full"                   # full | roi
+    roi_margin: float = 0.25
+    frame: str = "detect"                # detect | none
+    resize: str = "stretch"              # stretch | letterbox
+    # Schedule
+    mode: str = "two-stage"              # frozen | finetune | two-stage
+    epochs: int = 20                     # frozen/finetune; two-stage: the fine-tuning stage
+    head_epochs: int = 30                # two-stage: epochs of the head on the frozen base
+    unfreeze: int = -1                   # stages trained when fine-tuning, from the top; -1 all
+    batch_size: int = 32
+    lr: float = 1e-3                     # head (and everything in mode finetune)
+    finetune_lr: float = 1e-4            # base in the fine-tuning stage of two-stage
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    # Loss
+    loss: str = "ce"                     # ce | ordinal (adds the expected class distance)
+    ordinal_weight: float = 1.0
+    label_smoothing: float = 0.0
+    class_weights: bool = True           # inverse class frequency from the training counts
+    # Augmentation (train only; eval is deterministic)
+    augment: bool = True
+    aug_passes: int = 4                  # augmented passes cached when the base is frozen
+    rotation: float = 10.0               # degrees
+    shift: float = 0.1                   # fraction of width/height
+    shear: float = 5.0                   # degrees
+    zoom: float = 0.1                    # +- fraction
+    brightness: float = 0.2              # +- fraction
+    hflip: bool = True
+    tta: bool = False                    # evaluation averages the image and its mirror
+    # Early stopping
+    monitor: str = "macro_f1"            # macro_f1 | accuracy | loss (on the val split)
+    patience: int = 8                    # epochs without improvement; 0 = never stop early
+    # Data
+    train_split: str = "train"
+    val_split: str = "val"
+    cache_limit_mb: int = 3000           # largest in-memory feature cache
+    # Machine
+    seed: int = 0
+    device: str = "auto"                 # auto | cpu | cuda
+    amp: bool = True                     # mixed precision on CUDA
+    num_threads: int = 0                 # torch CPU threads; 0 = torch's default
+    workers: int = 0
+
+    def validate(self) -> "TrainConfig":
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"config: {msg}")
+
+        if self.mode not in MODES:
+            raise bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.loss not in LOSSES:
+            raise bad(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.monitor not in MONITORS:
+            raise bad(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        if self.crop not in ("full", "roi"):
+            raise bad(f"crop must be full or roi, got {self.crop!r}")
+        if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 16):
+            raise bad(f"input_size must be [height, width] >= 16, got {self.input_size}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise bad(f"{name} must be at least 1")
+        for name in ("head_epochs", "patience", "aug_passes", "num_threads", "workers"):
+            if getattr(self, name) < 0:
+                raise bad(f"{name} must not be negative")
+        for name in ("lr", "finetune_lr"):
+            if not getattr(self, name) > 0:
+                raise bad(f"{name} must be positive")
+        if not 0 <= self.label_smoothing < 1:
+            raise bad("label_smoothing must be in [0, 1)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise bad(f"device must be auto, cpu or cuda, got {self.device!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
+    """Bring a YAML or command-line value to the field's type; ConfigError otherwise."""
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise ConfigError(f"config: {name} may not be empty")
+    try:
+        if annotation == "bool":
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("true", "yes", "1", "on"):
+                    return True
+                if low in ("false", "no", "0", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if annotation == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if annotation == "float":
+            return float(value)
+        if annotation == "str":
+            return str(value)
+        if annotation.startswith("list"):
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            if isinstance(value, int):
+                value = [value, value]
+            return [int(v) for v in value]
+        if annotation.startswith("dict"):
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+    except (TypeError, ValueError, yaml.YAMLError):
+        raise ConfigError(f"config: {name}={value!r} is not a valid {annotation}") from None
+    return value
+
+
+def _apply(config: TrainConfig, values: Mapping[str, Any], source: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown config key {key!r}")
+        annotation = str(fields[key].type)
+        setattr(config, key, _coerce(key, value, getattr(config, key), annotation))
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """['epochs=5', 'crop=roi'] -> {'epochs': 5, 'crop': 'roi'} (values read as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def resolve_config(path: str | os.PathLike[str] | None = None,
+                   overrides: Mapping[str, Any] | Iterable[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at `path`, then `overrides`; validated."""
+    config = TrainConfig()
+    if path is not None:
+        file = Path(path)
+        try:
+            values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: config file not found") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{file}: not a readable YAML config ({first})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{file}: a config is a mapping of key: value")
+        _apply(config, values, str(file))
+    if overrides:
+        if not isinstance(overrides, Mapping):
+            overrides = parse_overrides(overrides)
+        _apply(config, overrides, "command line")
+    return config.validate()
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,176 @@
+"""Training data: manifest rows -> decoded, frame-cropped, resized images held in memory,
+and the train/eval transform presets.
+
+Region finding costs ~0.2 s per image, so every image is decoded and cropped once
+(`preprocess.crop_for_model`, then `resize_to_input`) and kept as uint8 at the model's
+input size; an optional shared `cache` dict lets cross-validation and benchmarks reuse it
+across runs. Augmentation then runs on these input-size images (same geometry as running it
+on the crop, at a fraction of the cost), and the eval preset is exactly `preprocess.prepare`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, MutableMapping, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ..categories import sort_labels
+from ..data.manifest import MANIFEST_NAME, Row, image_path, read_manifest, row_bbox
+from ..errors import EutiradsError, InputError
+from ..imageio import load_rgb
+from ..preprocess import PreprocessSpec, crop_for_model, normalize, resize_to_input
+
+__all__ = ["Sample", "DatasetRows", "read_training_rows", "load_images", "train_transform",
+           "eval_transform", "class_counts"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path           # absolute image path
+    relpath: str         # as in the manifest (for messages)
+    label: str
+    patient_id: str
+    box: tuple[int, int, int, int] | None
+
+
+@dataclass
+class DatasetRows:
+    root: Path
+    class_names: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    all_labelled: list[Sample]
+
+
+def _sample(root: Path, row: Row) -> Sample:
+    return Sample(image_path(root, row), row["path"], row["label"],
+                  row.get("patient_id", "") or row["path"], row_bbox(row))
+
+
+def read_training_rows(dataset: str | os.PathLike[str], *, train_split: str = "train",
+                       val_split: str | None = "val") -> DatasetRows:
+    """Labelled rows of the train and val splits, with the class list.
+
+    The classes are every label found in the labelled rows of the manifest (all splits),
+    in guideline order; each must have a training image.
+    """
+    root = Path(dataset)
+    if root.suffix.lower() == ".csv":
+        root = root.parent
+    if not root.exists():
+        raise InputError(f"{root}: dataset folder not found")
+    manifest = root / MANIFEST_NAME
+    rows = [row for row in read_manifest(root) if row.get("label", "")]
+    if not rows:
+        raise InputError(f"{manifest}: no labelled image")
+    samples = [_sample(root, row) for row in rows]
+    splits = [row.get("split", "") for row in rows]
+    train = [s for s, split in zip(samples, splits) if split == train_split]
+    if not train:
+        raise InputError(f"{manifest}: no labelled image in split {train_split!r} "
+                         "(assign splits with 'eutirads dataset split')")
+    val: list[Sample] = []
+    if val_split is not None:
+        val = [s for s, split in zip(samples, splits) if split == val_split]
+        if not val:
+            raise InputError(f"{manifest}: no labelled image in split {val_split!r} "
+                             "(assign splits with 'eutirads dataset split')")
+    class_names = sort_labels({s.label for s in samples})
+    if len(class_names) < 2:
+        raise InputError(f"{manifest}: need at least 2 classes, found {len(class_names)}")
+    present = {s.label for s in train}
+    for name in class_names:
+        if name not in present:
+            raise InputError(f"{manifest}: class {name!r} has no training image "
+                             f"in split {train_split!r}")
+    return DatasetRows(root, class_names, train, val, samples)
+
+
+def class_counts(labels: Sequence[int], n_classes: int) -> np.ndarray:
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)
+
+
+def _cache_key(sample: Sample, spec: PreprocessSpec) -> tuple[Any, ...]:
+    box = sample.box if spec.crop == "roi" else None
+    return (str(sample.path), box, spec.crop, spec.roi_margin, spec.frame, spec.resize,
+            spec.input_size)
+
+
+def load_images(samples: Sequence[Sample], spec: PreprocessSpec, *,
+                cache: MutableMapping[tuple, np.ndarray] | None = None,
+                progress: bool = True, desc: str = "images"
+                ) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """Decode, crop and resize each sample (uint8 at input size).
+
+    Returns (images, indices of the samples kept, one-line messages for those skipped):
+    an image that fails to decode is skipped and reported, and the rest go on.
+    """
+    images: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: list[str] = []
+    for index, sample in enumerate(tqdm(samples, desc=desc, unit="img", disable=not progress,
+                                        leave=False)):
+        key = _cache_key(sample, spec)
+        if cache is not None and key in cache:
+            images.append(cache[key])
+            kept.append(index)
+            continue
+        try:
+            pixels = load_rgb(sample.path, name=sample.relpath)
+            image = resize_to_input(crop_for_model(pixels, spec, sample.box), spec)
+        except EutiradsError as exc:
+            skipped.append(str(exc))
+            log.warning("skipped %s", exc)
+            continue
+        if cache is not None:
+            cache[key] = image
+        images.append(image)
+        kept.append(index)
+    return images, kept, skipped
+
+
+def eval_transform(spec: PreprocessSpec) -> Callable[[np.ndarray], np.ndarray]:
+    """Deterministic: the input-size image normalised exactly as `preprocess.prepare` does."""
+    return lambda image: normalize(image, spec)
+
+
+def train_transform(spec: PreprocessSpec, *, rotation: float, shift: float, shear: float,
+                    zoom: float, brightness: float, hflip: bool
+                    ) -> Callable[[np.ndarray], np.ndarray]:
+    """The thesis's augmentations (rotation, width/height shift, shear, zoom, brightness,
+    horizontal flip, nearest fill) on top of the eval preset.
+
+    Keras's "nearest" fill repeats the border pixels: edge padding before the affine warp and
+    a centre crop after it gives the same picture.
+    """
+    import torch
+    from torchvision.transforms import v2
+
+    height, width = spec.input_size
+    pad = max(height, width) // 4
+    steps: list[Any] = [
+        v2.Pad(pad, padding_mode="edge"),
+        v2.RandomAffine(degrees=rotation, translate=(shift, shift),
+                        scale=(1 - zoom, 1 + zoom), shear=shear,
+                        interpolation=v2.InterpolationMode.BILINEAR),
+        v2.CenterCrop((height, width)),
+    ]
+    if brightness > 0:
+        steps.append(v2.ColorJitter(brightness=brightness))
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    augment = v2.Compose(steps)
+
+    def apply(image: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        out = augment(tensor).numpy().transpose(1, 2, 0)
+        return normalize(out, spec)
+
+    return apply

@@ -1,0 +1,188 @@
+"""`train(dataset, config, out)`: a run folder from a dataset and a config.
+
+RUN/config.yaml (resolved), RUN/history.csv, RUN/curves/*.png (loss, accuracy, precision,
+recall, macro-F1 per epoch), RUN/checkpoints/best.pt and last.pt, RUN/summary.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, MutableMapping, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..preprocess import PreprocessSpec
+from .config import TrainConfig, save_config
+from .data import DatasetRows, Sample, class_counts, load_images, read_training_rows
+
+__all__ = ["TrainResult", "train", "make_spec", "seed_everything", "write_history", "plot_curves"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    class_names: list[str]
+    best_epoch: int
+    best_metrics: dict[str, float]
+    epochs_run: int
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    train_images_per_s: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_spec(config: TrainConfig, class_names: Sequence[str]) -> PreprocessSpec:
+    """The model's own preprocessing, with the config's input size and crop rules."""
+    from ..models import default_preprocess
+
+    defaults = default_preprocess(config.model)
+    size = tuple(config.input_size) if config.input_size else defaults["input_size"]
+    return PreprocessSpec(input_size=size, mean=defaults["mean"], std=defaults["std"],
+                          crop=config.crop, roi_margin=config.roi_margin, frame=config.frame,
+                          resize=config.resize, class_names=tuple(class_names))
+
+
+def write_history(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    columns = list(history[0]) if history else ["epoch"]
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def plot_curves(history: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
+    """One PNG per quantity: loss, accuracy, precision, recall, macro-F1 by epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    epochs = [row["epoch"] for row in history]
+    plots = {
+        "loss": [("train_loss", "train"), ("val_loss", "val")],
+        "accuracy": [("train_accuracy", "train"), ("val_accuracy", "val")],
+        "precision": [("val_precision", "val (macro)")],
+        "recall": [("val_recall", "val (macro)")],
+        "macro_f1": [("val_macro_f1", "val")],
+    }
+    written = []
+    for name, series in plots.items():
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        for key, label in series:
+            ax.plot(epochs, [row[key] for row in history], marker=".", label=label)
+        changes = [row["epoch"] for prev, row in zip(history, history[1:])
+                   if row["phase"] != prev["phase"]]
+        for epoch in changes:
+            ax.axvline(epoch - 0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = folder / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _data_summary(rows: DatasetRows, train: Sequence[Sample], val: Sequence[Sample],
+                  skipped: Sequence[str]) -> dict[str, Any]:
+    def counts(samples: Sequence[Sample]) -> dict[str, int]:
+        return {name: sum(s.label == name for s in samples) for name in rows.class_names}
+
+    return {"dataset": str(rows.root), "classes": list(rows.class_names),
+            "train": counts(train), "val": counts(val),
+            "patients": {"train": len({s.patient_id for s in train}),
+                         "val": len({s.patient_id for s in val})},
+            "skipped_images": len(skipped)}
+
+
+def train(dataset: str | os.PathLike[str], config: TrainConfig, out: str | os.PathLike[str], *,
+          progress: bool = True,
+          image_cache: MutableMapping[tuple, np.ndarray] | None = None) -> TrainResult:
+    """Train `config` on the dataset's train split, early-stopping on its val split."""
+    import torch
+
+    from ..models import create_model
+    from .checkpoint import save_checkpoint
+    from .engine import fit
+
+    config.validate()
+    out = Path(out)
+    rows = read_training_rows(dataset, train_split=config.train_split, val_split=config.val_split)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+    spec = make_spec(config, rows.class_names)
+    # The model first: an unknown backbone fails before minutes of image decoding.
+    model = create_model(config.model, num_classes=len(rows.class_names), weights=config.weights,
+                         **config.model_kwargs)
+
+    index = {name: i for i, name in enumerate(rows.class_names)}
+    train_imgs, kept_t, skipped_t = load_images(rows.train, spec, cache=image_cache,
+                                                progress=progress, desc="train images")
+    val_imgs, kept_v, skipped_v = load_images(rows.val, spec, cache=image_cache,
+                                              progress=progress, desc="val images")
+    skipped = skipped_t + skipped_v
+    train_samples = [rows.train[i] for i in kept_t]
+    val_samples = [rows.val[i] for i in kept_v]
+    if not val_samples:
+        raise InputError(f"{rows.root}: no val image could be decoded")
+    train_y = [index[s.label] for s in train_samples]
+    val_y = [index[s.label] for s in val_samples]
+    missing = [rows.class_names[i] for i, c in enumerate(class_counts(train_y, len(index))) if c == 0]
+    if missing:
+        raise InputError(f"{rows.root}: class {missing[0]!r} has no decodable training image")
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    summary = _data_summary(rows, train_samples, val_samples, skipped)
+    ckpt_args = dict(model_name=config.model, model_kwargs=config.model_kwargs,
+                     class_names=rows.class_names, preprocess=spec.to_dict(),
+                     config=config.to_dict(), data_summary=summary)
+    history: list[dict[str, Any]] = []
+
+    def on_epoch(row: dict[str, Any], improved: bool, model_) -> None:
+        history.append(row)
+        write_history(history, out / "history.csv")
+        metrics = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+        save_checkpoint(out / "checkpoints" / "last.pt", model_, epoch=row["epoch"],
+                        val_metrics=metrics, **ckpt_args)
+        if improved:
+            save_checkpoint(out / "checkpoints" / "best.pt", model_, epoch=row["epoch"],
+                            val_metrics=metrics, **ckpt_args)
+
+    result = fit(model, spec, config, train_imgs, train_y, val_imgs, val_y,
+                 progress=progress, on_epoch=on_epoch)
+    plot_curves(history, out / "curves")
+    (out / "summary.json").write_text(json.dumps({
+        "eutirads_version": __version__, "model": config.model, "mode": config.mode,
+        "best_epoch": result.best_epoch, "best_val_metrics": result.best_metrics,
+        "epochs_run": len(history), "seconds": round(result.seconds, 1),
+        "train_images_per_s": round(result.train_images_per_s, 1),
+        "data": summary, "skipped": skipped}, indent=2) + "\n", encoding="utf-8")
+    return TrainResult(out, list(rows.class_names), result.best_epoch, result.best_metrics,
+                       len(history), skipped, result.seconds, result.train_images_per_s)
