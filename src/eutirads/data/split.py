@@ -8,10 +8,10 @@ are each their own patient.
 Groups are then dealt out greedily (our own algorithm, in the spirit of scikit-learn's
 StratifiedGroupKFold, which cannot give unequal train/val/test fractions): after a seeded
 shuffle, groups holding the rarest labels go first, larger groups before smaller ones, and
-each group goes to the split where it leaves the per-label fractions and the overall size
-fractions closest (least squares) to the requested ones. Rare classes are placed while
-every split still has room, which is what keeps a class of three images from ending up
-all in train. Same rows, fractions and seed: same result.
+each group goes to the split where the per-label shares and the overall size shares of
+everything placed so far come closest (least squares) to the requested fractions. Rare
+classes are placed first, while every split still has room, which is what keeps a class of
+three images from ending up all in train. Same rows, fractions and seed: same result.
 
 Unlabelled rows get no split (empty): they cannot be trained or evaluated on, and a group
 is judged by its labelled rows only. They keep their patient id and fingerprints, so a
@@ -105,7 +105,6 @@ def assign_splits(labels: Sequence[str], groups: Sequence[int], fractions: Mappi
         if label:
             members[group].append(i)
     totals = Counter(label for label in labels if label)
-    all_labels = sort_labels(totals)
     count = {name: Counter() for name in fractions}
     size = Counter()
 
@@ -130,16 +129,20 @@ def assign_splits(labels: Sequence[str], groups: Sequence[int], fractions: Mappi
     group_labels = {g: Counter(labels[i] for i in members[g]) for g in free}
     free.sort(key=lambda g: (min(totals[l] for l in group_labels[g]), -len(members[g])))
 
-    n_total = sum(totals.values())
-
     def cost(split: str, add: Counter) -> float:
+        # Shares of what is placed so far (not of the final totals): then the order in
+        # which labels come does not bias early groups toward the largest split.
         value = 0.0
+        added = sum(add.values())
+        placed = sum(size[name] for name in names) + added
         for name in names:
             extra = add if name == split else Counter()
-            for label in all_labels:
-                value += ((count[name][label] + extra[label]) / totals[label]
+            for label in add:
+                placed_label = sum(count[n][label] for n in names) + add[label]
+                value += ((count[name][label] + extra[label]) / placed_label
                           - fractions[name]) ** 2
-            value += ((size[name] + sum(extra.values())) / n_total - fractions[name]) ** 2
+            value += ((size[name] + (added if name == split else 0)) / placed
+                      - fractions[name]) ** 2
         return value
 
     for group in free:
