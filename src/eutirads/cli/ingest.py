@@ -1,16 +1,49 @@
-"""`eutirads ingest`: not written yet (its issue is in progress)."""
+"""`eutirads ingest`: DICOM exams (and JPEG/PNG screenshots) into a de-identified dataset."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..errors import EutiradsError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("ingest", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "ingest", help="de-identify DICOM exams into a dataset (PNG frames + manifest)",
+        description="Read DICOM files, folders (recursive) and zip archives; de-identify the "
+                    "tags (PS3.15 Annex E basic profile with Clean Pixel Data, Retain "
+                    "Longitudinal Modified Dates and Clean Descriptors); blank and crop to the "
+                    "ultrasound regions; write one PNG per kept frame and manifest rows. "
+                    "Resumable: a rerun skips what is done. Bad files go to quarantine.csv.")
+    parser.add_argument("sources", nargs="+", metavar="SRC",
+                        help="DICOM/JPEG/PNG file, folder or zip archive")
+    parser.add_argument("--out", required=True, metavar="DATASET", help="dataset folder")
+    parser.add_argument("--key", metavar="KEYFILE",
+                        help="secret key file for pseudonyms, UIDs and date shifts (created "
+                             "on first use, mode 0600; default $EUTIRADS_HOME/deid.key); "
+                             "keep it outside the dataset and reuse it for later exams")
+    parser.add_argument("--frames", default="all", metavar="all|first|N",
+                        help="frames of a cine to keep: all, the first, or every Nth")
+    parser.add_argument("--keep-dicom", action="store_true",
+                        help="also write the de-identified DICOM (DATASET/dicom/)")
+    parser.add_argument("--detect-region", action="store_true",
+                        help="find the image area from the pixels when a file has no usable "
+                             "ultrasound region (otherwise it is quarantined)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: all cores)")
+    parser.add_argument("--max-mb", type=int, default=1024,
+                        help="largest decoded image per file, in MiB (default 1024)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise EutiradsError("'eutirads ingest' is not available yet")
+    from ..dicom import ingest, parse_frames
+
+    report = ingest(args.sources, args.out, key_path=args.key,
+                    frames=parse_frames(args.frames), keep_dicom=args.keep_dicom,
+                    detect_region=args.detect_region, workers=args.workers,
+                    max_decoded_bytes=args.max_mb << 20, progress=not args.no_progress)
+    print(report.summary())
+    print(f"manifest: {report.manifest}")
+    if sum(report.quarantined.values()):
+        print(f"quarantine list: {report.quarantine}")
+    return 0
