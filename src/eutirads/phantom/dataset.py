@@ -72,9 +72,11 @@ def _notes(rng: np.random.Generator, identity: FakeIdentity, view: View, case: C
 
 
 def render_example(seed: int, patient: int, view_index: int = 0, *, width: int = 560,
-                   height: int = 360, balance: str = "equal", frame: int = 0) -> Example:
+                   height: int = 360, balance: str = "equal", frame: int = 0,
+                   study: int = 0) -> Example:
     """Patient `patient`'s view `view_index` (same anatomy and nodule for every view);
-    `frame` > 0 gives later frames of a cine loop (small probe motion, new speckle)."""
+    `frame` > 0 gives later frames of a cine loop (small probe motion, new speckle);
+    `study` > 0 dates the screen to a later follow-up examination."""
     case, identity, study_rng = _patient(seed, patient, balance)
     view_rng = np.random.default_rng([seed, patient, 2, view_index])
     view = sample_view(view_rng, case, first=view_index == 0)
@@ -86,7 +88,7 @@ def render_example(seed: int, patient: int, view_index: int = 0, *, width: int =
     box = image_area_box(width, height)
     speckle_rng = np.random.default_rng([seed, patient, 5, view_index, frame])
     rendered = render_bmode(case, view, box.height, box.width, speckle_rng)
-    study_day = int(study_rng.integers(0, 900))
+    study_day = int(study_rng.integers(0, 900)) + 190 * study
     notes = _notes(np.random.default_rng([seed, patient, 6, view_index]), identity, view,
                    case, study_day)
     screen, mask = compose_screen(rendered.pixels, width=width, height=height,
