@@ -112,7 +112,7 @@ def _to_onnx(model, spec: PreprocessSpec, path: Path) -> str:
         with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapped, example, str(path), dynamo=True, verbose=False,
+                wrapped, example, str(path), dynamo=True, verbose=False, external_data=False,
                 input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
         return "dynamo"

@@ -1,0 +1,175 @@
+"""`export_bundle` writes a bundle whose ONNX model matches PyTorch, and refuses what it
+cannot export faithfully."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="export needs the training extra (torch)")
+
+from eutirads.errors import ModelError  # noqa: E402
+from eutirads.export import check_parity, export_bundle, head_weights  # noqa: E402
+from eutirads.export.exporter import _to_onnx  # noqa: E402
+from eutirads.inference import Predictor  # noqa: E402
+from eutirads.inference.bundle import read_metadata  # noqa: E402
+from eutirads.models import create_model  # noqa: E402
+from eutirads.preprocess import PreprocessSpec, prepare  # noqa: E402
+from eutirads.training.checkpoint import save_checkpoint  # noqa: E402
+
+CLASSES = ["1", "2", "3", "4", "5"]
+SPEC = PreprocessSpec(input_size=(64, 80), mean=(0.2, 0.2, 0.2), std=(0.25, 0.25, 0.25),
+                      class_names=tuple(CLASSES))
+
+
+def _tiny_model(seed: int = 0):
+    torch.manual_seed(seed)
+    model = create_model("seed-cnn", num_classes=len(CLASSES), weights="none",
+                         filters=(8, 16), dense=16)
+    # Random batch-norm statistics, so the export is checked on more than identity layers.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _frame(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
+    """A scanner-like frame: black screen, a textured image area, a line of 'text'."""
+    rng = np.random.default_rng(seed)
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[15:110, 25:150] = rng.integers(40, 220, size=(95, 125, 1), dtype=np.uint8)
+    frame[3:6, 5:60] = 255
+    return frame
+
+
+def _make_run(root, *, test_metrics: dict | None = None):
+    run = root / "run"
+    model = _tiny_model()
+    save_checkpoint(run / "checkpoints" / "best.pt", model, model_name="seed-cnn",
+                    model_kwargs={"filters": [8, 16], "dense": 16},
+                    class_names=CLASSES, preprocess=SPEC.to_dict(),
+                    config={"model": "seed-cnn", "mode": "finetune", "epochs": 3,
+                            "dataset": "/somewhere/private"},
+                    data_summary={"source": "phantom", "train": {"images": 40}},
+                    epoch=2, val_metrics={"macro_f1": 0.5})
+    if test_metrics is not None:
+        (run / "eval" / "test").mkdir(parents=True)
+        (run / "eval" / "test" / "metrics.json").write_text(json.dumps(test_metrics))
+    return run, model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    run, model = _make_run(root, test_metrics={
+        "split": "test", "n": 12, "n_patients": 10,
+        "summary": {"accuracy": 0.75, "macro_f1": 0.7},
+        "bootstrap": {"ci": {"accuracy": {"low": 0.5, "high": 0.9, "n": 100}}}})
+    bundle = export_bundle(run, root / "bundle")
+    return bundle, model
+
+
+def test_export_writes_every_file_of_the_bundle(exported):
+    bundle, _ = exported
+    names = sorted(p.name for p in bundle.iterdir())
+    assert names == ["bundle.json", "cam_head.npz", "model.onnx", "model_card.md",
+                     "preprocess.json"]
+    meta = read_metadata(bundle)
+    assert meta["class_names"] == CLASSES and meta["name"] == "run"
+    assert meta["outputs"] == ["logits", "features"]
+    assert meta["parity"]["max_abs_logits"] < 1e-4
+    assert PreprocessSpec.load(bundle / "preprocess.json") == SPEC
+
+
+def test_model_card_states_intended_use_limits_and_test_metrics(exported):
+    card = (exported[0] / "model_card.md").read_text()
+    assert "never replaces, the radiologist's judgement" in card
+    assert "Trained on synthetic phantom images" in card
+    assert "| Accuracy | 0.750 | 0.500-0.900 |" in card
+    assert "/somewhere/private" not in card  # config paths stay out of the card
+
+
+def test_head_weights_are_the_linear_layer_of_the_model():
+    model = _tiny_model()
+    weight, bias = head_weights(model)
+    np.testing.assert_allclose(weight, model.head.weight.detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(bias, model.head.bias.detach().numpy(), atol=1e-6)
+
+
+def test_onnx_predictions_match_pytorch_on_a_real_preprocessed_image(exported):
+    bundle, model = exported
+    predictor = Predictor(bundle)
+    image = _frame(3)
+    result = predictor.predict(image)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(prepare(image, SPEC))[None])[0]
+    expected = torch.softmax(logits.double(), 0).numpy()
+    got = np.array([result.probabilities[c] for c in CLASSES])
+    assert np.abs(got - expected).max() < 1e-5
+    assert result.label == CLASSES[int(expected.argmax())]
+
+
+def test_the_bundle_takes_any_batch_size(exported):
+    predictor = Predictor(exported[0])
+    batch = np.stack([prepare(_frame(s), SPEC) for s in range(5)])
+    logits, features = predictor.run(batch)
+    assert logits.shape == (5, 5) and features.shape[0] == 5 and features.shape[1] == 16
+
+
+def test_parity_check_fails_loudly_when_onnx_and_pytorch_disagree(tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    _to_onnx(_tiny_model(seed=0), SPEC, onnx_path)
+    check_parity(_tiny_model(seed=0), onnx_path, SPEC)  # the same weights pass
+    with pytest.raises(ModelError, match="ONNX logits differ from PyTorch"):
+        check_parity(_tiny_model(seed=1), onnx_path, SPEC)
+
+
+def test_a_head_that_is_not_pool_plus_linear_is_refused():
+    model = _tiny_model()
+
+    class Squashed(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.num_features = inner, inner.num_features
+
+        def forward_features(self, x):
+            return self.inner.forward_features(x)
+
+        def forward_head(self, features):
+            return torch.tanh(self.inner.forward_head(features) * 5)
+
+    with pytest.raises(ModelError, match="not global-average-pooling"):
+        head_weights(Squashed(model))
+
+
+def test_a_bundle_of_another_format_version_is_a_one_line_error(exported, tmp_path):
+    bundle = tmp_path / "old"
+    bundle.mkdir()
+    for file in exported[0].iterdir():
+        (bundle / file.name).write_bytes(file.read_bytes())
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["format_version"] = 99
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"bundle format 99 is not supported") as info:
+        Predictor(bundle)
+    assert "\n" not in str(info.value)
+
+
+def test_a_folder_without_a_bundle_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="not a model bundle"):
+        Predictor(tmp_path)
+
+
+def test_export_cli_reports_a_run_without_checkpoints_in_one_line(tmp_path):
+    (tmp_path / "empty-run").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "eutirads", "export", str(tmp_path / "empty-run"),
+                           "--out", str(tmp_path / "bundle")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "no checkpoints/best.pt" in proc.stderr
+    assert not (tmp_path / "bundle").exists()

@@ -1,0 +1,81 @@
+"""`eutirads predict`: per-image results, heatmap files with our own names, and a bad file
+that fails alone."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
+    from eutirads.export import export_model
+    from eutirads.models import create_model
+    from eutirads.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    model = create_model("seed-cnn", num_classes=3, weights="none", filters=(8,), dense=8)
+    spec = PreprocessSpec(input_size=(48, 48), mean=(0.3,) * 3, std=(0.2,) * 3,
+                          class_names=("3", "4", "5"))
+    return export_model(model.eval(), spec, tmp_path_factory.mktemp("cli") / "bundle",
+                        name="tiny", model_name="seed-cnn")
+
+
+def _eutirads(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "eutirads", *args], capture_output=True,
+                          text=True)
+
+
+def _images(folder):
+    rng = np.random.default_rng(0)
+    good1, good2 = folder / "Doe^Jane 1999.png", folder / "b.jpg"
+    Image.fromarray(rng.integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(good1)
+    Image.fromarray(rng.integers(0, 255, (60, 70), dtype=np.uint8)).save(good2)
+    bad = folder / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    return good1, bad, good2
+
+
+def test_predict_prints_json_and_goes_on_past_a_bad_file(bundle, tmp_path):
+    good1, bad, good2 = _images(tmp_path)
+    heat_dir = tmp_path / "heat"
+    proc = _eutirads("predict", str(bundle), str(good1), str(bad), str(good2), "--json",
+                     "--heatmap", str(heat_dir))
+    assert proc.returncode == 1
+    lines = [line.strip() for line in re.split(r"[\r\n]", proc.stderr)]
+    errors = [line for line in lines if line.startswith("eutirads: error:")]
+    assert len(errors) == 1 and "bad.png" in errors[0]
+    assert "predicted 2 of 3 image(s); 1 failed" in proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["bundle"]["class_names"] == ["3", "4", "5"]
+    first, failed, last = out["predictions"]
+    assert "error" in failed and "label" not in failed
+    for entry, size in ((first, (100, 80)), (last, (70, 60))):
+        assert set(entry["probabilities"]) == {"3", "4", "5"}
+        assert sum(entry["probabilities"].values()) == pytest.approx(1.0)
+        assert entry["name"].startswith("EU-TIRADS ")
+        with Image.open(entry["heatmap"]) as overlay:
+            assert overlay.size == size and overlay.mode == "RGB"
+    # Heatmaps carry our own names, never the input's (which may identify a patient).
+    assert sorted(p.name for p in heat_dir.iterdir()) == ["heatmap_0001.png", "heatmap_0003.png"]
+
+
+def test_predict_prints_one_line_per_image_in_text_mode(bundle, tmp_path):
+    good1, _, good2 = _images(tmp_path)
+    proc = _eutirads("predict", str(bundle), str(good1), str(good2), "--box", "10,10,50,40")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(" p=" in line and "[3:" in line for line in lines)
+
+
+def test_predict_with_a_missing_bundle_is_a_one_line_error(tmp_path):
+    proc = _eutirads("predict", str(tmp_path / "nope"), str(tmp_path / "x.png"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"eutirads: error: {tmp_path / 'nope'}: bundle folder not found"
