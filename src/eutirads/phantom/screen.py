@@ -21,7 +21,7 @@ from ..region import Box
 __all__ = ["Annotations", "MIN_WIDTH", "MIN_HEIGHT", "image_area_box", "compose_screen",
            "colorize"]
 
-MIN_WIDTH, MIN_HEIGHT = 200, 140
+MIN_WIDTH, MIN_HEIGHT = 320, 200
 TEXT_GRAY = 225
 
 
@@ -45,9 +45,16 @@ class Annotations:
     focus_cm: float
 
 
+def _text_size(height: int) -> int:
+    return max(8, round(height / 30))
+
+
 def image_area_box(width: int, height: int) -> Box:
-    """Where the B-mode image sits on a width x height screen."""
-    return Box(round(0.17 * width), round(0.13 * height), round(0.87 * width),
+    """Where the B-mode image sits on a width x height screen: under the two banner lines
+    with a gap wider than the region finder's smoothing, so text never touches it."""
+    size = _text_size(height)
+    banner = max(3, width // 120) + 2 * (size + 3) + 8
+    return Box(round(0.17 * width), max(round(0.13 * height), banner), round(0.87 * width),
                height - max(4, round(0.035 * height)))
 
 
@@ -75,7 +82,7 @@ def compose_screen(area: np.ndarray, *, width: int, height: int, px_per_cm: floa
                          f"{(box.height, box.width)}")
     overlay = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(overlay)
-    size = max(8, round(height / 30))
+    size = _text_size(height)
     font, small = _font(size), _font(max(7, size - 2))
     line = size + 3
     margin = max(3, width // 120)
@@ -97,6 +104,8 @@ def compose_screen(area: np.ndarray, *, width: int, height: int, px_per_cm: floa
     for text in settings:
         if y + line > box.y1 - height // 3:
             break
+        if margin + draw.textlength(text, font=small) >= box.x0 - 8:
+            continue
         draw.text((margin, y), text, fill=TEXT_GRAY, font=small)
         y += line
     bar_w, bar_h = max(4, width // 80), max(20, height // 4)
@@ -106,7 +115,11 @@ def compose_screen(area: np.ndarray, *, width: int, height: int, px_per_cm: floa
     overlay.paste(Image.fromarray(ramp.astype(np.uint8)), (bar_x, bar_y))
     marker = max(16, width // 22)
     _body_marker(draw, margin + 2, box.y1 - marker - line - 2, marker, notes.side)
-    draw.text((margin, box.y1 - line + 1), f"{notes.side} THY TRANS", fill=TEXT_GRAY, font=small)
+    # The side label must end well left of the image (small screens get the short form).
+    for side_text in (f"{notes.side} THY TRANS", f"{notes.side} TRANS", notes.side):
+        if margin + draw.textlength(side_text, font=small) < box.x0 - 8:
+            draw.text((margin, box.y1 - line + 1), side_text, fill=TEXT_GRAY, font=small)
+            break
 
     # Depth scale with ticks every 0.5 cm and labels every cm, and the focus marker.
     tick_x = box.x1 + max(6, width // 90)
