@@ -1,16 +1,84 @@
-"""`eutirads label`: not written yet (its issue is in progress)."""
+"""`eutirads label import|export`: move datasets in and out of the labeling web app."""
 
 from __future__ import annotations
 
 import argparse
-
-from ..errors import EutiradsError
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("label", help="(not available yet)")
-    parser.set_defaults(func=_run)
+    parser = subparsers.add_parser("label", help="labeling projects: import a dataset, export labels")
+    sub = parser.add_subparsers(dest="label_command", metavar="ACTION", required=True)
+
+    imp = sub.add_parser("import", help="load a dataset into a labeling project",
+                         description="Load a dataset's manifest into a labeling project "
+                                     "(images are read in place, not copied). Re-importing "
+                                     "adds only new images.")
+    imp.add_argument("dataset", help="dataset folder (with manifest.csv) or the CSV itself")
+    imp.add_argument("--project", required=True, help="project name (letters, digits, - or _)")
+    imp.add_argument("--readers", type=int, default=2, help="readers per image (default 2)")
+    labels = imp.add_mutually_exclusive_group()
+    labels.add_argument("--keep-labels", metavar="READER",
+                        help="keep the manifest's labels as this reader's readings")
+    labels.add_argument("--ignore-labels", action="store_true",
+                        help="ignore the manifest's labels (the default)")
+    imp.set_defaults(func=_import)
+
+    exp = sub.add_parser("export", help="write a project's labels as a dataset",
+                         description="Write manifest.csv and the images into OUT, ready for "
+                                     "'eutirads train'; per-reader labels go to reader_<name> "
+                                     "columns.")
+    exp.add_argument("project")
+    exp.add_argument("--out", required=True, help="output dataset folder")
+    exp.add_argument("--policy", default="consensus",
+                     help="consensus (adjudicated or unanimous; default), majority, or reader:NAME")
+    exp.add_argument("--keep-unlabelled", action="store_true",
+                     help="also write images without a label under the policy")
+    exp.set_defaults(func=_export)
+
+    lst = sub.add_parser("list", help="list labeling projects and their progress")
+    lst.set_defaults(func=_list)
 
 
-def _run(args: argparse.Namespace) -> int:
-    raise EutiradsError("'eutirads label' is not available yet")
+def _import(args: argparse.Namespace) -> int:
+    from ..web import setup
+
+    setup(migrate=True)
+    from ..web.labeling.project_io import import_project
+
+    report = import_project(args.dataset, args.project, readers=args.readers,
+                            keep_labels_as=args.keep_labels)
+    for problem in report.problems:
+        print(f"eutirads: warning: {problem}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.added or report.already else 2
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..web import setup
+
+    setup(migrate=True)
+    from ..web.labeling.project_io import export_project
+
+    report = export_project(args.project, args.out, policy=args.policy,
+                            keep_unlabelled=args.keep_unlabelled)
+    for problem in report.problems:
+        print(f"eutirads: warning: {problem}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ..web import setup
+
+    setup(migrate=True)
+    from django.db.models import Count, Q
+
+    from ..web.labeling.models import Project
+
+    for p in Project.objects.all():
+        complete = (p.images.annotate(saved=Count("readings", filter=Q(readings__done=True)))
+                    .filter(saved__gte=p.readers_required).count())
+        print(f"{p.name}\t{p.images.count()} images\t{complete} complete "
+              f"({p.readers_required} readers each)\t{p.dataset_root}")
+    return 0
