@@ -103,13 +103,16 @@ def test_fractions_that_leave_no_room_for_training_are_refused(tmp_path):
 # ----------------------------------------------------------------------------- groups
 
 def test_rows_join_a_group_by_patient_identical_pixels_or_near_duplicate_hash():
+    far = ["ffff000000000000", "0000ffff00000000", "00000000ffff0000", "000000000000ffff",
+           "0f0f0f0f0f0f0f0f"]
+    one_bit_off = far[2] * 3 + "00000000ffff0001"
     rows = [
-        {"patient_id": "a", "pixel_sha256": "s1", "phash": "ffff000000000000"},
-        {"patient_id": "a", "pixel_sha256": "s2", "phash": "0000ffff00000000"},
-        {"patient_id": "b", "pixel_sha256": "s2", "phash": "00000000ffff0000"},
-        {"patient_id": "", "pixel_sha256": "s4", "phash": "00000000ffff0001"},  # 1 bit off
-        {"patient_id": "", "pixel_sha256": "s5", "phash": "000000000000ffff"},
-        {"patient_id": "", "pixel_sha256": "s6", "phash": "0f0f0f0f0f0f0f0f"},
+        {"patient_id": "a", "pixel_sha256": "s1", "phash": far[0] * 4},
+        {"patient_id": "a", "pixel_sha256": "s2", "phash": far[1] * 4},
+        {"patient_id": "b", "pixel_sha256": "s2", "phash": far[2] * 4},
+        {"patient_id": "", "pixel_sha256": "s4", "phash": one_bit_off},
+        {"patient_id": "", "pixel_sha256": "s5", "phash": far[3] * 4},
+        {"patient_id": "", "pixel_sha256": "s6", "phash": far[4] * 4},
     ]
     groups = group_rows(rows)
     assert groups[0] == groups[1] == groups[2] == groups[3]
@@ -213,7 +216,7 @@ def test_missing_fingerprints_are_computed_and_cached_in_the_manifest(tmp_path):
         row["pixel_sha256"] = row["phash"] = ""
     write_manifest(ds, rows)
     split_dataset(ds, progress=False)
-    assert all(len(r["phash"]) == 16 and len(r["pixel_sha256"]) == 64 for r in read_manifest(ds))
+    assert all(len(r["phash"]) == 64 and len(r["pixel_sha256"]) == 64 for r in read_manifest(ds))
 
 
 def test_an_undecodable_image_is_left_out_of_the_split_and_listed_by_summary(tmp_path):

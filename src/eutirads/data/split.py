@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..categories import sort_labels
 from ..errors import EutiradsError, InputError
 from ..imageio import open_image
-from .hashing import PHASH_THRESHOLD, hash_image, near_duplicate_pairs
+from .hashing import PHASH_THRESHOLD, hash_image, is_valid_phash, near_duplicate_pairs
 from .manifest import Row, image_path, read_manifest, write_manifest
 
 __all__ = ["SPLITS", "SplitReport", "group_rows", "assign_splits", "split_dataset",
@@ -218,7 +218,8 @@ def _fill_hashes(dataset: str | os.PathLike[str], rows: list[Row], progress: boo
     """Fingerprint rows that lack them (a manifest not written by our import); returns
     the paths of images that cannot be decoded."""
     bad = []
-    todo = [row for row in rows if not row.get("pixel_sha256") or not row.get("phash")]
+    todo = [row for row in rows
+            if not row.get("pixel_sha256") or not is_valid_phash(row.get("phash", ""))]
     for row in tqdm(todo, desc="split: hashing", unit="image", disable=not progress or not todo,
                     leave=False):
         try:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..categories import sort_labels
 from ..errors import EutiradsError
 from ..imageio import open_image
-from .hashing import PHASH_THRESHOLD, hash_image
+from .hashing import PHASH_THRESHOLD, hash_image, is_valid_phash
 from .importers import IMPORT_REPORT_NAME
 from .manifest import image_path, read_manifest, row_bbox
 from .split import SPLITS, duplicate_groups, group_rows, leaking_groups
@@ -37,7 +37,7 @@ def _check_files(dataset: str | os.PathLike[str], rows: list[dict[str, str]],
         try:
             path = image_path(dataset, row)
             image = open_image(path, name=row["path"])
-            if not row.get("pixel_sha256") or not row.get("phash"):
+            if not row.get("pixel_sha256") or not is_valid_phash(row.get("phash", "")):
                 hashes = hash_image(image)
                 row["pixel_sha256"], row["phash"] = hashes.pixel_sha256, hashes.phash
         except EutiradsError as exc:
