@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "axes",
     "eutirads.web.core",
     "eutirads.web.labeling",
+    "eutirads.web.diagnosis",
     # Further eutirads apps (e.g. "eutirads.web.diagnosis") go here.
 ]
 

@@ -14,6 +14,8 @@ urlpatterns = [
     path("", include("eutirads.web.core.urls")),
     path("labeling/", include("eutirads.web.labeling.urls")),
     # Further apps: path("diagnosis/", include("eutirads.web.diagnosis.urls")),
+    # Diagnosis pages (diagnosis/...) and the JSON API (api/v1/...).
+    path("", include("eutirads.web.diagnosis.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,0 +1,216 @@
+"""Diagnosis pages. Views stay thin: check access, read the form, call `services`, render."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from ...categories import CATEGORIES, EU_TIRADS_LABELS
+from ...errors import EutiradsError, InputError, ModelError
+from ..core.access import ADMIN, READERS, REVIEWER, ROLES, has_role, role_required
+from . import comparison, reading as reading_service, services
+from .models import ModelBundle, Prediction
+from .requests import request_too_large, upload_from_request
+from .uploads import UploadError, encode_png
+
+STAFF = ROLES  # radiologists, reviewers and admins may classify
+
+
+def _bundle_context(bundle) -> dict:
+    metrics = {k: v for k, v in bundle.test_metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)} if bundle else {}
+    return {"bundle": bundle, "bundle_metrics": metrics}
+
+
+def _optional_bundle():
+    return ModelBundle.objects.filter(active=True).first()
+
+
+def _mm_per_pixel(value) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError("pixel size must be a number of millimetres") from None
+    if not 0 < number < 5:
+        raise InputError("pixel size must be over 0 and under 5 mm")
+    return number
+
+
+def result_context(diagnosis, image, prediction, bundle) -> dict:
+    """What the result part of a page shows (shared by Classify and the reading mode)."""
+    order = [c for c in EU_TIRADS_LABELS if c in diagnosis.probabilities] + \
+        [c for c in diagnosis.probabilities if c not in EU_TIRADS_LABELS]
+    bars = [{"label": label, "name": CATEGORIES[int(label)].name if label in EU_TIRADS_LABELS
+             else label, "percent": round(100 * diagnosis.probabilities[label], 1),
+             "predicted": label == diagnosis.label} for label in order]
+    return {
+        "diagnosis": diagnosis, "prediction": prediction, "bars": bars,
+        "image_uri": services.data_uri(image.png),
+        "heatmap_uri": services.data_uri(services.heatmap_overlay_png(diagnosis.heatmap)),
+        "image_width": image.width, "image_height": image.height,
+        "box": diagnosis.box.as_dict() if diagnosis.box else None,
+        "disclaimer": services.DISCLAIMER,
+        "confidence": round(100 * diagnosis.probabilities.get(diagnosis.label, 0.0), 1),
+        **_bundle_context(bundle),
+    }
+
+
+@role_required(*STAFF)
+@require_http_methods(["GET", "POST"])
+def classify(request):
+    context = {"categories": CATEGORIES.values(), "max_upload_mb": _max_mb(), "form": {}}
+    if request.method == "GET":
+        context.update(_bundle_context(_optional_bundle()))
+        return render(request, "diagnosis/classify.html", context)
+    context["form"] = {k: request.POST.get(k, "") for k in
+                       ("x0", "y0", "x1", "y1", "size_mm", "mm_per_pixel", "keep_image")}
+    try:
+        if request_too_large(request):
+            raise UploadError(f"upload too large (limit {_max_mb()} MB)", 413)
+        image = upload_from_request(request)
+        box = services.parse_box(request.POST, image.width, image.height)
+        size_mm = services.parse_size_mm(request.POST.get("size_mm"))
+        mm_per_pixel = image.mm_per_pixel or _mm_per_pixel(request.POST.get("mm_per_pixel"))
+        bundle = services.active_bundle()
+        diagnosis = services.diagnose(services.get_predictor(bundle), image, box=box,
+                                      size_mm=size_mm, mm_per_pixel=mm_per_pixel)
+        prediction = services.save_prediction(
+            diagnosis, image, user=request.user, bundle=bundle, channel="web",
+            keep_image=request.POST.get("keep_image") == "1", request=request)
+    except EutiradsError as exc:
+        status = getattr(exc, "status", 503 if isinstance(exc, ModelError) else 400)
+        context.update(_bundle_context(_optional_bundle()))
+        context["error"] = str(exc)
+        return render(request, "diagnosis/classify.html", context, status=status)
+    context.update(result_context(diagnosis, image, prediction, bundle))
+    context["mm_per_pixel"] = mm_per_pixel
+    return render(request, "diagnosis/classify.html", context)
+
+
+def _max_mb() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "MAX_UPLOAD_MB", 20))
+
+
+def _visible_predictions(user):
+    rows = Prediction.objects.select_related("bundle", "user")
+    return rows if has_role(user, ADMIN) else rows.filter(user=user)
+
+
+@role_required(*STAFF)
+def history(request):
+    rows = _visible_predictions(request.user)[:200]
+    return render(request, "diagnosis/history.html",
+                  {"predictions": rows, "all_users": has_role(request.user, ADMIN)})
+
+
+def _own_prediction(request, pk: int) -> Prediction:
+    prediction = get_object_or_404(Prediction.objects.select_related("bundle", "user"), pk=pk)
+    if prediction.user_id != request.user.pk and not has_role(request.user, ADMIN):
+        raise Http404("no such prediction")  # do not reveal that someone else's exists
+    return prediction
+
+
+@role_required(*STAFF)
+def prediction_detail(request, pk: int):
+    prediction = _own_prediction(request, pk)
+    label = prediction.label
+    cat = CATEGORIES[int(label)] if label in EU_TIRADS_LABELS else None
+    bars = [{"label": k, "percent": round(100 * float(v), 1), "predicted": k == label,
+             "name": CATEGORIES[int(k)].name if k in EU_TIRADS_LABELS else k}
+            for k, v in prediction.probabilities.items()]
+    return render(request, "diagnosis/prediction.html",
+                  {"p": prediction, "category": cat, "bars": bars,
+                   "disclaimer": services.DISCLAIMER})
+
+
+@role_required(*STAFF)
+def prediction_image(request, pk: int):
+    prediction = _own_prediction(request, pk)
+    if not prediction.image_name:
+        raise Http404("no image kept")
+    path = services.image_folder() / prediction.image_name
+    if not path.is_file():
+        raise Http404("image file missing")
+    response = FileResponse(path.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@role_required(*STAFF)
+def model_list(request):
+    bundles = ModelBundle.objects.all()
+    active = next((b for b in bundles if b.active), None)
+    return render(request, "diagnosis/models.html",
+                  {"bundles": bundles, "active": active, "is_admin": has_role(request.user, ADMIN),
+                   **_bundle_context(active)})
+
+
+@role_required(ADMIN)
+@require_POST
+def model_activate(request, pk: int):
+    bundle = services.activate_bundle(pk, user=request.user)
+    from django.contrib import messages
+
+    messages.success(request, f"Model #{bundle.pk} ({bundle.name}) is now active.")
+    return redirect("diagnosis:models")
+
+
+@role_required(ADMIN)
+@require_POST
+def model_add(request):
+    """Register a bundle folder that is on the server (as `eutirads models add` does)."""
+    from pathlib import Path
+
+    from django.contrib import messages
+
+    folder = request.POST.get("folder", "").strip()
+    if not folder or not Path(folder).is_absolute():
+        messages.error(request, "Give the bundle's absolute folder path on the server.")
+        return redirect("diagnosis:models")
+    try:
+        bundle = services.register_bundle(Path(folder), activate=request.POST.get("activate") == "1",
+                                          user=request.user)
+    except EutiradsError as exc:
+        messages.error(request, str(exc))
+        return redirect("diagnosis:models")
+    messages.success(request, f"Registered model #{bundle.pk} ({bundle.name}).")
+    return redirect("diagnosis:models")
+
+
+# ---- reading mode: the reader chooses blind, then sees the model's answer -------------------
+
+@role_required(*READERS)
+@require_http_methods(["GET", "POST"])
+def reading(request):
+    if request.method == "GET":
+        item = reading_service.next_item(request.user)
+        if item is None:
+            return render(request, "diagnosis/reading.html", {"item": None})
+        pixels = reading_service.item_pixels(item)
+        return render(request, "diagnosis/reading.html", {
+            "item": item, "image_uri": services.data_uri(encode_png(pixels)),
+            "choices": [(str(n), c.name) for n, c in CATEGORIES.items()]})
+    try:
+        outcome = reading_service.submit(request.user, request.POST.get("item", ""),
+                                         request.POST.get("label", ""), request=request)
+    except EutiradsError as exc:
+        status = 503 if isinstance(exc, ModelError) else 400
+        return render(request, "core/error.html", {"title": "Reading not saved",
+                                                   "message": str(exc)}, status=status)
+    context = result_context(outcome.diagnosis, outcome.image, outcome.prediction, outcome.bundle)
+    context.update({"reading": outcome.reading, "agrees": outcome.reading.human_label ==
+                    outcome.diagnosis.label,
+                    "human_name": CATEGORIES[int(outcome.reading.human_label)].name})
+    return render(request, "diagnosis/reading_result.html", context)
+
+
+@role_required(REVIEWER, ADMIN)
+def reading_report(request):
+    report = comparison.compare_readers()
+    return render(request, "diagnosis/reading_report.html", {"report": report})
