@@ -1,8 +1,8 @@
 """Ultrasound DICOM exams of phantom patients: the input that DICOM ingest must
 de-identify.
 
-Each patient has one or two studies, each study one or two series, each series one to
-three instances; about a third of the instances are cine loops (US Multi-frame). Every
+Each patient has one or two studies, each study one or two series, each series one or
+two instances; about a third of the instances are cine loops (US Multi-frame). Every
 file carries a realistic but invented identity in the usual tags, the patient's name
 again in private tags, and the name burned into the pixel banner outside the
 ultrasound region (BurnedInAnnotation YES). SequenceOfUltrasoundRegions describes the
@@ -67,16 +67,16 @@ def _plan(n: int, seed: int) -> list[_Instance]:
     while len(plan) < n:
         rng = np.random.default_rng([seed, patient, 7])
         view = 0
-        for study in range(int(rng.integers(1, 3))):
-            for series in range(int(rng.integers(1, 3))):
-                for number in range(int(rng.integers(1, 4))):
+        for study in range(1 + int(rng.random() < 0.35)):
+            for series in range(1 + int(rng.random() < 0.4)):
+                for number in range(int(rng.integers(1, 3))):
                     if len(plan) >= n:
                         return plan
                     cine = rng.random() < 0.3
                     plan.append(_Instance(
                         index=len(plan), patient=patient, study=study, series=series,
                         number=number + 1, view=view,
-                        frames=int(rng.integers(6, 11)) if cine else 1,
+                        frames=int(rng.integers(4, 9)) if cine else 1,
                         rgb=bool(rng.random() < 0.35), rle=bool(rng.random() < 0.25)))
                     view += 1
         patient += 1
