@@ -1,16 +1,52 @@
-"""`eutirads evaluate`: not written yet (its issue is in progress)."""
+"""`eutirads evaluate RUN`: metrics, plots and a report for a trained run's split."""
 
 from __future__ import annotations
 
 import argparse
-
-from ..errors import EutiradsError
+import math
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "evaluate", help="evaluate a trained run on a split (report, plots, metrics.json)",
+        description="Predict a split with RUN's best checkpoint and the eval preprocessing, "
+                    "then write RUN/eval/SPLIT/: report.md, report.html (plots embedded), "
+                    "metrics.json, predictions.csv, confusion.png, roc.png, reliability.png. "
+                    "Confidence intervals are a bootstrap over patients.")
+    parser.add_argument("run", help="training run folder (or a checkpoint .pt file)")
+    parser.add_argument("--dataset", help="dataset folder (default: the one the run was trained on)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--positive", metavar="LABELS",
+                        help="comma-separated high-risk labels (default: 4 and 5, with any "
+                             "sub-category; e.g. 4b,4c,5 for DDTI's TI-RADS)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap resamples for the 95%% CIs (0 = none; default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.set_defaults(func=_run)
 
 
+def _fmt(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.3f}"
+
+
 def _run(args: argparse.Namespace) -> int:
-    raise EutiradsError("'eutirads evaluate' is not available yet")
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..evaluation.evaluate import evaluate_run
+    from ..training.checkpoint import checkpoint_file
+
+    if args.bootstrap < 0:
+        raise InputError(f"--bootstrap must not be negative, got {args.bootstrap}")
+    metrics = evaluate_run(args.run, dataset=args.dataset, split=args.split,
+                           positive=args.positive, n_boot=args.bootstrap, seed=args.seed)
+    file = checkpoint_file(args.run)
+    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+    s = metrics["summary"]
+    skipped = f", {len(metrics['skipped'])} skipped" if metrics["skipped"] else ""
+    print(f"evaluated {metrics['n']} images ({metrics['n_patients']} patients{skipped}) of split "
+          f"'{args.split}': accuracy {_fmt(s['accuracy'])}, macro-F1 {_fmt(s['macro_f1'])}, "
+          f"kappa {_fmt(s['kappa'])}, AUC {_fmt(s['macro_auc'])}; report: "
+          f"{Path(run_dir) / 'eval' / args.split / 'report.html'}")
+    return 0
