@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.set_defaults(func=_add)
     listing = sub.add_parser("list", help="list accounts and their roles")
     listing.set_defaults(func=_list)
+    from .models import register_token_command  # `users token NAME` (diagnosis API)
+
+    register_token_command(sub)
 
 
 def read_password(stdin=None) -> str:
