@@ -73,7 +73,8 @@ def client_for(users):
     return make
 
 
-def write_dataset(root: Path, n: int, *, labels: list[str] | None = None) -> Path:
+def write_dataset(root: Path, n: int, *, labels: list[str] | None = None,
+                  splits: list[str] | None = None) -> Path:
     """A tiny dataset (n small PNGs + manifest) made on the fly; no patient data."""
     from eutirads.data.manifest import write_manifest
     from eutirads.imageio import save_png
@@ -85,7 +86,8 @@ def write_dataset(root: Path, n: int, *, labels: list[str] | None = None) -> Pat
         (root / "images").mkdir(parents=True, exist_ok=True)
         save_png((rng.random((48, 64, 3)) * 255).astype(np.uint8), root / path)
         rows.append({"path": path, "label": labels[i] if labels else "",
-                     "patient_id": f"anon{i:04d}", "split": ("train", "val", "test")[i % 3],
+                     "patient_id": f"anon{i:04d}",
+                     "split": splits[i] if splits else ("train", "val", "test")[i % 3],
                      "source": "test"})
     write_manifest(root, rows)
     return root

@@ -35,7 +35,9 @@ def add_user(name: str, *, role: str, password: str | None, validate: bool = Tru
         user.is_active = True
         user.is_staff = user.is_superuser = role == ADMIN
         user.save()
-        user.groups.set([Group.objects.get(name=role)])
+        # get_or_create: the roles migration made the groups, but a flushed test database
+        # (transactional tests) has lost them.
+        user.groups.set([Group.objects.get_or_create(name=role)[0]])
         record("user_add" if created else "user_update", username="(command line)",
                target=f"user {name}", after={"role": role})
     return created

@@ -84,9 +84,14 @@ def import_project(dataset: str | os.PathLike[str], name: str, *, readers: int =
                 continue
             label = ""
             if reader is not None and row.get("label"):
-                label = normalize_label(row["label"])
+                try:
+                    label = normalize_label(row["label"])
+                except InputError:
+                    label = "?"
                 if label not in EU_TIRADS_LABELS:
-                    raise InputError(f"{where}: label {label!r} is not EU-TIRADS 1-5; not kept")
+                    # The image is still imported, only without this reader's label.
+                    report.problems.append(f"{where}: label is not EU-TIRADS 1-5; not kept")
+                    label = ""
             with transaction.atomic():
                 position += 1
                 image = Image.objects.create(project=project, path=row["path"],
