@@ -47,15 +47,16 @@ def _frame(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
     return frame
 
 
-def _make_run(root, *, test_metrics: dict | None = None):
+def _make_run(root, *, test_metrics: dict | None = None, tta: bool = False):
     run = root / "run"
     model = _tiny_model()
     save_checkpoint(run / "checkpoints" / "best.pt", model, model_name="seed-cnn",
                     model_kwargs={"filters": [8, 16], "dense": 16},
                     class_names=CLASSES, preprocess=SPEC.to_dict(),
                     config={"model": "seed-cnn", "mode": "finetune", "epochs": 3,
-                            "dataset": "/somewhere/private"},
-                    data_summary={"source": "phantom", "train": {"images": 40}},
+                            "weights": "/somewhere/private/w.pt", "tta": tta},
+                    data_summary={"source": "phantom", "dataset": "/somewhere/private/ds",
+                                  "train": {"images": 40}},
                     epoch=2, val_metrics={"macro_f1": 0.5})
     if test_metrics is not None:
         (run / "eval" / "test").mkdir(parents=True)
@@ -91,7 +92,8 @@ def test_model_card_states_intended_use_limits_and_test_metrics(exported):
     assert "never replaces, the radiologist's judgement" in card
     assert "Trained on synthetic phantom images" in card
     assert "| Accuracy | 0.750 | 0.500-0.900 |" in card
-    assert "/somewhere/private" not in card  # config paths stay out of the card
+    assert "/somewhere/private" not in card  # paths stay out of the card
+    assert "- dataset: ds" in card
 
 
 def test_head_weights_are_the_linear_layer_of_the_model():
@@ -173,3 +175,17 @@ def test_export_cli_reports_a_run_without_checkpoints_in_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "no checkpoints/best.pt" in proc.stderr
     assert not (tmp_path / "bundle").exists()
+
+
+def test_a_run_with_mirror_tta_exports_a_bundle_that_averages_the_mirror(tmp_path):
+    run, model = _make_run(tmp_path, tta=True)
+    predictor = Predictor(export_bundle(run, tmp_path / "bundle"))
+    assert predictor.tta and "mirror image" in predictor.model_card
+    image = _frame(5)
+    x = torch.from_numpy(prepare(image, SPEC))[None]
+    with torch.no_grad():
+        expected = (model(x).softmax(1) + model(torch.flip(x, dims=[3])).softmax(1))[0] / 2
+    got = predictor.predict(image)
+    np.testing.assert_allclose([got.probabilities[c] for c in CLASSES], expected.numpy(),
+                               atol=1e-5)
+    assert got.heatmap.shape == image.shape[:2]

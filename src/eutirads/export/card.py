@@ -83,7 +83,9 @@ def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec) -> str:
            f"{spec.roi_margin:g} of its size) is cropped when given; " if spec.crop == "roi"
            else "the whole image area is used; ")
         + f"then resized ({spec.resize}) to {spec.input_size[1]}x{spec.input_size[0]} pixels and "
-          f"normalised with mean {list(spec.mean)} and std {list(spec.std)}.",
+          f"normalised with mean {list(spec.mean)} and std {list(spec.std)}."
+        + (" Predictions average the image and its mirror image (test-time augmentation)."
+           if metadata.get("tta") else ""),
         "",
         "## Training data",
         "",

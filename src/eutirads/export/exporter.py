@@ -268,16 +268,22 @@ def export_bundle(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
                          f"the checkpoint's {class_names}")
     spec = spec.replace(class_names=class_names)
     run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+    config = payload.get("config") or {}
+    data_summary = dict(payload.get("data_summary") or {})
+    if data_summary.get("dataset"):
+        # The folder's name only: a full path may say more about a site than a card should.
+        data_summary["dataset"] = Path(str(data_summary["dataset"])).name
     return export_model(
         model, spec, out, name=name or run_dir.name, model_name=payload["model_name"],
-        data_summary=payload.get("data_summary"), val_metrics=payload.get("val_metrics"),
+        data_summary=data_summary, val_metrics=payload.get("val_metrics"),
         test_metrics=_test_metrics(run_dir),
         extra={"epoch": payload.get("epoch"), "checkpoint": file.name,
-               "training": _training_summary(payload.get("config") or {})})
+               "tta": bool(config.get("tta", False)), "training": _training_summary(config)})
 
 
 def _training_summary(config: Mapping[str, Any]) -> dict[str, Any]:
     """The few resolved settings a model card reader wants (no paths: they may be private)."""
-    keys = ("model", "mode", "epochs", "crop", "loss", "label_smoothing", "augment", "seed",
-            "batch_size", "lr")
-    return {k: config[k] for k in keys if k in config and not isinstance(config[k], (dict, list))}
+    keys = ("model", "weights", "mode", "epochs", "head_epochs", "crop", "loss",
+            "label_smoothing", "augment", "tta", "seed", "batch_size", "lr", "finetune_lr")
+    return {k: config[k] for k in keys if k in config and not isinstance(config[k], (dict, list))
+            and not (k == "weights" and config[k] not in ("imagenet", "none"))}

@@ -129,6 +129,11 @@ class Predictor:
                              f"outputs {OUTPUT_NAMES}, found {outputs}")
 
     @property
+    def tta(self) -> bool:
+        """Whether predictions average the image and its mirror (the run's `tta` setting)."""
+        return bool(self._metadata.get("tta", False))
+
+    @property
     def class_names(self) -> list[str]:
         return list(self.spec.class_names)
 
@@ -160,12 +165,18 @@ class Predictor:
     def predict(self, image: ImageInput, *, box: Sequence[int] | None = None,
                 heatmap: bool = True, name: str | None = None) -> Prediction:
         """Category, name, probabilities and (unless heatmap=False) the class-activation
-        heatmap of the predicted class at the input image's size. `image` is an HxWx3 (or
+        heatmap of the predicted class at the input image's size (from the unmirrored image
+        when the bundle uses mirror test-time augmentation). `image` is an HxWx3 (or
         HxW) uint8 array, a path or encoded bytes; `box` the nodule (x0, y0, x1, y1) in the
         image's pixels; `name` what errors call the image."""
         pixels, tensor, crop_box = self.prepare(image, box=box, name=name)
-        logits, features = self.run(tensor[None])
-        proba = softmax(logits[0].astype(np.float64))
+        if self.tta:
+            # Mirror test-time augmentation, as the run was evaluated: one batch of two.
+            logits, features = self.run(np.stack([tensor, tensor[:, :, ::-1]]))
+            proba = softmax(logits.astype(np.float64)).mean(axis=0)
+        else:
+            logits, features = self.run(tensor[None])
+            proba = softmax(logits[0].astype(np.float64))
         index = int(proba.argmax())
         label = self.class_names[index]
         heat = None
