@@ -71,6 +71,13 @@ def test_a_class_of_three_single_image_patients_reaches_more_than_one_split():
     assert "train" in rare and len(set(rare)) >= 2
 
 
+def test_a_small_split_is_not_left_empty_when_every_class_has_few_patients():
+    labels = [str(1 + g % 5) for g in range(20) for _ in range(2)]
+    groups = [g for g in range(20) for _ in range(2)]
+    sizes = Counter(assign_splits(labels, groups, FRACTIONS, seed=0))
+    assert sizes["test"] >= 2 and sizes["val"] >= 6 and sizes["train"] >= 26
+
+
 def test_the_same_seed_gives_the_same_split_and_another_seed_a_different_one():
     labels, groups = synthetic()
     first = assign_splits(labels, groups, FRACTIONS, seed=7)

@@ -9,7 +9,8 @@ Groups are then dealt out greedily (our own algorithm, in the spirit of scikit-l
 StratifiedGroupKFold, which cannot give unequal train/val/test fractions): after a seeded
 shuffle, groups holding the rarest labels go first, larger groups before smaller ones, and
 each group goes to the split where the per-label shares and the overall size shares of
-everything placed so far come closest (least squares) to the requested fractions. Rare
+everything placed so far come closest (least squares, size weighted like all labels
+together) to the requested fractions. Rare
 classes are placed first, while every split still has room, which is what keeps a class of
 three images from ending up all in train. Same rows, fractions and seed: same result.
 
@@ -129,6 +130,11 @@ def assign_splits(labels: Sequence[str], groups: Sequence[int], fractions: Mappi
     group_labels = {g: Counter(labels[i] for i in members[g]) for g in free}
     free.sort(key=lambda g: (min(totals[l] for l in group_labels[g]), -len(members[g])))
 
+    # The overall size balance weighs as much as all per-label terms together: without it,
+    # each class rounds its share of a small split down to nothing (20 patients of 5 classes
+    # gave an empty 10% test split).
+    size_weight = float(len(totals))
+
     def cost(split: str, add: Counter) -> float:
         # Shares of what is placed so far (not of the final totals): then the order in
         # which labels come does not bias early groups toward the largest split.
@@ -141,8 +147,8 @@ def assign_splits(labels: Sequence[str], groups: Sequence[int], fractions: Mappi
                 placed_label = sum(count[n][label] for n in names) + add[label]
                 value += ((count[name][label] + extra[label]) / placed_label
                           - fractions[name]) ** 2
-            value += ((size[name] + (added if name == split else 0)) / placed
-                      - fractions[name]) ** 2
+            value += size_weight * ((size[name] + (added if name == split else 0)) / placed
+                                    - fractions[name]) ** 2
         return value
 
     for group in free:
