@@ -136,6 +136,7 @@ def _scan_folders(src: Path, log: _Log) -> list[_Candidate]:
         rel = path.relative_to(src)
         if any(part.startswith(".") for part in rel.parts) or not _is_image_name(path):
             continue
+        listed = extra.pop(rel.as_posix(), {})
         parts = list(rel.parts[:-1])
         split = ""
         if parts and parts[0].lower() in SPLIT_FOLDERS:
@@ -155,7 +156,6 @@ def _scan_folders(src: Path, log: _Log) -> list[_Candidate]:
                 continue
         # The folder decides label and split; the source's manifest adds the rest
         # (patient id, box, features, source).
-        listed = extra.pop(rel.as_posix(), {})
         try:
             listed_label = normalize_label(listed.get("label", ""))
         except InputError:
@@ -324,9 +324,8 @@ def _check(candidate: _Candidate, log: _Log, max_pixels: int) -> dict[str, str] 
     if split and split not in SPLIT_FOLDERS:
         log.warn(f"{candidate.name}: unknown split {split[:20]!r} cleared")
     fields["split"] = SPLIT_FOLDERS.get(split, "")
-    if candidate.source.is_symlink() or not candidate.source.is_file():
-        reason = "is a link (refused)" if candidate.source.is_symlink() else "file not found"
-        log.skip(f"{candidate.name}: {reason}")
+    if not candidate.source.is_file():
+        log.skip(f"{candidate.name}: file not found")
         return None
     try:
         image = open_image(candidate.source, name=candidate.name, max_pixels=max_pixels)
