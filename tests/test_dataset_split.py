@@ -260,3 +260,16 @@ def test_the_split_command_refuses_a_folder_without_manifest_in_one_line(tmp_pat
     assert main(["dataset", "split", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest.csv: no manifest here" in err[0]
+
+
+def test_kept_splits_that_put_one_image_in_train_and_test_are_reported(tmp_path):
+    src = tmp_path / "src"
+    make_image(src / "train" / "3" / "same.png", seed=1)
+    make_image(src / "test" / "3" / "same.png", seed=1)
+    make_image(src / "train" / "4" / "other.png", seed=2)
+    import_quietly(src, tmp_path / "ds", "folders")
+    report = split_dataset(tmp_path / "ds", progress=False)
+    assert report.leaking_groups == 1 and "straddle" in report.summary_line()
+    assert summarize(tmp_path / "ds")["groups_in_several_splits"] == 1
+    forced = split_dataset(tmp_path / "ds", force=True, progress=False)
+    assert forced.leaking_groups == 0
