@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from ..errors import InputError
 from . import profile
 from .keys import Keyring, shift_date, shift_datetime
+from .reading import MAX_SEQUENCE_DEPTH
 
 __all__ = ["Identity", "identity_of", "deidentify_dataset", "mark_pixels_cleaned",
            "DeidentifyError", "MAX_SEQUENCE_DEPTH", "is_well_known_uid"]
 
-# Ultrasound objects nest sequences 3-4 levels deep; SR trees rarely pass 10. Deeper
-# nesting is refused: it is either an attack on the parser or not an image we want.
-MAX_SEQUENCE_DEPTH = 16
 
 
 class DeidentifyError(InputError):
@@ -160,6 +158,19 @@ def deidentify_dataset(ds: Dataset, keyring: Keyring, identity: Identity) -> Dat
     except RecursionError:
         raise DeidentifyError("sequences nested too deeply to process") from None
     ds.preamble = b"\0" * 128  # a preamble may hold another format's header (or a name)
+    # File meta information is rebuilt, not cleaned: it names the sending station and
+    # repeats the instance UID.
+    old_meta = getattr(ds, "file_meta", None)
+    meta = FileMetaDataset()
+    if old_meta is not None and "TransferSyntaxUID" in old_meta:
+        meta.TransferSyntaxUID = old_meta.TransferSyntaxUID
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta = meta
+    if "BurnedInAnnotation" in ds:
+        del ds.BurnedInAnnotation  # the source's claim; only our own cleaning may say NO
     ds.PatientName = identity.patient_id
     ds.PatientID = identity.patient_id
     ds.PatientIdentityRemoved = "YES"

@@ -258,6 +258,7 @@ def _ingest_dicom(data: bytes, sha: str, label: str, ctx: _Context) -> list[dict
 
 def _write_dicom(ds, frames: list[np.ndarray], info, indices: list[int], path: Path) -> None:
     """Write the de-identified dataset with the cleaned frames, uncompressed, atomically."""
+    from pydicom import dcmwrite
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
@@ -294,7 +295,8 @@ def _write_dicom(ds, frames: list[np.ndarray], info, indices: list[int], path: P
     ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    ds.save_as(tmp, enforce_file_format=True)
+    # Big-endian sources are rewritten little endian: the transfer syntax we declare.
+    dcmwrite(tmp, ds, enforce_file_format=True, implicit_vr=False, little_endian=True)
     os.replace(tmp, path)
 
 

@@ -25,6 +25,10 @@ __all__ = ["DEFAULT_MAX_DECODED_BYTES", "FrameInfo", "read_dataset", "frame_info
 # 1 GiB: a 10-minute 30 fps cine at 640x480 grey, far more than one exam file needs.
 DEFAULT_MAX_DECODED_BYTES = 1 << 30
 
+# Ultrasound objects nest sequences 3-4 levels deep; SR trees rarely pass 10. Deeper
+# nesting is refused: it is either an attack on the parser or not an image we want.
+MAX_SEQUENCE_DEPTH = 16
+
 _SUPPORTED_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422",
                           "PALETTE COLOR", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420"}
 
@@ -53,6 +57,7 @@ def read_dataset(data: bytes):
             # here with a clear reason rather than later.
             for tag in list(ds.keys()):
                 ds.get_item(tag)
+        depth = sequence_depth(ds, MAX_SEQUENCE_DEPTH)
     except InvalidDicomError:
         raise ImageDecodeError("not a DICOM file") from None
     except RecursionError:
@@ -60,7 +65,25 @@ def read_dataset(data: bytes):
     except (EOFError, OSError, ValueError, KeyError, TypeError, NotImplementedError,
             OverflowError, IndexError, struct.error) as exc:
         raise ImageDecodeError(f"truncated or corrupt DICOM ({type(exc).__name__})") from None
+    if depth > MAX_SEQUENCE_DEPTH:
+        raise ImageDecodeError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
     return ds
+
+
+def sequence_depth(ds, limit: int) -> int:
+    """How deep sequences nest in `ds`, counting up to `limit + 1` (no recursion, so a
+    hostile file cannot exhaust the stack here)."""
+    deepest = 0
+    stack = [(ds, 0)]
+    while stack:
+        dataset, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        for elem in dataset:
+            if elem.VR == "SQ":
+                stack.extend((item, depth + 1) for item in elem.value)
+    return deepest
 
 
 @dataclass(frozen=True)

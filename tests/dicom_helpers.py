@@ -1,0 +1,103 @@
+"""Helpers shared by the DICOM and ingest tests (not a test module itself)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pydicom
+from pydicom.datadict import keyword_for_tag
+
+from eutirads.dicom.deidentify import is_well_known_uid
+
+# Attributes whose text the profile keeps on purpose; their values are not identifying.
+KEPT_TEXT = {"Manufacturer", "ManufacturerModelName", "CodeValue", "CodingSchemeDesignator",
+             "CodeMeaning", "SpecificCharacterSet"}
+TEXT_VRS = {"AE", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "UC", "UI", "UR", "UT"}
+# Times of day survive the whole-day date shift by design (Modified Dates option); coded
+# strings are enumerated terms (CS), not free text.
+NOT_IDENTIFYING_VRS = {"TM", "CS", "IS", "DS"}
+
+
+def testdata_files(pattern: str = "*") -> list[str]:
+    from pydicom.data import get_testdata_files
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # files that would need a download are left out
+        return get_testdata_files(pattern)
+
+
+def ultrasound_test_files() -> list[Path]:
+    """Every ultrasound file in pydicom's test data and the pydicom-data package."""
+    found = []
+    for name in sorted(testdata_files("*")):
+        try:
+            ds = pydicom.dcmread(name, stop_before_pixels=True)
+        except Exception:
+            continue
+        if ds.get("Modality") == "US" and "PixelData" in pydicom.dcmread(name):
+            found.append(Path(name))
+    return found
+
+
+def _values(elem) -> list[str]:
+    value = elem.value
+    values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) \
+        else [value]
+    out = []
+    for v in values:
+        text = str(v).strip().strip("\0")
+        out.append(text)
+        if elem.VR == "PN":
+            out.extend(part for part in text.replace("=", "^").split("^"))
+    return [v for v in out if len(v) >= 4]
+
+
+def identifying_values(ds) -> set[str]:
+    """Every text value of `ds` (sequences included) that the profile must not let through:
+    names, ids, dates, instance UIDs, addresses, descriptions, private values. Values also
+    held by an attribute that is kept on purpose are left out."""
+    found: set[str] = set()
+    kept: set[str] = set()
+    for elem in ds.iterall():
+        keyword = keyword_for_tag(elem.tag)
+        if elem.VR == "SQ" or elem.value is None:
+            continue
+        if elem.tag.is_private:
+            if isinstance(elem.value, (str, bytes)):
+                text = elem.value.decode("latin-1") if isinstance(elem.value, bytes) \
+                    else elem.value
+                found.update(t.strip("\0 ") for t in text.split("\\")
+                             if len(t.strip("\0 ")) >= 4)
+            continue
+        if elem.VR in NOT_IDENTIFYING_VRS:
+            kept.update(_values(elem))
+            continue
+        if elem.VR not in TEXT_VRS:
+            continue
+        values = _values(elem)
+        if (keyword in KEPT_TEXT or elem.VR in NOT_IDENTIFYING_VRS or
+                (elem.VR == "UI" and all(is_well_known_uid(v) for v in values))):
+            kept.update(values)
+        else:
+            found.update(values)
+    return found - kept
+
+
+def text_of(ds) -> list[str]:
+    """Every value in `ds`, sequences included, as text."""
+    texts = []
+    for elem in ds.iterall():
+        if elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            continue
+        texts.append(str(elem.value))
+    return texts
+
+
+def raw_without_pixels(path: Path) -> bytes:
+    """The file's bytes with the pixel data value cut out (pixel bytes may spell anything)."""
+    raw = path.read_bytes()
+    ds = pydicom.dcmread(path)
+    if "PixelData" in ds:
+        raw = raw.replace(ds.PixelData, b"")
+    return raw
