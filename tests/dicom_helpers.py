@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -19,18 +20,31 @@ TEXT_VRS = {"AE", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "UC", "UI", "U
 NOT_IDENTIFYING_VRS = {"TM", "CS", "IS", "DS"}
 
 
-def testdata_files(pattern: str = "*") -> list[str]:
-    from pydicom.data import get_testdata_files
+@functools.lru_cache(maxsize=1)
+def _local_test_files() -> dict[str, Path]:
+    """pydicom's own test files and those of the pydicom-data package, by file name.
+    Only installed files are listed: `get_testdata_files` would also try to download the
+    ones that are not, which fails slowly without a network."""
+    from pydicom.data import data_manager
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # files that would need a download are left out
-        return get_testdata_files(pattern)
+    roots = [Path(data_manager.DATA_ROOT) / "test_files"]
+    roots += [Path(source.data_path) for source in data_manager.external_data_sources().values()]
+    files = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix not in (".py", ".json", ".txt", ".gz", ".bz2"):
+                files.setdefault(path.name, path)
+    return files
+
+
+def pydicom_file(name: str) -> Path:
+    return _local_test_files()[name]
 
 
 def ultrasound_test_files() -> list[Path]:
     """Every ultrasound file in pydicom's test data and the pydicom-data package."""
     found = []
-    for name in sorted(testdata_files("*")):
+    for name in sorted(str(p) for p in _local_test_files().values()):
         try:
             ds = pydicom.dcmread(name, stop_before_pixels=True)
         except Exception:
