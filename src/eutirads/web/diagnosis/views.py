@@ -19,8 +19,8 @@ STAFF = ROLES  # radiologists, reviewers and admins may classify
 
 
 def _bundle_context(bundle) -> dict:
-    metrics = {k: v for k, v in bundle.test_metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)} if bundle else {}
+    # Readable names ("kappa quadratic"); counts such as n shown without decimals.
+    metrics = {k.replace("_", " "): v for k, v in bundle.test_metrics.items()} if bundle else {}
     return {"bundle": bundle, "bundle_metrics": metrics}
 
 

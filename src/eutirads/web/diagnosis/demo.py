@@ -1,0 +1,58 @@
+"""The last step of `eutirads demo`: register the demo's bundle, create the demo account
+(its password printed once), and serve the app on localhost."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from pathlib import Path
+
+__all__ = ["DEMO_USER", "prepare_demo_site", "serve_demo"]
+
+DEMO_USER = "demo"
+
+
+def prepare_demo_site(bundle: str | Path) -> tuple[object, str, str]:
+    """Register and activate `bundle`; create (or reset) the demo account as radiologist and
+    reviewer. Returns (bundle row, password, API token), each new; nothing is stored in clear."""
+    from .. import setup
+
+    setup(migrate=True)
+    from django.contrib.auth.models import Group
+
+    from ..core.accounts import add_user
+    from .services import register_bundle
+    from .tokens import create_token
+
+    row = register_bundle(Path(bundle), activate=True)
+    password = secrets.token_urlsafe(12)
+    add_user(DEMO_USER, role="radiologist", password=password, validate=False)
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.get(username=DEMO_USER)
+    # A reviewer too, so the demo shows the readers-versus-model report.
+    user.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+    return row, password, create_token(user)
+
+
+def serve_demo(bundle: str | Path, *, serve: bool = True, host: str = "127.0.0.1",
+               port: int = 8000) -> int:
+    """Prepare the site, print how to use it, and (unless `serve` is False) serve it."""
+    row, password, token = prepare_demo_site(bundle)
+    from django.conf import settings
+
+    base = f"http://{host}:{port}"
+    url = f"{base}/diagnosis/"
+    print(f"\nDiagnosis app: model #{row.pk} ({row.name} {row.version}) is active "
+          f"(data in {settings.EUTIRADS_HOME}).")
+    print(f"Demo account: user '{DEMO_USER}', password {password}  (shown once; "
+          f"reset with 'eutirads users add {DEMO_USER} --role radiologist')")
+    print(f"API token for '{DEMO_USER}': {token}  (shown once)")
+    print(f"  curl -H 'Authorization: Token {token}' -F image=@IMAGE.png {base}/api/v1/predict")
+    if not serve:
+        print(f"Not serving (--no-serve). Start the app with: eutirads serve  ->  {url}")
+        return 0
+    print(f"Serving on {url}  (Ctrl+C stops)", flush=True)
+    from ...cli import serve as serve_cli
+
+    return serve_cli._run(argparse.Namespace(host=host, port=port, workers=2, timeout=60))
