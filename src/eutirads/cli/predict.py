@@ -72,8 +72,9 @@ def _run(args: argparse.Namespace) -> int:
         if not args.json and "error" not in entry:
             probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
             extra = f"  heatmap: {entry['heatmap']}" if "heatmap" in entry else ""
-            print(f"{image}: {entry['label']} ({entry['name']}) p={entry['confidence']:.3f}"
-                  f"  [{probs}]{extra}")
+            # tqdm.write keeps the line clear of the progress bar on a terminal.
+            tqdm.write(f"{image}: {entry['label']} ({entry['name']}) "
+                       f"p={entry['confidence']:.3f}  [{probs}]{extra}", file=sys.stdout)
     if args.json:
         meta = predictor.metadata
         print(json.dumps({"bundle": {"name": meta.get("name"), "version": meta.get("version"),
