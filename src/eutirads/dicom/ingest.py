@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import warnings
 import zipfile
 from collections import Counter
@@ -34,11 +35,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..categories import normalize_label
 from ..data.manifest import CORE_COLUMNS, MANIFEST_NAME, read_manifest, write_manifest
 from ..errors import ConfigError, EutiradsError, InputError
-from ..imageio import load_rgb, save_png
+from ..imageio import load_rgb
 from .keys import Keyring, default_key_path, load_or_create_key
 from .reading import (DEFAULT_MAX_DECODED_BYTES, decode_frames, frame_info, looks_like_dicom,
                       read_dataset, select_frames)
@@ -53,6 +55,8 @@ MANIFEST_COLUMNS: tuple[str, ...] = CORE_COLUMNS + EXTRA_COLUMNS
 QUARANTINE_NAME = "quarantine.csv"
 STATE_DIR = ".ingest"
 # Files that sit beside exams but are never images: skipped (and counted), not quarantined.
+# Dot-files are exams like any other (an export may name them so); hidden folders (.git,
+# our own .ingest) are not walked.
 _IGNORED_SUFFIXES = frozenset({".csv", ".json", ".txt", ".md", ".xml", ".yaml", ".yml",
                                ".html", ".htm", ".log", ".py", ".ini"})
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
@@ -169,6 +173,26 @@ def _read_source(ref: SourceRef, limit: int) -> bytes:
         raise _Quarantine("unreadable", f"cannot read the file ({type(exc).__name__})") from None
 
 
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file of a unique name, then rename: a reader never sees
+    half a file, and two workers writing the same output (the same bytes found under two
+    names) never trip over each other's temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(name))
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    _atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
 def _relative_png(patient: str, sha: str, frame: int) -> str:
     return f"images/{patient}/{sha[:16]}-f{frame:04d}.png"
 
@@ -246,7 +270,7 @@ def _ingest_dicom(data: bytes, sha: str, label: str, ctx: _Context) -> list[dict
         blanked, cropped = clean_frame(frame, regions)
         blanked_frames.append(blanked)
         path = _relative_png(identity.patient_id, sha, index)
-        save_png(np.ascontiguousarray(cropped), ctx.out / path)
+        _save_png(cropped, ctx.out / path)
         rows.append(_row(path, label, identity.patient_id, "dicom", sha, index,
                          identity.study_id, identity.series_id, spacing))
     if opts.keep_dicom:
@@ -293,11 +317,9 @@ def _write_dicom(ds, frames: list[np.ndarray], info, indices: list[int], path: P
     mark_pixels_cleaned(ds)
     ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.6.1")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     # Big-endian sources are rewritten little endian: the transfer syntax we declare.
-    dcmwrite(tmp, ds, enforce_file_format=True, implicit_vr=False, little_endian=True)
-    os.replace(tmp, path)
+    _atomic_write(path, lambda tmp: dcmwrite(tmp, ds, enforce_file_format=True,
+                                             implicit_vr=False, little_endian=True))
 
 
 def _ingest_image(data: bytes, sha: str, label: str, ctx: _Context) -> list[dict[str, str]]:
@@ -314,7 +336,7 @@ def _ingest_image(data: bytes, sha: str, label: str, ctx: _Context) -> list[dict
         raise _Quarantine("no-region", "no image area found in the pixels") from None
     patient = ctx.keyring.pseudonym(f"image:{sha}")
     path = _relative_png(patient, sha, 0)
-    save_png(np.ascontiguousarray(crop(pixels, box)), ctx.out / path)
+    _save_png(crop(pixels, box), ctx.out / path)
     return [_row(path, label, patient, "image", sha, 0)]
 
 
@@ -400,7 +422,7 @@ def collect_sources(sources: Iterable[str | os.PathLike[str]], *,
 
     def add_file(path: Path, label: str) -> None:
         nonlocal ignored
-        if path.suffix.lower() in _IGNORED_SUFFIXES:
+        if path.suffix.lower() in _IGNORED_SUFFIXES or _is_junk(path.name):
             ignored += 1
         elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
             refs.extend(_zip_members(path))
@@ -418,13 +440,17 @@ def collect_sources(sources: Iterable[str | os.PathLike[str]], *,
                                  (excluded is None or (here / d).resolve() != excluded))
                 label = _label_from_folder(here.name) if here != root else ""
                 for name in sorted(files):
-                    if not name.startswith("."):
-                        add_file(here / name, label)
+                    add_file(here / name, label)
         else:
             # The path the user typed may itself name a patient: say which argument.
             raise InputError(f"source #{number} on the command line: no such file or folder")
     refs.sort(key=lambda r: (r.path, r.member or ""))
     return refs, ignored
+
+
+def _is_junk(name: str) -> bool:
+    """Operating-system litter (Finder and Explorer metadata), never an exam."""
+    return name in (".DS_Store", "Thumbs.db", "desktop.ini") or name.startswith("._")
 
 
 def _zip_members(path: Path) -> list[SourceRef]:
@@ -433,7 +459,7 @@ def _zip_members(path: Path) -> list[SourceRef]:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
                 parts = info.filename.replace("\\", "/").split("/")
-                if info.is_dir() or parts[-1].startswith(".") or \
+                if info.is_dir() or _is_junk(parts[-1]) or \
                         Path(parts[-1]).suffix.lower() in _IGNORED_SUFFIXES:
                     continue
                 label = _label_from_folder(parts[-2]) if len(parts) > 1 else ""
@@ -628,7 +654,9 @@ def _run_pool(refs: list[SourceRef], ctx: _Context, workers: int,
                 crashed.extend(reversed(queue))
                 break
     except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
+        # Let running files finish (their outputs are whole either way) so nothing keeps
+        # writing into the dataset after we return; queued ones are dropped.
+        executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
     return crashed

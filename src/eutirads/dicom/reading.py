@@ -118,7 +118,7 @@ def frame_info(ds, *, max_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> FrameInfo:
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise ImageDecodeError("float pixel data is not an ultrasound image")
-        raise ImageDecodeError("no pixel data (not an image object)")
+        raise ImageDecodeError("no pixel data (a truncated file, or not an image object)")
     info = FrameInfo(rows=_int(ds, "Rows"), columns=_int(ds, "Columns"),
                      frames=_int(ds, "NumberOfFrames", 1) or 1,
                      samples=_int(ds, "SamplesPerPixel", 1),
