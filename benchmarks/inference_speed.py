@@ -1,0 +1,90 @@
+"""Inference speed: PyTorch eager against the ONNX bundle (onnxruntime), batch 1 and 16.
+
+    python benchmarks/inference_speed.py [--model tf_efficientnet_lite0] [--threads 2]
+
+Times the model alone on prepared inputs (ms per image, median of --repeat runs after a
+warm-up), then the whole `Predictor.predict` path on a 560x360 scanner frame (frame finding,
+preprocessing, ONNX, heatmap). Prints a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _median_ms(fn, images: int, repeat: int) -> float:
+    fn()  # warm-up (first-call allocations, ONNX graph optimisation)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000 / images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tf_efficientnet_lite0")
+    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+
+    import torch
+
+    from eutirads.export import export_model
+    from eutirads.inference import Predictor
+    from eutirads.models import create_model, default_preprocess
+    from eutirads.phantom import render_example
+    from eutirads.preprocess import PreprocessSpec
+
+    torch.set_num_threads(args.threads)
+    classes = ("1", "2", "3", "4", "5")
+    model = create_model(args.model, num_classes=len(classes), weights=args.weights).eval()
+    spec = PreprocessSpec(**default_preprocess(args.model), class_names=classes)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        bundle = export_model(model, spec, Path(tmp) / "bundle", name="bench",
+                              model_name=args.model)
+        export_s = time.perf_counter() - started
+        predictor = Predictor(bundle, threads=args.threads)
+        height, width = spec.input_size
+        rows = []
+        for batch in (1, 16):
+            x = np.random.default_rng(0).normal(size=(batch, 3, height, width)).astype(np.float32)
+            tensor = torch.from_numpy(x)
+
+            def eager(tensor=tensor):
+                with torch.inference_mode():
+                    model(tensor)
+
+            torch_ms = _median_ms(eager, batch, args.repeat)
+            onnx_ms = _median_ms(lambda x=x: predictor.run(x), batch, args.repeat)
+            rows.append((batch, torch_ms, onnx_ms))
+        frame = np.asarray(render_example(seed=0, patient=0).screen)
+        if frame.ndim == 2:
+            frame = np.repeat(frame[..., None], 3, axis=2)
+        full_ms = _median_ms(lambda: predictor.predict(frame), 1, args.repeat)
+
+    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads; "
+          f"torch {torch.__version__}; model {args.model} {height}x{width}; "
+          f"export + parity check {export_s:.1f} s")
+    print()
+    print("| batch | PyTorch eager ms/image | ONNX Runtime ms/image | speed-up |")
+    print("|---|---|---|---|")
+    for batch, torch_ms, onnx_ms in rows:
+        print(f"| {batch} | {torch_ms:.1f} | {onnx_ms:.1f} | {torch_ms / onnx_ms:.2f}x |")
+    print()
+    print(f"Predictor.predict on a {frame.shape[1]}x{frame.shape[0]} frame (frame finding, "
+          f"preprocessing, ONNX, heatmap): {full_ms:.0f} ms/image")
+
+
+if __name__ == "__main__":
+    main()
