@@ -246,6 +246,7 @@ def test_the_split_and_summary_commands_print_one_line_and_a_table(tmp_path, cap
     assert main(["dataset", "split", str(ds), "--seed", "2"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith(f"split {ds}: train ")
+    assert "20 image(s) without patient id, each its own group" in out[0]
     assert main(["dataset", "summary", str(ds)]) == 0
     table = capsys.readouterr().out
     assert "label" in table and "train" in table and "duplicate groups: 0" in table

@@ -199,6 +199,7 @@ class SplitReport:
     groups: int = 0
     duplicate_groups: int = 0
     kept_existing: int = 0
+    without_patient_id: int = 0
     leaking_groups: int = 0
     undecodable: list[str] = field(default_factory=list)
 
@@ -207,6 +208,9 @@ class SplitReport:
         line = (f"split {self.dataset}: {sizes} labelled image(s), {self.groups} group(s), "
                 f"{self.duplicate_groups} duplicate group(s), {self.unlabelled} unlabelled "
                 "without split")
+        if self.without_patient_id:
+            line += (f"; {self.without_patient_id} image(s) without patient id, each its own "
+                     "group")
         if self.kept_existing:
             line += f"; kept {self.kept_existing} existing assignment(s) (--force to redo)"
         if self.leaking_groups:
@@ -276,6 +280,7 @@ def split_dataset(dataset: str | os.PathLike[str], *, val: float = 0.18, test: f
     report.groups = len(sizes)
     report.duplicate_groups = len(duplicate_groups(rows, threshold=threshold))
     report.kept_existing = sum(1 for s in fixed if s)
+    report.without_patient_id = sum(1 for row in rows if not row["patient_id"])
     report.leaking_groups = len(leaking_groups(rows, groups))
     report.undecodable = sorted(bad)
     return report
