@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -53,7 +53,7 @@ def release_expired(project: Project, *, now=None) -> int:
     """Free the slots of claims older than CLAIM_MINUTES that were never saved."""
     cutoff = (now or timezone.now()) - timedelta(minutes=CLAIM_MINUTES)
     released = 0
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         stale = list(Reading.objects.filter(image__project=project, done=False,
                                             claimed_at__lt=cutoff).values_list("pk", "image_id"))
         for pk, image_id in stale:
@@ -69,33 +69,50 @@ def _open_images(project: Project, reader):
             .exclude(readings__reader=reader).exclude(skips__reader=reader))
 
 
-def claim_next(project: Project, reader, *, exclude: tuple[int, ...] = ()) -> Image | None:
-    """The reader's next image: an unsaved claim they already hold (oldest first, not in
-    `exclude`), else a newly claimed one; None when the queue is empty for them."""
-    with transaction.atomic():
-        held = (Reading.objects.filter(image__project=project, reader=reader, done=False)
-                .exclude(image_id__in=exclude).select_related("image").order_by("claimed_at", "pk")
-                .first())
-        if held is not None:
-            return held.image
-        pending = Reading.objects.filter(image__project=project, reader=reader, done=False).count()
-        if pending >= MAX_PENDING:
-            return None
-        # Images that already have readings first, so images complete (and reach
-        # agreement and adjudication) as early as possible.
-        candidates = _open_images(project, reader).exclude(pk__in=exclude) \
-            .order_by("-claims", "position").values_list("pk", flat=True)[:20]
-        for image_id in candidates:
-            if not _take_slot(image_id, project):
-                continue  # another reader took the last slot a moment ago
-            try:
-                with transaction.atomic():
-                    Reading.objects.create(image_id=image_id, reader=reader)
-            except IntegrityError:  # the same reader claimed it in another tab
-                _give_slot(image_id)
-                continue
-            return Image.objects.get(pk=image_id)
-    return None
+@dataclass(frozen=True)
+class ImageRef:
+    """Just what the reading screen needs about a claimed image."""
+
+    id: int
+    position: int
+
+
+def claim_pair(project: Project, reader) -> tuple[ImageRef | None, ImageRef | None]:
+    """The image to show now and the one to prefetch, both claimed for the reader: claims
+    they already hold first (oldest first), then new ones. None where the queue is empty."""
+    with transaction.atomic(savepoint=False):
+        refs = [ImageRef(*row) for row in
+                Reading.objects.filter(image__project=project, reader=reader, done=False)
+                .order_by("claimed_at", "pk").values_list("image_id", "image__position")
+                [:MAX_PENDING]]
+        if len(refs) < MAX_PENDING:
+            refs += _claim_new(project, reader, MAX_PENDING - len(refs), [r.id for r in refs])
+        if len(refs) < MAX_PENDING and release_expired(project):
+            # The queue looked empty: stale claims of others were holding the last slots.
+            refs += _claim_new(project, reader, MAX_PENDING - len(refs), [r.id for r in refs])
+    refs += [None, None]
+    return refs[0], refs[1]
+
+
+def _claim_new(project: Project, reader, count: int, exclude: list[int]) -> list[ImageRef]:
+    # Images that already have readings first, so images complete (and reach agreement
+    # and adjudication) as early as possible.
+    candidates = _open_images(project, reader).exclude(pk__in=exclude) \
+        .order_by("-claims", "position").values_list("pk", "position")[:count + 10]
+    claimed: list[ImageRef] = []
+    for image_id, position in candidates:
+        if not _take_slot(image_id, project):
+            continue  # another reader took the last slot a moment ago
+        try:
+            with transaction.atomic():
+                Reading.objects.create(image_id=image_id, reader=reader)
+        except IntegrityError:  # the same reader claimed it in another tab
+            _give_slot(image_id)
+            continue
+        claimed.append(ImageRef(image_id, position))
+        if len(claimed) == count:
+            break
+    return claimed
 
 
 def validate_verdict(label: str, flagged: bool, reason: str, comment: str) -> tuple[str, str, str]:
@@ -119,8 +136,8 @@ def save_reading(image: Image, reader, *, label: str = "", flagged: bool = False
 
     Raises QueueError when the image already has its N readings from others."""
     label, reason, comment = validate_verdict(label, flagged, reason, comment)
-    project = image.project
-    with transaction.atomic():
+    project = image.project  # callers pass images with select_related("project")
+    with transaction.atomic(savepoint=False):
         reading = Reading.objects.select_for_update().filter(image=image, reader=reader).first()
         if reading is None:
             # The claim expired (or never existed): take a slot now if one is left.
@@ -159,11 +176,31 @@ def unskip_all(project: Project, reader) -> int:
 
 
 def progress(project: Project, reader) -> Progress:
-    done = Reading.objects.filter(image__project=project, reader=reader, done=True).count()
-    skipped = Skip.objects.filter(image__project=project, reader=reader).count()
-    total = project.images.count()
-    left = _open_images(project, reader).count() + Reading.objects.filter(
-        image__project=project, reader=reader, done=False).count()
+    """Counts for the progress bar. One hand-written query, because this runs on every save
+    and the ORM's query building cost more than the database's work."""
+    image, reading, skip_ = (m._meta.db_table for m in (Image, Reading, Skip))
+    sql = f"""
+        SELECT
+          (SELECT COUNT(*) FROM {image} WHERE project_id = %(p)s),
+          (SELECT COUNT(*) FROM {image} WHERE project_id = %(p)s AND claims < %(n)s),
+          (SELECT COUNT(*) FROM {reading} r JOIN {image} i ON r.image_id = i.id
+             WHERE i.project_id = %(p)s AND r.reader_id = %(u)s AND r.done = %(yes)s),
+          (SELECT COUNT(*) FROM {reading} r JOIN {image} i ON r.image_id = i.id
+             WHERE i.project_id = %(p)s AND r.reader_id = %(u)s AND r.done = %(no)s),
+          (SELECT COUNT(*) FROM {reading} r JOIN {image} i ON r.image_id = i.id
+             WHERE i.project_id = %(p)s AND r.reader_id = %(u)s AND i.claims < %(n)s),
+          (SELECT COUNT(*) FROM {skip_} s JOIN {image} i ON s.image_id = i.id
+             WHERE i.project_id = %(p)s AND s.reader_id = %(u)s),
+          (SELECT COUNT(*) FROM {skip_} s JOIN {image} i ON s.image_id = i.id
+             WHERE i.project_id = %(p)s AND s.reader_id = %(u)s AND i.claims < %(n)s)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"p": project.pk, "n": project.readers_required, "u": reader.pk,
+                             "yes": True, "no": False})
+        total, open_, done, pending, mine_open, skipped, skipped_open = cursor.fetchone()
+    # Open images minus those this reader holds, read or skipped (a reader never has both a
+    # reading and a skip of one image), plus the claims they hold: their own queue.
+    left = open_ - mine_open - skipped_open + pending
     return Progress(done=done, left=left, skipped=skipped, total=total)
 
 

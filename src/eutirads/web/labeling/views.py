@@ -14,6 +14,7 @@ from pathlib import Path
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.db import transaction
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -31,14 +32,16 @@ def _project(name: str) -> Project:
     return get_object_or_404(Project, name=name)
 
 
-def _image_payload(project: Project, image: Image | None, reader) -> dict | None:
+def _image_payload(project: Project, image: Image | queue.ImageRef | None,
+                   own: Reading | None = None) -> dict | None:
+    """What the reading screen needs about an image; `own` is the caller's saved reading
+    (None for a freshly claimed image, which has none)."""
     if image is None:
         return None
-    own = Reading.objects.filter(image=image, reader=reader, done=True).first()
     return {
-        "id": image.pk,
+        "id": image.id,
         "position": image.position,
-        "url": reverse("labeling:image", args=[project.name, image.pk]),
+        "url": reverse("labeling:image", args=[project.name, image.id]),
         "reading": None if own is None else {"label": own.label, "flagged": own.flagged,
                                              "reason": own.flag_reason, "comment": own.comment},
     }
@@ -46,10 +49,9 @@ def _image_payload(project: Project, image: Image | None, reader) -> dict | None
 
 def _queue_state(request, project: Project) -> dict:
     """The reader's current image and the one to prefetch, both claimed for them."""
-    current = queue.claim_next(project, request.user)
-    upcoming = queue.claim_next(project, request.user, exclude=(current.pk,)) if current else None
-    return {"current": _image_payload(project, current, request.user),
-            "prefetch": _image_payload(project, upcoming, request.user),
+    current, upcoming = queue.claim_pair(project, request.user)
+    return {"current": _image_payload(project, current),
+            "prefetch": _image_payload(project, upcoming),
             "progress": queue.progress(project, request.user).as_dict()}
 
 
@@ -113,22 +115,29 @@ def unskip(request, project):
 @require_POST
 @role_required(*READERS, json=True)
 def api_next(request, project):
-    return JsonResponse(_queue_state(request, _project(project)))
+    obj = _project(project)
+    queue.release_expired(obj)  # a new reading session: free stale claims of anyone
+    return JsonResponse(_queue_state(request, obj))
 
 
 @require_POST
 @role_required(*READERS, json=True)
 def api_save(request, project, image_id):
-    obj = _project(project)
-    image = get_object_or_404(Image, pk=image_id, project=obj)
+    """Save the reader's verdict and answer with the next image and the one to prefetch:
+    "save and go to next" in one round trip and one transaction."""
+    image = get_object_or_404(Image.objects.select_related("project"), pk=image_id,
+                              project__name=project)
     try:
         data = _json_body(request)
-        queue.save_reading(image, request.user, label=str(data.get("label", "")),
-                           flagged=bool(data.get("flagged")), reason=str(data.get("reason", "")),
-                           comment=str(data.get("comment", "")), request=request)
+        with transaction.atomic():
+            queue.save_reading(image, request.user, label=str(data.get("label", "")),
+                               flagged=bool(data.get("flagged")),
+                               reason=str(data.get("reason", "")),
+                               comment=str(data.get("comment", "")), request=request)
+            state = _queue_state(request, image.project)
     except queue.QueueError as exc:
         return _json_error(exc, 409 if "already has" in str(exc) else 400)
-    return JsonResponse({"saved": image.pk, **_queue_state(request, obj)})
+    return JsonResponse({"saved": image.pk, **state})
 
 
 @require_POST
@@ -149,7 +158,7 @@ def api_mine(request, project, image_id):
                                      done=True).select_related("image").first()
     if reading is None:
         return JsonResponse({"error": "no saved reading of yours for this image"}, status=404)
-    return JsonResponse({"current": _image_payload(obj, reading.image, request.user)})
+    return JsonResponse({"current": _image_payload(obj, reading.image, reading)})
 
 
 @require_GET
