@@ -30,7 +30,8 @@ def test_the_classify_page_shows_the_form_the_active_model_and_the_disclaimer(ra
                                                                               active_bundle):
     page = rad_client.get("/diagnosis/").content.decode()
     assert 'type="file"' in page and "tiny-test-model" in page
-    assert "accuracy" in page and ">0.61<" in page
+    assert '<th>accuracy</th><td class="num">0.610</td>' in page
+    assert '<th>n</th><td class="num">40</td>' in page
     assert "does not replace, the radiologist" in page
 
 
