@@ -170,3 +170,24 @@ def test_overlay_leaves_cold_pixels_untouched_and_paints_hot_ones():
 def test_category_names_follow_the_model_scheme():
     assert category_name("5", CLASSES) == "EU-TIRADS 5: High risk"
     assert category_name("5", ["2", "3", "4a", "4b", "4c", "5"]) == "TI-RADS 5"
+
+
+@pytest.mark.ddti
+def test_real_ddti_frames_get_heatmaps_inside_their_image_area(bundle, ddti_dir):
+    from eutirads.imageio import load_rgb
+    from eutirads.region import find_image_area
+
+    predictor = Predictor(bundle)
+    images = sorted((ddti_dir / "raw_jpg").glob("*.jpg"))[:3]
+    assert images, "no DDTI image found"
+    for path in images:
+        pixels = load_rgb(path)
+        area = find_image_area(pixels)
+        # The nodule box must lie inside the image area; any box there will do for the test.
+        box = (area.x0 + 20, area.y0 + 20, area.x0 + 120, area.y0 + 90)
+        result = predictor.predict(pixels, box=box)
+        assert result.heatmap.shape == pixels.shape[:2] == (360, 560)
+        x0, y0, x1, y1 = result.crop_box
+        assert area.x0 <= x0 and area.y0 <= y0 and x1 <= area.x1 and y1 <= area.y1
+        # Burned-in text outside the image area never gets heat.
+        assert not result.heatmap[:area.y0].any() and not result.heatmap[:, area.x1:].any()
