@@ -75,7 +75,7 @@ def zip_bytes() -> bytes:
 
 
 def dicom_bytes(*, frames: int = 1, spacing_cm: float | None = 0.01, rgb: bool = False,
-                truncate: int | None = None) -> bytes:
+                truncate: int | None = None, declared: tuple[int, int] | None = None) -> bytes:
     """A small ultrasound DICOM in memory (explicit VR little endian, fictitious values)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -107,8 +107,13 @@ def dicom_bytes(*, frames: int = 1, spacing_cm: float | None = 0.01, rgb: bool =
     if frames > 1:
         ds.NumberOfFrames = frames
     ds.PixelData = np.ascontiguousarray(array).tobytes()
+    if declared:  # a header claiming a huge image over small pixel data (a bomb)
+        ds.Rows, ds.Columns = declared
     if spacing_cm is not None:
         region = Dataset()
+        region.RegionSpatialFormat = 1
+        region.RegionLocationMinX0, region.RegionLocationMinY0 = 10, 10
+        region.RegionLocationMaxX1, region.RegionLocationMaxY1 = 189, 139
         region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3
         region.PhysicalDeltaX = region.PhysicalDeltaY = spacing_cm
         ds.SequenceOfUltrasoundRegions = [region]

@@ -72,6 +72,8 @@ BAD_UPLOADS = {
     "a truncated png": (samples.png_bytes()[:500], "a.png", "truncated"),
     "a truncated dicom": (samples.dicom_bytes(truncate=2000), "a.dcm", "DICOM"),
     "a decompression bomb": (samples.png_bomb(), "a.png", "too large"),
+    "a dicom declaring a huge image": (samples.dicom_bytes(declared=(60000, 60000)), "a.dcm",
+                                       "too large"),
     "an animated png": (samples.animated_png(), "a.png", "animated"),
     "an animated gif": (samples.gif_animation(), "a.gif", "unsupported file type GIF"),
     "a multi-frame dicom": (samples.dicom_bytes(frames=3), "a.dcm", "multi-frame"),

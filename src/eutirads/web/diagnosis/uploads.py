@@ -8,8 +8,9 @@ image's end marker), then decodes with a pixel limit and RE-ENCODES the pixels a
 PNG. Only that PNG and the pixel array are used afterwards; the upload's name is used for
 the extension check only and never reaches a message, a log or a file name.
 
-DICOM uploads keep nothing but pixels and the pixel spacing; the image area is cropped
-(as in ingest) so burned-in text around the image is dropped.
+DICOM uploads are read with the ingest's code (`eutirads.dicom`): they keep nothing but
+the pixels inside the ultrasound regions and the pixel spacing, so burned-in text around
+the image is dropped and no header value is ever kept.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import PurePath
 import numpy as np
 from PIL import Image
 
-from ...errors import ImageDecodeError
+from ...errors import ImageDecodeError, InputError
 from ...imageio import DEFAULT_MAX_PIXELS, open_image
 from ...region import find_image_area
 
@@ -225,84 +226,59 @@ def _decode_raster(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
 
 
 def _decode_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | None]:
-    """Pixels (image area only) and mm per pixel from a DICOM held in memory.
+    """Pixels and mm per pixel from a DICOM held in memory, with the ingest's own code.
 
-    Only pixel data and spacing are read; no other value leaves this function, so nothing
-    identifying can be stored or shown.
+    As in ingest: the header is parsed and its declared size checked before any pixel is
+    decoded; everything outside the scanner's ultrasound regions (or, when it declares
+    none, outside the image area found from the pixels) is blanked and cropped away, so
+    burned-in names and dates around the image are gone. No other value leaves this
+    function, so nothing identifying can be stored or shown.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from ...dicom.pixels import Region, clean_frame, spacing_of, ultrasound_regions
+    from ...dicom.reading import decode_frames, frame_info, read_dataset
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=False)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise UploadError(f"corrupt or truncated DICOM ({type(exc).__name__})") from None
-    if "PixelData" not in ds:
-        raise UploadError("the DICOM file holds no image (no pixel data)")
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
-        raise UploadError("corrupt DICOM: missing or bad image size") from None
-    if rows <= 0 or cols <= 0:
-        raise UploadError(f"corrupt DICOM: empty image ({cols}x{rows})")
-    if rows * cols > max_pixels:
-        raise UploadError(f"image too large ({cols}x{rows} pixels; limit {max_pixels:,})")
-    if frames > 1:
-        raise UploadError(f"multi-frame DICOM ({frames} frames); upload a single frame")
-    try:
-        array = ds.pixel_array
-        if ds.get("PhotometricInterpretation", "") in ("MONOCHROME1", "MONOCHROME2"):
-            from pydicom.pixels import apply_voi_lut
-
-            array = apply_voi_lut(array, ds) if "WindowCenter" in ds else array
-    except Exception as exc:  # noqa: BLE001 - any decoder failure on hostile bytes is a 400
-        raise UploadError(f"the DICOM's pixel data cannot be decoded ({type(exc).__name__})") \
-            from None
-    array = np.asarray(array)
-    if array.ndim == 2:
-        pixels = _scale_gray(array.astype(np.float32))
-        if ds.get("PhotometricInterpretation", "") == "MONOCHROME1":
-            pixels = 255 - pixels
-    elif array.ndim == 3 and array.shape[2] in (3, 4):
-        pixels = array[..., :3]
-        if pixels.dtype != np.uint8:
-            pixels = _scale_gray(pixels.astype(np.float32).mean(axis=2))
-    else:
-        raise UploadError(f"unsupported DICOM pixel layout {array.shape}")
-    return np.ascontiguousarray(pixels, dtype=np.uint8), _dicom_mm_per_pixel(ds)
-
-
-def _dicom_mm_per_pixel(ds) -> float | None:
-    """Millimetres per pixel: the ultrasound region's physical delta, else PixelSpacing."""
-    for region in ds.get("SequenceOfUltrasoundRegions", []) or []:
+        ds = read_dataset(data)
+        info = frame_info(ds, max_bytes=max_pixels * 3 * 2)
+        if info.frames > 1:
+            raise UploadError(f"multi-frame DICOM ({info.frames} frames); upload a single frame")
+        if info.rows * info.columns > max_pixels:
+            raise UploadError(f"image too large ({info.columns}x{info.rows} pixels; "
+                              f"limit {max_pixels:,})")
+        regions, _problems = ultrasound_regions(ds, info.rows, info.columns)
+        ((_, frame),) = decode_frames(ds, info, [0])
+    except UploadError:
+        raise
+    except ImageDecodeError as exc:
+        raise UploadError(f"DICOM refused: {exc}") from None
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=2)
+    frame = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+    if not regions:
         try:
-            # Units code 3 is centimetres (PS3.3 C.8.5.5.1.15); both directions must agree.
-            if int(region.PhysicalUnitsXDirection) == 3 and int(region.PhysicalUnitsYDirection) == 3:
-                dx, dy = float(region.PhysicalDeltaX), float(region.PhysicalDeltaY)
-                if dx > 0 and abs(dx - dy) <= 0.05 * dx:
-                    return abs(dx) * 10.0
-        except (AttributeError, TypeError, ValueError):
-            continue
-    spacing = ds.get("PixelSpacing")
+            regions = [Region(find_image_area(frame))]
+        except InputError:
+            raise UploadError("DICOM refused: no ultrasound region declared and no image "
+                              "area found in the pixels") from None
+    _blanked, cropped = clean_frame(frame, regions)
+    spacing = spacing_of(regions)
+    mm_per_pixel = None
+    if spacing and abs(spacing[0] - spacing[1]) <= 0.05 * spacing[0]:
+        mm_per_pixel = float(spacing[0])
+    return np.ascontiguousarray(cropped), mm_per_pixel or _pixel_spacing(ds)
+
+
+def _pixel_spacing(ds) -> float | None:
+    """Millimetres per pixel from PixelSpacing, when square (ultrasound usually declares
+    its regions' physical deltas instead)."""
     try:
-        if spacing and float(spacing[0]) > 0 and abs(float(spacing[0]) - float(spacing[1])) \
-                <= 0.05 * float(spacing[0]):
+        spacing = ds.get("PixelSpacing")
+        if spacing and float(spacing[0]) > 0 and \
+                abs(float(spacing[0]) - float(spacing[1])) <= 0.05 * float(spacing[0]):
             return float(spacing[0])
     except (TypeError, ValueError, IndexError):
         pass
     return None
-
-
-def _crop_image_area(pixels: np.ndarray) -> np.ndarray:
-    """The scanner's image area, dropping burned-in text around it; the frame if none found."""
-    from ...errors import InputError
-
-    try:
-        box = find_image_area(pixels)
-    except InputError:
-        return pixels
-    return np.ascontiguousarray(pixels[box.y0:box.y1, box.x0:box.x1])
 
 
 def clean_upload(data: bytes, filename: str | None = None, *,
@@ -333,7 +309,6 @@ def clean_upload(data: bytes, filename: str | None = None, *,
     else:
         _check_polyglot(data, None)
         pixels, mm_per_pixel = _decode_dicom(data, max_pixels)
-        pixels = _crop_image_area(pixels)
     if pixels.shape[0] < 16 or pixels.shape[1] < 16:
         raise UploadError(f"image too small ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
