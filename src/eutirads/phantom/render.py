@@ -130,13 +130,14 @@ def _paint_anatomy(c: _Canvas, case: Case, rng: np.random.Generator) -> None:
     scm = _ellipse(X, Y, a.carotid_cx - 0.6, a.fat + a.scm_thickness / 2 + 0.02,
                    1.4, a.scm_thickness / 2) <= 1
     c.db[scm] = a.muscle_db + 0.5 + 2.5 * fibres[scm]
-    fascia = (np.abs(Y - a.fat) < 0.02) | (np.abs(Y - (a.fat + lens)) < 0.015) & ~lobe
-    c.db[fascia] += 4.0
 
     # Subcutaneous fat with bright septa, and the bright skin line.
     fat = (Y >= a.skin) & (Y < a.fat)
     septa = _fibres(rng, shape, along=14.0, across=0.7)
-    c.db[fat] = a.fat_db + np.where(septa[fat] > 1.3, 9.0, 0.0) + 1.5 * septa[fat]
+    c.db[fat] = a.fat_db + np.where(septa[fat] > 1.2, 10.0, 0.0) + 1.5 * septa[fat]
+    # Fascial planes: thin bright lines around the strap muscles.
+    fascia = ((np.abs(Y - a.fat) < 0.02) | (np.abs(Y - (a.fat + lens)) < 0.015)) & ~lobe
+    c.db[fascia] = 1.0 + 2.0 * fibres[fascia]
     skin = Y < a.skin
     c.db[skin] = 6.0 + 2.0 * fibres[skin]
 
@@ -160,10 +161,10 @@ def _paint_anatomy(c: _Canvas, case: Case, rng: np.random.Generator) -> None:
     upper = Y < tcy + 0.2
     cartilage = (rho_t > 1) & (rho_t < 1 + 0.16 / a.trachea_r) & upper
     c.db[cartilage] = a.muscle_db - 4 + 1.5 * fibres[cartilage]
-    air_line = (rho_t > 1 - 0.05 / a.trachea_r) & (rho_t <= 1) & upper
-    c.points[air_line] = 4.0
+    air_line = (rho_t > 1 - 0.035 / a.trachea_r) & (rho_t <= 1) & upper
+    c.points[air_line] = 2.5
     c.blocker[air_line] = 1.0
-    inside = (rho_t <= 1 - 0.05 / a.trachea_r) | ((np.abs(X - a.trachea_cx) < a.trachea_r * 0.97) & ~upper)
+    inside = (rho_t <= 1 - 0.035 / a.trachea_r) | ((np.abs(X - a.trachea_cx) < a.trachea_r * 0.97) & ~upper)
     # Reverberation: fading copies of the air line at multiples of its depth.
     below_wall = np.clip((Y - (tcy - a.trachea_r * np.sqrt(np.clip(
         1 - ((X - a.trachea_cx) / a.trachea_r) ** 2, 0, 1)))) * c.ppc, 0, None)
@@ -191,7 +192,7 @@ def _paint_nodule(c: _Canvas, case: Case, view: View, rng: np.random.Generator) 
     edge = _harmonic_radius(theta, n.harmonics, n.spicules)
     irregular = case.features.margins == "irregular"
     # Irregular margins are also less sharp (infiltrative); smooth ones are crisp.
-    softness = (0.08 if irregular else 0.025) / min(hw, hh)
+    softness = (0.045 if irregular else 0.025) / min(hw, hh)
     alpha = np.clip((edge - rho) / softness + 0.5, 0, 1)
     inside = alpha > 0.5
 
@@ -200,7 +201,8 @@ def _paint_nodule(c: _Canvas, case: Case, view: View, rng: np.random.Generator) 
     if n.halo > 0:
         ring = (rho > edge) & (rho < edge + n.halo / min(hw, hh))
         db[ring] = n.halo_db
-    texture = n.texture_db * _low_freq(rng, db.shape, 6)
+    # Nodular tissue has a coarser, more heterogeneous echotexture than thyroid.
+    texture = n.texture_db * (0.6 * _low_freq(rng, db.shape, 8) + 0.8 * _low_freq(rng, db.shape, 3))
     composition = case.features.composition
     if composition == "cystic":
         solid = np.full(db.shape, ANECHOIC_DB, np.float32)
@@ -255,8 +257,8 @@ def _acoustics(c: _Canvas) -> np.ndarray:
     fluid_cm = np.cumsum(c.fluid, axis=0) / c.ppc
     behind_fluid = np.clip(fluid_cm - 0.0, 0, None)
     enhancement = np.minimum(7.0, 6.0 * behind_fluid) * (c.fluid == 0)
-    blocked = np.cumsum(c.blocker, axis=0) > 2
-    shadow = ndimage.gaussian_filter1d(np.where(blocked, -22.0, 0.0).astype(np.float32), 1.5,
+    blocked = np.cumsum(c.blocker, axis=0) > 0
+    shadow = ndimage.gaussian_filter1d(np.where(blocked, -22.0, 0.0).astype(np.float32), 2.0,
                                        axis=1)
     shadow[(c.blocker > 0) | c.shadow_free] = 0.0
     return enhancement + shadow

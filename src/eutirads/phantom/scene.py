@@ -161,7 +161,7 @@ def sample_features(rng: np.random.Generator, label: int) -> NoduleFeatures:
             if shape_risk or irregular or micro or marked:
                 break
         echo = ("markedly_hypoechoic" if marked else
-                _pick(rng, {"mildly_hypoechoic": 0.6, "isoechoic": 0.3, "hyperechoic": 0.1}))
+                _pick(rng, {"mildly_hypoechoic": 0.65, "isoechoic": 0.28, "hyperechoic": 0.07}))
         foci = ("microcalcifications" if micro else
                 ("macrocalcifications" if rng.random() < 0.15 else "none"))
         features = NoduleFeatures(
@@ -185,11 +185,11 @@ def _level_db(rng: np.random.Generator, echogenicity: str, muscle_db: float) -> 
     thyroid, marked hypo under the muscle.
     """
     if echogenicity == "hyperechoic":
-        return float(rng.uniform(3.5, 8.0))
+        return float(rng.uniform(4.0, 8.0))
     if echogenicity == "isoechoic":
-        return float(rng.uniform(-1.0, 1.0))
+        return float(rng.uniform(-0.8, 0.8))
     if echogenicity == "mildly_hypoechoic":
-        return float(muscle_db * rng.uniform(0.38, 0.68))
+        return float(muscle_db * rng.uniform(0.42, 0.72))
     if echogenicity == "markedly_hypoechoic":
         return float(muscle_db - rng.uniform(2.5, 7.0))
     return -40.0  # anechoic
@@ -209,9 +209,9 @@ def _outline(rng: np.random.Generator, shape: str, margins: str):
         harmonics.append((4, float(rng.uniform(0.03, 0.08)), float(rng.uniform(0, 2 * np.pi))))
     if margins == "irregular":
         for order in rng.choice(np.arange(5, 16), size=int(rng.integers(4, 7)), replace=False):
-            harmonics.append((int(order), float(rng.uniform(0.035, 0.075)),
+            harmonics.append((int(order), float(rng.uniform(0.045, 0.09)),
                               float(rng.uniform(0, 2 * np.pi))))
-        for _ in range(int(rng.integers(0, 7))):
+        for _ in range(int(rng.integers(1, 7))):
             spicules.append((float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.15, 0.4)),
                              float(rng.uniform(0.03, 0.07))))
     return tuple(harmonics), tuple(spicules)
@@ -283,7 +283,7 @@ def _nodule(rng: np.random.Generator, features: NoduleFeatures, muscle_db: float
         cx=0.0, cy=0.0, half_width=hw, half_height=hh, angle=float(angle),
         harmonics=harmonics, spicules=spicules, level_db=level,
         cyst_blobs=tuple(cyst_blobs), foci=tuple(foci), macro=macro, halo=halo,
-        halo_db=halo_db, texture_db=float(rng.uniform(1.5, 3.0) if iso else rng.uniform(0.5, 2.0)))
+        halo_db=halo_db, texture_db=float(rng.uniform(1.8, 2.8) if iso else rng.uniform(0.8, 2.0)))
     return geometry
 
 
@@ -300,8 +300,9 @@ def sample_case(rng: np.random.Generator, label: int) -> Case:
     if nodule is not None:
         # A nodule widens the lobe around it.
         extent = max(nodule.half_width, nodule.half_height) * 1.15
-        lobe_a = max(lobe_a, extent + 0.25)
-        lobe_b = max(lobe_b, nodule.half_height * 1.1 + 0.15)
+        # Keep a rim of normal thyroid around it: echogenicity is judged against it.
+        lobe_a = max(lobe_a, extent + float(rng.uniform(0.3, 0.5)))
+        lobe_b = max(lobe_b, nodule.half_height * 1.1 + float(rng.uniform(0.2, 0.3)))
     lobe_top = fat + strap
     lobe_cy = lobe_top + lobe_b
     lobe_cx = float(rng.uniform(-0.35, 0.35))
@@ -344,7 +345,7 @@ def sample_view(rng: np.random.Generator, case: Case, *, first: bool = True) -> 
         shift_y=float(spread * rng.uniform(-0.08, 0.08)),
         depth_cm=float(case.anatomy.depth_cm + rng.uniform(-0.1, 0.5)),
         gain=float(rng.uniform(0.5, 0.62)),
-        dynamic_range=float(rng.uniform(54, 66)),
+        dynamic_range=float(rng.uniform(46, 56)),
         tgc_slope=float(rng.uniform(-1.5, 1.5)),
         nodule_scale=float(1.0 if first else rng.uniform(0.9, 1.08)),
         nodule_turn=float(0.0 if first else rng.normal(0, 0.08)),

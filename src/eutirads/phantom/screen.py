@@ -130,7 +130,7 @@ def compose_screen(area: np.ndarray, *, width: int, height: int, px_per_cm: floa
             break
         long_tick = half_cm % 2 == 0
         draw.line((tick_x, y, tick_x + (6 if long_tick else 3), y), fill=TEXT_GRAY, width=1)
-        if long_tick and half_cm > 0:
+        if long_tick and half_cm > 0 and y < box.y1 - 2 * line:
             draw.text((tick_x + 9, y - size // 2), str(half_cm // 2), fill=TEXT_GRAY, font=small)
         half_cm += 1
     focus_y = box.y0 + round(notes.focus_cm * px_per_cm)
