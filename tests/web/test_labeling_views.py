@@ -257,3 +257,35 @@ def test_admins_reach_the_django_admin_and_others_do_not(client_for, users):
     # Django admin sends non-staff to its login page, which refuses a logged-in non-admin.
     assert client_for("rita").get("/admin/", follow=True).status_code == 403
     assert client_for("mallory").get("/admin/", follow=True).status_code == 403
+
+
+def test_a_claim_left_unsaved_expires_and_its_slot_returns_to_the_queue(client_for, users, project):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from eutirads.web.labeling import queue
+
+    held = next_image(client_for("alice"))["current"]["id"]
+    Reading.objects.filter(reader=users["alice"]).update(
+        claimed_at=timezone.now() - timedelta(minutes=queue.CLAIM_MINUTES + 1))
+    assert queue.release_expired(project) == 2
+    assert Image.objects.get(pk=held).claims == 0
+    assert not Reading.objects.filter(reader=users["alice"]).exists()
+    # Alice's late save still lands, in a slot taken afresh.
+    assert save(client_for("alice"), held, "2").status_code == 200
+    assert Image.objects.get(pk=held).claims == 1
+
+
+def test_progress_counts_match_the_readers_queue(client_for, users, project):
+    from eutirads.web.labeling import queue
+
+    bob = client_for("bob")
+    first = next_image(bob)["current"]["id"]
+    post_json(bob, f"/labeling/study/api/{first}/skip/")
+    images = list(Image.objects.exclude(pk=first).order_by("position"))
+    for reader in ("alice", "rita"):  # one image is now full without bob
+        queue.save_reading(images[-1], users[reader], label="3")
+    p = queue.progress(project, users["bob"])
+    assert (p.done, p.skipped, p.total) == (0, 1, 4)
+    assert p.left == 2  # 4 images - 1 skipped - 1 full

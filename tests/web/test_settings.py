@@ -33,11 +33,29 @@ def test_the_secret_key_is_generated_once_into_a_private_file(tmp_path, monkeypa
     assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600
 
 
-def test_sessions_end_after_the_idle_timeout_and_renew_on_each_request():
+def test_an_idle_session_ends_and_an_active_one_is_renewed(client_for):
+    from datetime import timedelta
+
     from django.conf import settings
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
 
     assert settings.SESSION_COOKIE_AGE == settings.IDLE_MINUTES * 60
-    assert settings.SESSION_SAVE_EVERY_REQUEST
+    alice = client_for("alice")
+    assert alice.get("/").status_code == 200
+    key = alice.session.session_key
+    # Active: a request more than a minute after the last renewal pushes the expiry on.
+    session = alice.session
+    session["_eutirads_seen"] = 0
+    session.save()
+    Session.objects.filter(pk=key).update(expire_date=timezone.now() + timedelta(seconds=5))
+    assert alice.get("/").status_code == 200
+    renewed = Session.objects.get(pk=key).expire_date
+    assert renewed > timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE - 60)
+    # Idle past the timeout: the session is gone, back to the login page.
+    Session.objects.filter(pk=key).update(expire_date=timezone.now() - timedelta(seconds=1))
+    response = alice.get("/")
+    assert response.status_code == 302 and response.url.startswith("/login/")
 
 
 def _run_manage(args, tmp_path, **env):

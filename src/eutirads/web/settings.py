@@ -128,6 +128,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "eutirads.web.core.middleware.IdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "eutirads.web.core.middleware.EutiradsErrorMiddleware",
@@ -197,9 +198,11 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 IDLE_MINUTES = env_int("EUTIRADS_IDLE_MINUTES", 30, minimum=1)
-# Idle timeout: the session lives IDLE_MINUTES after the last request, renewed on each one.
+# Idle timeout: the session lives IDLE_MINUTES after the last request. It is renewed by
+# core.middleware.IdleTimeoutMiddleware at most once a minute (a database write on every
+# request would cost each "save and next" a transaction).
 SESSION_COOKIE_AGE = IDLE_MINUTES * 60
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_SAVE_EVERY_REQUEST = False
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 AXES_FAILURE_LIMIT = env_int("EUTIRADS_LOGIN_FAILURES", 5, minimum=1)

@@ -28,6 +28,10 @@ class QueueError(InputError):
     """A reading cannot be saved (image full, not yours, bad value)."""
 
 
+class QueueFull(QueueError):
+    """The image already has its N readings from other readers."""
+
+
 @dataclass(frozen=True)
 class Progress:
     done: int        # images this reader has read
@@ -142,17 +146,19 @@ def save_reading(image: Image, reader, *, label: str = "", flagged: bool = False
         if reading is None:
             # The claim expired (or never existed): take a slot now if one is left.
             if not _take_slot(image.pk, project):
-                raise QueueError("this image already has all its readings; it was skipped")
-            reading = Reading.objects.create(image=image, reader=reader)
+                raise QueueFull("this image already has all its readings from other readers; "
+                                "your label was not saved")
+            # Only an image without a reading of theirs can be in the reader's skips.
+            Skip.objects.filter(image=image, reader=reader).delete()
+            reading = Reading(image=image, reader=reader)
         before = reading.snapshot() if reading.done else None
         reading.label, reading.flagged, reading.flag_reason, reading.comment = \
             label, flagged, reason, comment
         reading.done = True
         reading.saved_at = timezone.now()
-        reading.save()
+        reading.save()  # one INSERT or UPDATE
         LabelHistory.objects.create(reading=reading, label=label, flagged=flagged,
                                     flag_reason=reason, comment=comment)
-        Skip.objects.filter(image=image, reader=reader).delete()
         action = "flag" if flagged else ("label_change" if before else "label")
         if before != reading.snapshot():
             record(action, user=reader, request=request,

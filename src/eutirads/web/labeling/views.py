@@ -136,7 +136,7 @@ def api_save(request, project, image_id):
                                comment=str(data.get("comment", "")), request=request)
             state = _queue_state(request, image.project)
     except queue.QueueError as exc:
-        return _json_error(exc, 409 if "already has" in str(exc) else 400)
+        return _json_error(exc, 409 if isinstance(exc, queue.QueueFull) else 400)
     return JsonResponse({"saved": image.pk, **state})
 
 
