@@ -65,7 +65,7 @@ def test_two_readers_label_by_keyboard_and_the_reviewer_sees_their_agreement(
 
     for name, role in (("alice", "radiologist"), ("bob", "radiologist"), ("rita", "reviewer")):
         make_user(name, role)
-    import_project(write_dataset(tmp_path / "ds", 4), "study", readers=2, progress=False)
+    import_project(write_dataset(tmp_path / "ds", 5), "study", readers=2, progress=False)
     base = live_server.url
 
     page = browser.new_page(viewport={"width": 1366, "height": 820})
@@ -77,6 +77,27 @@ def test_two_readers_label_by_keyboard_and_the_reviewer_sees_their_agreement(
         shutil.copy(shot, Path(os.environ["EUTIRADS_SCREENSHOT_DIR"]) / shot.name)
     alice = Reading.objects.filter(reader__username="alice", done=True).order_by("image__position")
     assert [(r.image.position, r.label) for r in alice] == [(1, "3"), (2, "4"), (3, "5")]
+
+    # ← goes back to the last saved image, showing alice's own label; she changes it.
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("document.getElementById('position').textContent === 'image #3'")
+    assert page.get_attribute('.choice[data-label="5"]', "aria-pressed") == "true"
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('position').textContent === 'image #4'")
+    # F flags the image as unusable: type the reason, Enter saves.
+    page.keyboard.press("f")
+    page.keyboard.type("only the isthmus, no nodule in view")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('position').textContent === 'image #5'")
+    # S skips the last one: nothing is left for alice.
+    page.keyboard.press("s")
+    page.wait_for_selector("#empty:not([hidden])")
+    assert "skipped" in page.inner_text("#progress-text")
+    changed = Reading.objects.get(reader__username="alice", image__position=3)
+    assert changed.label == "4" and list(changed.history.values_list("label", flat=True)) == ["5", "4"]
+    flagged = Reading.objects.get(reader__username="alice", image__position=4)
+    assert flagged.flagged and "isthmus" in flagged.flag_reason
     page.click("text=Log out")
 
     log_in(page, base, "bob")
@@ -88,7 +109,7 @@ def test_two_readers_label_by_keyboard_and_the_reviewer_sees_their_agreement(
     log_in(page, base, "rita")
     page.goto(f"{base}/labeling/study/agreement/")
     row = page.inner_text("#pairs tbody tr")
-    assert "alice" in row and "bob" in row and "\t3\t" in row and "33%" in row
+    assert "alice" in row and "bob" in row and "\t3\t" in row and "67%" in row
     assert page.inner_text("#fleiss") != "–"
     if os.environ.get("EUTIRADS_SCREENSHOT_DIR"):
         page.screenshot(path=str(Path(os.environ["EUTIRADS_SCREENSHOT_DIR"]) / "agreement.png"),
