@@ -127,6 +127,9 @@ def test_the_demo_hook_loads_a_dataset_and_says_how_to_open_it(tmp_path):
     message = setup_demo_project(write_dataset(tmp_path / "ds", 3), name="demo")
     assert "http://127.0.0.1:8000/labeling/demo/" in message and "users add" in message
     assert Project.objects.get(name="demo").images.count() == 3
+    assert "/labeling/demo/" in setup_demo_project(tmp_path / "ds", name="demo")  # rerun
+    other = setup_demo_project(write_dataset(tmp_path / "other", 2), name="demo")
+    assert "/labeling/demo-2/" in other and Project.objects.get(name="demo-2").images.count() == 2
 
 
 def test_serve_runs_gunicorn_on_the_project_wsgi_app():

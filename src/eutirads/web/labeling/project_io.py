@@ -228,7 +228,15 @@ def setup_demo_project(dataset: str | os.PathLike[str], *, name: str = "demo",
     from .. import setup
 
     setup(migrate=True)
-    report = import_project(dataset, name, readers=readers, progress=False)
+    root = Path(dataset).resolve()
+    root = root.parent if root.suffix.lower() == ".csv" else root
+    base, number = name, 1
+    # A demo rerun in another work folder gets a new project; labels are never dropped.
+    while (existing := Project.objects.filter(name=name).first()) is not None \
+            and Path(existing.dataset_root) != root:
+        number += 1
+        name = f"{base}-{number}"
+    report = import_project(root, name, readers=readers, progress=False)
     return (f"Labeling: project '{name}' holds {report.added + report.already} images. "
             f"Create a reader with 'eutirads users add NAME --role radiologist', run "
             f"'eutirads serve --port {port}', then open http://{host}:{port}/labeling/{name}/")
