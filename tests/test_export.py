@@ -189,3 +189,15 @@ def test_a_run_with_mirror_tta_exports_a_bundle_that_averages_the_mirror(tmp_pat
     np.testing.assert_allclose([got.probabilities[c] for c in CLASSES], expected.numpy(),
                                atol=1e-5)
     assert got.heatmap.shape == image.shape[:2]
+
+
+def test_export_cli_prints_one_summary_line_and_no_exporter_chatter(tmp_path):
+    run, _ = _make_run(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "eutirads", "export", str(run), "--out",
+                           str(tmp_path / "bundle"), "--name", "demo-model"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("exported seed-cnn (5 classes) to ")
+    assert proc.stdout.count("\n") == 1
+    assert "INFO" not in proc.stderr
+    assert read_metadata(tmp_path / "bundle")["name"] == "demo-model"

@@ -107,6 +107,25 @@ def _to_onnx(model, spec: PreprocessSpec, path: Path) -> str:
     wrapped = _wrapper(model)
     height, width = spec.input_size
     example = (torch.randn(2, 3, height, width),)
+    with _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "torch._dynamo"):
+        return _export_with_fallback(torch, wrapped, example, path)
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str):
+    """The exporter's passes log every rewrite at INFO; keep the CLI's output to our summary."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _export_with_fallback(torch, wrapped, example, path: Path) -> str:
     quiet = io.StringIO()
     try:
         with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
