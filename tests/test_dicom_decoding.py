@@ -58,6 +58,29 @@ def test_lossless_transfer_syntaxes_decode_exactly(name):
     assert np.array_equal(_decode(name)[0], _decode("SC_rgb.dcm")[0])
 
 
+@pytest.mark.parametrize("name", [
+    "image_dfl.dcm",                     # deflated explicit VR little endian
+    "ExplVR_BigEnd.dcm",                 # explicit VR big endian
+    "JPEG-LL.dcm",                       # JPEG lossless
+    "JPGLosslessP14SV1_1s_1f_8b.dcm",    # JPEG lossless SV1
+    "MR_small_jpeg_ls_lossless.dcm",     # JPEG-LS
+    "US1_J2KR.dcm",                      # JPEG 2000 lossless
+    "SC_rgb_rle_16bit.dcm",              # RLE, 16-bit colour
+    "color3d_jpeg_baseline.dcm",         # JPEG baseline YBR_FULL_422 cine
+])
+def test_every_common_transfer_syntax_decodes_to_eight_bit_display_pixels(name):
+    frame = _decode(name, "first")[0]
+    assert frame.dtype == np.uint8 and frame.ndim in (2, 3) and frame.max() > frame.min()
+
+
+def test_twelve_bit_jpeg_extended_is_refused_with_the_decoders_reason():
+    # Neither pylibjpeg nor the PyPI build of GDCM decodes 12-bit JPEG Extended (pydicom's
+    # JPEG-lossy.dcm); ultrasound is 8-bit, and such a file is quarantined, not guessed at.
+    with pytest.raises(ImageDecodeError, match="cannot be decoded.*12-bit") as caught:
+        _decode("JPEG-lossy.dcm", "first")
+    assert "\n" not in str(caught.value)
+
+
 def test_palette_colour_decodes_the_same_in_every_transfer_syntax():
     reference = _decode("OBXXXX1A.dcm")[0]
     assert reference.shape == (600, 800, 3) and reference.dtype == np.uint8

@@ -144,10 +144,6 @@ class _Context:
     done: frozenset[str]
 
 
-def _label_for(ref: SourceRef) -> str:
-    return ref.label
-
-
 def _read_source(ref: SourceRef, limit: int) -> bytes:
     try:
         if ref.member is None:
@@ -270,7 +266,8 @@ def _ingest_dicom(data: bytes, sha: str, label: str, ctx: _Context) -> list[dict
     rows, blanked_frames = [], []
     for index, frame in frames:
         blanked, cropped = clean_frame(frame, regions)
-        blanked_frames.append(blanked)
+        if opts.keep_dicom:
+            blanked_frames.append(blanked)
         path = _relative_png(identity.patient_id, sha, index)
         _save_png(cropped, ctx.out / path)
         rows.append(_row(path, label, identity.patient_id, "dicom", sha, index,
@@ -371,9 +368,9 @@ def _ingest_file(ref: SourceRef, ctx: _Context) -> FileResult:
         if sha in ctx.done:
             return FileResult(sha, "skipped")
         if looks_like_dicom(data):
-            rows = _ingest_dicom(data, sha, _label_for(ref), ctx)
+            rows = _ingest_dicom(data, sha, ref.label, ctx)
         elif data.startswith(_IMAGE_MAGIC):
-            rows = _ingest_image(data, sha, _label_for(ref), ctx)
+            rows = _ingest_image(data, sha, ref.label, ctx)
         else:
             raise _Quarantine("not-an-image", "not a DICOM or image file")
         return FileResult(sha, "done", rows=rows)

@@ -199,7 +199,8 @@ def decode_frames(ds, info: FrameInfo, indices: list[int]) -> Iterator[tuple[int
     except MemoryError:
         raise ImageDecodeError("not enough memory to decode the pixel data") from None
     except Exception as exc:  # every decoder plugin raises its own types
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        # pydicom lists each plugin's complaint on its own line: keep them, on one line.
+        reason = " ".join(str(exc).split())[:240] if str(exc) else type(exc).__name__
         raise ImageDecodeError(f"pixel data cannot be decoded ({_scrub(reason)})") from None
 
 
