@@ -140,3 +140,36 @@ def test_serve_runs_gunicorn_on_the_project_wsgi_app():
     argv = gunicorn_argv(argparse.Namespace(host="0.0.0.0", port=9000, workers=3, timeout=60))
     assert argv[0] == "gunicorn" and argv[-1] == "eutirads.web.wsgi:application"
     assert "0.0.0.0:9000" in argv and argv[argv.index("--workers") + 1] == "3"
+
+
+@pytest.mark.slow
+def test_serve_migrates_and_answers_with_the_login_page(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "EUTIRADS_HOME": str(tmp_path / "home")}
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen([sys.executable, "-m", "eutirads", "serve", "--port", str(port),
+                               "--workers", "1"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline, body = time.monotonic() + 40, b""
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2) as r:
+                    body = r.read()
+            except OSError:
+                time.sleep(0.3)
+        assert b'name="password"' in body
+        assert (tmp_path / "home" / "eutirads.sqlite3").is_file()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/eutirads/app.css") as r:
+            assert r.status == 200  # WhiteNoise serves static files without another server
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -9,6 +9,9 @@ class ProjectAdmin(admin.ModelAdmin):
     fields = ("name", "readers_required", "dataset_root")
     readonly_fields = ("dataset_root",)
 
+    def has_add_permission(self, request):
+        return False  # projects come from a dataset: 'eutirads label import'
+
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
