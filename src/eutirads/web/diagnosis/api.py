@@ -112,14 +112,15 @@ def predict(request):
     box = services.parse_box(request.POST, image.width, image.height)
     size_mm = services.parse_size_mm(request.POST.get("size_mm"))
     bundle = services.active_bundle()
+    want_heatmap = _flag(request.POST.get("heatmap"))
     diagnosis = services.diagnose(services.get_predictor(bundle), image, box=box,
-                                  size_mm=size_mm, mm_per_pixel=image.mm_per_pixel)
+                                  size_mm=size_mm, mm_per_pixel=image.mm_per_pixel,
+                                  heatmap=want_heatmap)
     prediction = services.save_prediction(diagnosis, image, user=request.user, bundle=bundle,
                                           channel="api",
                                           keep_image=_flag(request.POST.get("store_image")),
                                           request=request)
-    return JsonResponse(diagnosis_json(diagnosis, prediction, bundle,
-                                       heatmap=_flag(request.POST.get("heatmap"))))
+    return JsonResponse(diagnosis_json(diagnosis, prediction, bundle, heatmap=want_heatmap))
 
 
 @api_view

@@ -17,7 +17,7 @@ from ...categories import EU_TIRADS_LABELS
 from ...errors import InputError
 from ...imageio import load_rgb
 from . import services
-from .uploads import CleanImage, encode_png
+from .uploads import CleanImage
 
 __all__ = ["next_item", "item_pixels", "submit", "Outcome"]
 
@@ -83,7 +83,7 @@ def submit(user, item_id: str, label: str, *, request=None) -> Outcome:
     if Reading.objects.filter(reader=user, item_key=_key(item)).exists():
         raise InputError("you have already read this image")
     pixels = item_pixels(item)
-    image = CleanImage(pixels=pixels, png=encode_png(pixels), kind="png")
+    image = CleanImage(pixels=pixels, kind="png")
     bundle = services.active_bundle()
     diagnosis = services.diagnose(services.get_predictor(bundle), image,
                                   box=_item_box(item, image.width, image.height))

@@ -49,7 +49,7 @@ class Diagnosis:
 
     label: str
     probabilities: dict[str, float]
-    heatmap: np.ndarray  # HxW float32 in [0, 1], the image's size
+    heatmap: np.ndarray | None  # HxW float32 in [0, 1], the image's size (None: not asked)
     box: Box | None
     diameter_mm: float | None
     diameter_source: str  # "", "given" or "measured"
@@ -104,33 +104,36 @@ def parse_size_mm(value) -> float | None:
 
 
 def diagnose(predictor, image: CleanImage, *, box: Box | None = None,
-             size_mm: float | None = None, mm_per_pixel: float | None = None) -> Diagnosis:
+             size_mm: float | None = None, mm_per_pixel: float | None = None,
+             heatmap: bool = True) -> Diagnosis:
     """Classify a checked image and attach the guideline's reading of the result.
 
     The diameter is the given `size_mm`, else measured as the box's longer side times the
     pixel spacing when both are known; the FNA advice uses it.
     """
     box_tuple = (box.x0, box.y0, box.x1, box.y1) if box else None
-    result = predictor.predict(image.pixels, box=box_tuple)
+    result = predictor.predict(image.pixels, box=box_tuple, heatmap=heatmap)
     probabilities = {str(k): float(v) for k, v in result.probabilities.items()}
     label = str(result.label)
     diameter, source = size_mm, "given" if size_mm is not None else ""
     if diameter is None and box is not None and mm_per_pixel:
         diameter = round(max(box.x1 - box.x0, box.y1 - box.y0) * mm_per_pixel, 1)
         source = "measured"
-    heatmap = np.asarray(result.heatmap, dtype=np.float32)
-    if heatmap.shape != (image.height, image.width):
-        raise ModelError(f"the model's heatmap has shape {heatmap.shape}, "
-                         f"not the image's {(image.height, image.width)}")
+    heat = None
+    if heatmap:
+        heat = np.asarray(result.heatmap, dtype=np.float32)
+        if heat.shape != (image.height, image.width):
+            raise ModelError(f"the model's heatmap has shape {heat.shape}, "
+                             f"not the image's {(image.height, image.width)}")
     if label in EU_TIRADS_LABELS:
         cat = CATEGORIES[int(label)]
-        return Diagnosis(label=label, probabilities=probabilities, heatmap=heatmap, box=box,
+        return Diagnosis(label=label, probabilities=probabilities, heatmap=heat, box=box,
                          diameter_mm=diameter, diameter_source=source,
                          advice=fna_advice(cat.number, diameter), name=cat.name,
                          definition=cat.definition, risk=cat.risk_text,
                          class_names=tuple(probabilities))
     # A bundle trained on another scheme (e.g. DDTI's 4a/4b): no EU-TIRADS advice to give.
-    return Diagnosis(label=label, probabilities=probabilities, heatmap=heatmap, box=box,
+    return Diagnosis(label=label, probabilities=probabilities, heatmap=heat, box=box,
                      diameter_mm=diameter, diameter_source=source,
                      advice="This model's classes are not EU-TIRADS categories: no guideline "
                             "advice.", name=f"class {label}", class_names=tuple(probabilities))
@@ -185,9 +188,16 @@ def _sha256(path: Path) -> str:
 
 
 def _load_predictor(folder: Path):
+    import os
+
     from ...inference import Predictor
 
-    return Predictor(folder)
+    # EUTIRADS_INFERENCE_THREADS: onnxruntime threads per process. Several gunicorn workers
+    # on few cores answer faster with 1 each than with all of them fighting for every core.
+    threads = os.environ.get("EUTIRADS_INFERENCE_THREADS", "").strip()
+    if threads and not threads.isdigit():
+        raise ModelError(f"EUTIRADS_INFERENCE_THREADS={threads!r} is not a whole number")
+    return Predictor(folder, threads=int(threads) if threads else None)
 
 
 def register_bundle(source: Path | str, *, activate: bool = False, user=None):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 
 import numpy as np
@@ -49,9 +49,17 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
 # Signatures of markup or script: an image carrying one of these is a polyglot (it can be
 # served or opened as a web page). Random compressed data holds a given 5+-byte sequence
 # with negligible probability.
-_ACTIVE_CONTENT = re.compile(
-    rb"<\s*(script|html|body|iframe|object|embed|svg|\?php|!doctype\s+html)|javascript:",
-    re.IGNORECASE)
+_ACTIVE_MARKERS: tuple[bytes, ...] = (
+    b"<script", b"<html", b"<body", b"<iframe", b"<object", b"<embed", b"<svg", b"<?php",
+    b"<!doctype html", b"javascript:")
+
+
+def _has_active_content(data: bytes) -> bool:
+    # Plain substring search on a lower-cased copy: ~50x faster than a case-insensitive
+    # regex over a whole upload, and a browser parses no tag written with a space after '<'.
+    lowered = data.lower()
+    return any(marker in lowered for marker in _ACTIVE_MARKERS)
+
 
 # Other formats we recognise only to name them in the refusal.
 _OTHER_SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -71,12 +79,22 @@ class UploadError(ImageDecodeError):
 
 @dataclass(frozen=True)
 class CleanImage:
-    """A checked upload: decoded RGB pixels and their fresh PNG encoding."""
+    """A checked upload: its decoded RGB pixels only (the upload's bytes are dropped).
+
+    `png` is a fresh encoding of those pixels, made on first use (the page shows it, the
+    history may keep it); nothing of the original file survives into it.
+    """
 
     pixels: np.ndarray  # HxWx3 uint8
-    png: bytes
     kind: str  # "jpeg" | "png" | "dicom"
     mm_per_pixel: float | None = None  # from the DICOM's pixel spacing, when it has one
+    _png: list = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def png(self) -> bytes:
+        if not self._png:
+            self._png.append(encode_png(self.pixels))
+        return self._png[0]
 
     @property
     def width(self) -> int:
@@ -101,7 +119,7 @@ def sniff_type(data: bytes) -> str:
         if data.startswith(magic):
             raise UploadError(f"unsupported file type {name}; upload a JPEG, PNG or DICOM image",
                               415)
-    if _ACTIVE_CONTENT.search(data[:1024]):
+    if _has_active_content(data[:1024]):
         raise UploadError("not an image: the file is HTML or script", 415)
     raise UploadError("not an image: the content is not JPEG, PNG or DICOM", 415)
 
@@ -178,7 +196,7 @@ def _check_polyglot(data: bytes, image_end: int | None) -> None:
     if image_end is not None and data[image_end:].strip(b"\x00\r\n\t "):
         raise UploadError(f"refused: {len(data) - image_end:,} bytes of extra data after the "
                           "image's end (possible polyglot file)")
-    if _ACTIVE_CONTENT.search(data):
+    if _has_active_content(data):
         raise UploadError("refused: the file carries HTML or script (polyglot file)")
     try:
         is_zip = zipfile.is_zipfile(io.BytesIO(data))
@@ -204,9 +222,17 @@ def _scale_gray(values: np.ndarray) -> np.ndarray:
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
-    """A fresh PNG with no metadata from an HxWx3 (or HxW) uint8 array."""
+    """A fresh PNG with no metadata from an HxWx3/HxWx4 (or HxW) uint8 array.
+
+    A grey image (R = G = B, as most ultrasound is) is stored as one channel: a third of
+    the data to compress. Level 1: speckle barely compresses, so higher levels cost time
+    for little size."""
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and \
+            np.array_equal(pixels[..., 0], pixels[..., 1]) and \
+            np.array_equal(pixels[..., 0], pixels[..., 2]):
+        pixels = pixels[..., 0]
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -312,4 +338,4 @@ def clean_upload(data: bytes, filename: str | None = None, *,
     if pixels.shape[0] < 16 or pixels.shape[1] < 16:
         raise UploadError(f"image too small ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    return CleanImage(pixels=pixels, png=encode_png(pixels), kind=kind, mm_per_pixel=mm_per_pixel)
+    return CleanImage(pixels=pixels, kind=kind, mm_per_pixel=mm_per_pixel)
