@@ -1,0 +1,55 @@
+"""`eutirads models add|list|activate` and `eutirads users token NAME`."""
+
+from __future__ import annotations
+
+import pytest
+
+from diagnosis_fixtures import *  # noqa: F401,F403 - fixtures
+from eutirads.cli import main
+
+pytestmark = pytest.mark.django_db
+
+
+def test_models_add_list_and_activate_keep_exactly_one_model_active(dx_home, tiny_bundle,
+                                                                    capsys):
+    from eutirads.web.diagnosis.models import ModelBundle
+
+    assert main(["models", "add", str(tiny_bundle)]) == 0
+    assert main(["models", "add", str(tiny_bundle)]) == 0
+    first, second = ModelBundle.objects.order_by("id")
+    assert first.active and not second.active  # the first one registered is active
+    assert main(["models", "activate", str(second.pk)]) == 0
+    assert list(ModelBundle.objects.filter(active=True)) == [second]
+    assert main(["models", "add", str(tiny_bundle), "--activate"]) == 0
+    assert ModelBundle.objects.filter(active=True).get().pk > second.pk
+    capsys.readouterr()
+    main(["models", "list"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and sum(line.startswith("*") for line in lines) == 1
+    assert "accuracy 0.610" in lines[0]
+    # the bundle was copied under a generated name
+    assert sorted(p.name for p in (dx_home / "bundles").iterdir()) == \
+        sorted(b.folder for b in ModelBundle.objects.all())
+
+
+def test_models_add_refuses_a_folder_that_is_not_a_bundle_with_a_one_line_error(dx_home,
+                                                                                tmp_path,
+                                                                                capsys):
+    assert main(["models", "add", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("eutirads: error:") and "not a model bundle" in err
+    assert "\n" not in err
+    assert main(["models", "activate", "99"]) == 2
+
+
+def test_users_token_prints_a_working_token_once(radiologist, active_bundle, client, capsys):
+    assert main(["users", "token", "rad"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert len(token) >= 40
+    assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+
+
+def test_users_token_refuses_unknown_users_and_users_without_a_role(no_role_user, capsys):
+    assert main(["users", "token", "ghost"]) == 2
+    assert main(["users", "token", "nobody"]) == 2
+    assert "no role" in capsys.readouterr().err
