@@ -52,6 +52,9 @@ def test_the_reading_screen_opens_for_readers_only(client_for, project):
 # ---- reading -----------------------------------------------------------------------------
 def test_next_claims_an_image_and_a_prefetch_and_shows_progress(client_for, project):
     data = next_image(client_for("alice"))
+    next_image(client_for("bob"))  # bob claims the same two: they hold N claims, no reading
+    assert Image.objects.filter(claims=2).count() == 2
+    assert client_for("alice").get("/labeling/study/").context["complete"] == 0
     assert data["current"]["url"].startswith("/labeling/study/image/")
     assert data["prefetch"]["id"] != data["current"]["id"]
     assert data["progress"] == {"done": 0, "left": 4, "skipped": 0, "total": 4}
@@ -131,6 +134,7 @@ def test_an_image_leaves_the_queue_after_its_n_readers(client_for, users, projec
         while data["current"]:
             data = save(client, data["current"]["id"], "3").json()
     assert next_image(carol)["current"] is None
+    assert client_for("alice").get("/labeling/study/").context["complete"] == 4
     assert all(image.claims == 2 for image in Image.objects.all())
     assert Reading.objects.filter(done=True).count() == 8
 

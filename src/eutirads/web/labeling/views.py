@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.db import transaction
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -81,7 +82,9 @@ def projects(request):
 def project(request, project):
     obj = _project(project)
     total = obj.images.count()
-    complete = obj.images.filter(claims__gte=obj.readers_required).count()
+    # Saved readings only: a claim on someone's screen is not a reading yet.
+    complete = (obj.images.annotate(saved=Count("readings", filter=Q(readings__done=True)))
+                .filter(saved__gte=obj.readers_required).count())
     context = {"project": obj, "progress": queue.progress(obj, request.user), "total": total,
                "complete": complete,
                "to_adjudicate": len(report.disagreements(obj)) if has_role(request.user, REVIEWER) else None}
