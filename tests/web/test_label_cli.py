@@ -173,3 +173,19 @@ def test_serve_migrates_and_answers_with_the_login_page(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_password_typed_at_a_terminal_is_asked_twice_and_must_match(monkeypatch):
+    from eutirads.cli.users import read_password
+    from eutirads.errors import InputError
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    answers = iter(["first-passphrase", "first-passphrase"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    assert read_password(Terminal()) == "first-passphrase"
+    answers = iter(["first-passphrase", "typo-passphrase"])
+    with pytest.raises(InputError, match="differ"):
+        read_password(Terminal())
