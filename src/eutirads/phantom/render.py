@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from .scene import Case, NoduleGeometry, View
@@ -39,19 +40,29 @@ class Rendered:
     px_per_cm: float
 
 
+def _resize(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float32 array (Pillow's "F" mode: much faster than ndimage.zoom)."""
+    image = Image.fromarray(np.ascontiguousarray(small, dtype=np.float32), mode="F")
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+
+
 def _low_freq(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
-    """Smooth unit-variance noise varying over about `cell` pixels (cheap: zoomed up)."""
+    """Smooth unit-variance noise varying over about `cell` pixels (cheap: resized up)."""
     small = rng.standard_normal((shape[0] // cell + 2, shape[1] // cell + 2)).astype(np.float32)
-    big = ndimage.zoom(small, cell, order=1)[: shape[0], : shape[1]]
-    return big
+    return _resize(small, shape)
 
 
 def _fibres(rng: np.random.Generator, shape: tuple[int, int], along: float,
             across: float) -> np.ndarray:
-    """Unit-variance striations running across the image (muscle fibres, fat septa)."""
-    noise = rng.standard_normal(shape).astype(np.float32)
-    noise = ndimage.gaussian_filter1d(noise, along, axis=1, mode="nearest")
+    """Unit-variance striations running across the image (muscle fibres, fat septa).
+
+    Drawn at a quarter of the width and stretched: the long lateral blur is what makes
+    them fibres, and it costs a quarter as much there."""
+    narrow = (shape[0], shape[1] // 4 + 2)
+    noise = rng.standard_normal(narrow).astype(np.float32)
+    noise = ndimage.gaussian_filter1d(noise, along / 4, axis=1, mode="nearest")
     noise = ndimage.gaussian_filter1d(noise, across, axis=0, mode="nearest")
+    noise = _resize(noise, shape)
     return noise / (noise.std() + 1e-6)
 
 
