@@ -121,11 +121,11 @@ def _walk(ds: Dataset, keyring: Keyring, identity: Identity, depth: int) -> None
         action = profile.rule_for(tag, vr)  # the VR may be known only after decoding
         if action == "X":
             del ds[tag]
+        elif vr == "SQ" and action != "Z":
+            for item in elem.value:  # a kept sequence: its items get the same treatment
+                _walk(item, keyring, identity, depth + 1)
         elif action == "K" or elem.value is None or elem.value == "":
             continue
-        elif action == "S" or (action in ("K", "U", "C", "D") and vr == "SQ"):
-            for item in elem.value:
-                _walk(item, keyring, identity, depth + 1)
         elif action == "Z":
             elem.value = Sequence() if vr == "SQ" else ""
         elif action == "D":
