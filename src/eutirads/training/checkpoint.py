@@ -22,13 +22,16 @@ CHECKPOINT_FORMAT = 1
 REQUIRED = ("model_name", "model_kwargs", "state_dict", "class_names", "preprocess")
 
 
-def save_checkpoint(path: str | os.PathLike[str], model, *, model_name: str,
+def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name: str,
                     model_kwargs: Mapping[str, Any], class_names: list[str],
                     preprocess: Mapping[str, Any], config: Mapping[str, Any],
                     data_summary: Mapping[str, Any], epoch: int,
                     val_metrics: Mapping[str, float]) -> Path:
-    """Write a checkpoint atomically (temporary name, then rename)."""
+    """Write a checkpoint (of a model or of its state dict) atomically."""
     import torch
+
+    state = (model_or_state if isinstance(model_or_state, Mapping)
+             else model_or_state.state_dict())
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +40,7 @@ def save_checkpoint(path: str | os.PathLike[str], model, *, model_name: str,
         "eutirads_version": __version__,
         "model_name": model_name,
         "model_kwargs": dict(model_kwargs),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
         "class_names": list(class_names),
         "preprocess": dict(preprocess),
         "config": dict(config),

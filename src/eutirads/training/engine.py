@@ -111,6 +111,12 @@ class _Split:
             x = stage(x)
         return x
 
+    def advance(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """From the output of stages[:level] to this split's top input (sequential models)."""
+        for stage in self.model.feature_stages()[level:self.n - self.k]:
+            x = stage(x)
+        return x.mean(dim=(2, 3), keepdim=True) if self.k == 0 else x
+
     def top_forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.k == 0:
             return self.model.forward_head(x)
@@ -184,6 +190,22 @@ def _encode(split: _Split, images: Sequence[np.ndarray], transform, device, batc
     return torch.cat(outs) if outs else torch.empty(0)
 
 
+def _encode_passes(split: _Split, images, augment, device, config: TrainConfig, passes: int,
+                   name: str, progress: bool) -> list[torch.Tensor]:
+    return [_encode(split, images, augment, device, config.batch_size,
+                    desc=f"{name}: caching pass {p + 1}/{passes}", progress=progress,
+                    amp=config.amp) for p in range(passes)]
+
+
+@torch.no_grad()
+def _advance_all(split: _Split, cache: torch.Tensor, level: int, device,
+                 batch_size: int) -> torch.Tensor:
+    split.set_modes(False)
+    outs = [split.advance(cache[i:i + batch_size].to(device), level).float().cpu()
+            for i in range(0, len(cache), batch_size)]
+    return torch.cat(outs) if outs else cache
+
+
 def _autocast(device: torch.device, amp: bool):
     if device.type == "cuda" and amp:
         return torch.autocast("cuda", dtype=torch.float16)
@@ -255,11 +277,35 @@ def fit(model: nn.Module, spec: PreprocessSpec, config: TrainConfig,
     started = time.perf_counter()
     images_seen, train_seconds = 0, 0.0
 
+    passes = config.aug_passes if config.augment else 1
+    plan = []
     for phase in phases_for(config):
         split = _Split(model, phase.trainable)
         if not split.sequential:
             log.info("%s: stages cannot be run one by one; training all of them", phase.name)
             split = _Split(model, -1)
+        plan.append((phase, split))
+    # One cache for all phases: the output of the stages no phase trains, computed once
+    # (per augmentation pass); each phase runs the few frozen stages above it cheaply.
+    shared = None
+    middle = [sp for _, sp in plan if 0 < sp.k < sp.n]
+    if middle and passes > 0:
+        level = min(sp.n - sp.k for sp in middle)
+        prefix = _Split(model, middle[0].n - level)
+        per_image = _bottom_bytes(prefix, spec.input_size, device)
+        if per_image * len(train_images) * passes <= config.cache_limit_mb * 2**20:
+            prefix.set_modes(False)
+            shared = {"level": level,
+                      "train": _encode_passes(prefix, train_images, augment, device, config,
+                                              passes, "shared", progress),
+                      "val": _encode(prefix, val_images, evaluate, device, config.batch_size,
+                                     desc="caching val", progress=progress, amp=config.amp),
+                      "val_flip": (_encode(prefix, val_images, lambda im: evaluate(im[:, ::-1]),
+                                           device, config.batch_size, desc="val mirror",
+                                           progress=False, amp=config.amp)
+                                   if config.tta else None)}
+
+    for phase, split in plan:
         split.freeze()
         head, base = split.trainable_parameters()
         groups = [{"params": head, "lr": phase.head_lr}]
@@ -278,25 +324,31 @@ def fit(model: nn.Module, spec: PreprocessSpec, config: TrainConfig,
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
-        # Caches of the frozen bottom's output.
-        per_image = _bottom_bytes(split, spec.input_size, device)
-        passes = (config.aug_passes if config.augment else 1)
-        cache_train = (split.k < split.n and passes > 0 and
-                       per_image * len(train_images) * passes <= config.cache_limit_mb * 2**20)
+        # Caches of the frozen bottom's output: from the shared cache when there is one,
+        # else computed for this phase.
         split.set_modes(False)
         train_cache: list[torch.Tensor] = []
-        if cache_train:
-            for p in range(passes):
-                train_cache.append(_encode(split, train_images, augment, device, config.batch_size,
-                                           desc=f"{phase.name}: caching pass {p + 1}/{passes}",
-                                           progress=progress, amp=config.amp))
-        val_cache = _encode(split, val_images, evaluate, device, config.batch_size,
-                            desc=f"{phase.name}: caching val", progress=progress, amp=config.amp) \
-            if split.k < split.n else None
-        val_flip = None
-        if config.tta and split.k < split.n:
-            val_flip = _encode(split, val_images, lambda im: evaluate(im[:, ::-1]), device,
-                               config.batch_size, desc="val mirror", progress=False, amp=config.amp)
+        val_cache = val_flip = None
+        if split.k < split.n and shared is not None:
+            level = shared["level"]
+            train_cache = [_advance_all(split, c, level, device, config.batch_size)
+                           for c in shared["train"]]
+            val_cache = _advance_all(split, shared["val"], level, device, config.batch_size)
+            if shared["val_flip"] is not None:
+                val_flip = _advance_all(split, shared["val_flip"], level, device, config.batch_size)
+        elif split.k < split.n:
+            per_image = _bottom_bytes(split, spec.input_size, device)
+            if per_image * len(train_images) * passes <= config.cache_limit_mb * 2**20:
+                train_cache = _encode_passes(split, train_images, augment, device, config,
+                                             passes, phase.name, progress)
+            val_cache = _encode(split, val_images, evaluate, device, config.batch_size,
+                                desc=f"{phase.name}: caching val", progress=progress,
+                                amp=config.amp)
+            if config.tta:
+                val_flip = _encode(split, val_images, lambda im: evaluate(im[:, ::-1]), device,
+                                   config.batch_size, desc="val mirror", progress=False,
+                                   amp=config.amp)
+        cache_train = bool(train_cache)
 
         stale = 0
         bar = tqdm(range(phase.epochs), desc=f"train {phase.name}", unit="epoch",
@@ -365,11 +417,11 @@ def fit(model: nn.Module, spec: PreprocessSpec, config: TrainConfig,
                 log.info("%s: early stop after %d epochs without improvement", phase.name, stale)
                 break
         bar.close()
+        result.last_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if early_stopping and result.best_state is not None:
             # The next phase (and the caller) start from the best weights so far.
             model.load_state_dict(result.best_state)
 
-    result.last_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if not early_stopping:
         result.best_state = result.last_state
         last = result.history[-1]

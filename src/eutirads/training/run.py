@@ -168,15 +168,17 @@ def train(dataset: str | os.PathLike[str], config: TrainConfig, out: str | os.Pa
     def on_epoch(row: dict[str, Any], improved: bool, model_) -> None:
         history.append(row)
         write_history(history, out / "history.csv")
-        metrics = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
-        save_checkpoint(out / "checkpoints" / "last.pt", model_, epoch=row["epoch"],
-                        val_metrics=metrics, **ckpt_args)
-        if improved:
-            save_checkpoint(out / "checkpoints" / "best.pt", model_, epoch=row["epoch"],
-                            val_metrics=metrics, **ckpt_args)
 
+    # Checkpoints are written once at the end: writing a 15 MB file every epoch would cost
+    # more than an epoch of the head on cached features.
     result = fit(model, spec, config, train_imgs, train_y, val_imgs, val_y,
                  progress=progress, on_epoch=on_epoch)
+    save_checkpoint(out / "checkpoints" / "best.pt", result.best_state, epoch=result.best_epoch,
+                    val_metrics=result.best_metrics, **ckpt_args)
+    last = history[-1]
+    save_checkpoint(out / "checkpoints" / "last.pt", result.last_state, epoch=last["epoch"],
+                    val_metrics={k[4:]: v for k, v in last.items() if k.startswith("val_")},
+                    **ckpt_args)
     plot_curves(history, out / "curves")
     (out / "summary.json").write_text(json.dumps({
         "eutirads_version": __version__, "model": config.model, "mode": config.mode,
