@@ -112,8 +112,23 @@ def client_loop(port: int, token: str, body: bytes, ctype: str, count: int, stop
             out.append(elapsed)
 
 
+def server_cpu_seconds(root_pid: int) -> float:
+    """User + system CPU time of the gunicorn master and its workers (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == root_pid or ppid == root_pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def run_level(port: int, token: str, body: bytes, ctype: str, clients: int, requests: int,
-              max_seconds: float) -> dict:
+              max_seconds: float, server_pid: int | None = None) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     stop_at = time.monotonic() + max_seconds
@@ -121,17 +136,21 @@ def run_level(port: int, token: str, body: bytes, ctype: str, clients: int, requ
     threads = [threading.Thread(target=client_loop, args=(port, token, body, ctype, per_client,
                                                           stop_at, latencies, errors))
                for _ in range(clients)]
+    cpu_before = server_cpu_seconds(server_pid) if server_pid else 0.0
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    cpu = server_cpu_seconds(server_pid) - cpu_before if server_pid else float("nan")
     ms = sorted(x * 1000 for x in latencies)
     pick = lambda q: ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))] if ms else float("nan")
     return {"clients": clients, "requests": len(ms), "errors": len(errors),
             "p50_ms": statistics.median(ms) if ms else float("nan"), "p95_ms": pick(0.95),
-            "throughput_rps": len(ms) / wall if wall else 0.0, "first_error": errors[:1]}
+            "throughput_rps": len(ms) / wall if wall else 0.0,
+            "server_cpu_ms_per_request": 1000 * cpu / len(ms) if ms else float("nan"),
+            "first_error": errors[:1]}
 
 
 def main() -> int:
@@ -169,18 +188,22 @@ def main() -> int:
         wait_for(port, token)
         body, ctype = multipart(sample_png())
         run_level(port, token, body, ctype, 2, 6, 30)  # warm-up: each worker loads the model
-        results = [run_level(port, token, body, ctype, c, args.requests, args.max_seconds)
-                   for c in args.clients]
+        results = [run_level(port, token, body, ctype, c, args.requests, args.max_seconds,
+                             server.pid) for c in args.clients]
     finally:
         server.terminate()
         server.wait(timeout=30)
     print(f"model: {row.name} ({args.model if not args.bundle else 'given bundle'}), "
           f"gunicorn workers: {args.workers}, image 560x360 PNG, {os.cpu_count()} CPUs")
-    print("| clients | requests | errors | p50 ms | p95 ms | throughput req/s |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    threads = os.environ.get("EUTIRADS_INFERENCE_THREADS") or "1 (default)"
+    print(f"onnxruntime threads per worker: {threads}; load average before: "
+          f"{os.getloadavg()[0]:.1f}")
+    print("| clients | requests | errors | p50 ms | p95 ms | throughput req/s | server CPU ms/req |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['p50_ms']:.0f} | "
-              f"{r['p95_ms']:.0f} | {r['throughput_rps']:.1f} |")
+              f"{r['p95_ms']:.0f} | {r['throughput_rps']:.1f} | "
+              f"{r['server_cpu_ms_per_request']:.0f} |")
         if r["first_error"]:
             print(f"  first error: {r['first_error'][0]}")
     if args.json:

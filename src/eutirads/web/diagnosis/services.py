@@ -192,12 +192,14 @@ def _load_predictor(folder: Path):
 
     from ...inference import Predictor
 
-    # EUTIRADS_INFERENCE_THREADS: onnxruntime threads per process. Several gunicorn workers
-    # on few cores answer faster with 1 each than with all of them fighting for every core.
-    threads = os.environ.get("EUTIRADS_INFERENCE_THREADS", "").strip()
-    if threads and not threads.isdigit():
-        raise ModelError(f"EUTIRADS_INFERENCE_THREADS={threads!r} is not a whole number")
-    return Predictor(folder, threads=int(threads) if threads else None)
+    # EUTIRADS_INFERENCE_THREADS: onnxruntime threads per server process, default 1. The
+    # server runs several gunicorn workers; with onnxruntime's default (one thread per core)
+    # in each, they spin against each other: on 2 cores a request cost 2x the CPU time
+    # (docs/benchmarks.md).
+    threads = os.environ.get("EUTIRADS_INFERENCE_THREADS", "1").strip() or "1"
+    if not threads.isdigit() or int(threads) < 1:
+        raise ModelError(f"EUTIRADS_INFERENCE_THREADS={threads!r} is not a whole number >= 1")
+    return Predictor(folder, threads=int(threads))
 
 
 def register_bundle(source: Path | str, *, activate: bool = False, user=None):
