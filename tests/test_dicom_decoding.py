@@ -127,6 +127,19 @@ def test_declared_size_over_the_limit_is_refused_before_decoding():
                    max_bytes=1000)
 
 
+def test_a_deflate_bomb_is_refused_before_pydicom_inflates_it():
+    import zlib
+
+    data = pydicom_file("image_dfl.dcm").read_bytes()
+    assert read_dataset(data, max_bytes=10_000_000) is not None
+    meta_end = 144 + int.from_bytes(data[140:144], "little")
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    bomb = data[:meta_end] + packer.compress(b"\0" * 50_000_000) + packer.flush()
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageDecodeError, match="inflates beyond the limit"):
+        read_dataset(bomb, max_bytes=10_000_000)
+
+
 def test_non_dicom_bytes_are_refused_with_a_reason():
     with pytest.raises(ImageDecodeError, match="not a DICOM file"):
         read_dataset(b"just some text that is long enough" * 10)

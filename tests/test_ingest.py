@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import io
 import os
 import shutil
@@ -369,3 +370,30 @@ def test_a_missing_source_is_reported_without_echoing_its_path(tmp_path, capsys)
                  "--key", str(tmp_path / "key")])
     err = capsys.readouterr().err
     assert code == 2 and "DOE_JOHN" not in err and "source #1" in err
+
+
+def test_a_file_that_kills_its_worker_is_quarantined_and_the_others_still_ingest(
+        tmp_path, monkeypatch):
+    """A decoder crash (a segfault in native code) takes the whole process pool down; the
+    batch retries the lost files one per process and quarantines only the guilty one."""
+    module = importlib.import_module("eutirads.dicom.batch")
+
+    real = module.ingest_file
+
+    def crashing(ref, ctx):
+        if ref.path.endswith("crash.dcm"):
+            os._exit(70)  # what a segfaulting decoder looks like from outside
+        return real(ref, ctx)
+
+    monkeypatch.setattr(module, "ingest_file", crashing)  # inherited by forked workers
+    src = tmp_path / "src"
+    src.mkdir()
+    for number, name in enumerate(["OBXXXX1A.dcm", "OBXXXX1A_rle.dcm", "examples_palette.dcm",
+                                   "OBXXXX1A_expb.dcm"]):
+        shutil.copy(pydicom_file(name), src / f"{number}.dcm")
+    crash = src / "crash.dcm"
+    crash.write_bytes(b"\0" * 64)
+    out = tmp_path / "ds"
+    report = module.ingest([src], out, key_path=tmp_path / "key", workers=2, progress=False)
+    assert report.done == 4 and report.quarantined == {"crashed": 1}
+    assert _quarantine(out)[_sha(crash.read_bytes())][0] == "crashed"

@@ -5,12 +5,12 @@
 - `keys`: the key file and keyed pseudonyms, UIDs and date shifts;
 - `deidentify`: applies the profile to a dataset;
 - `pixels`: blanks everything outside the ultrasound regions and crops to them;
-- `ingest`: the resumable, parallel batch (files, folders, zip archives) with quarantine.
+- `batch`: the resumable, parallel batch (files, folders, zip archives) with quarantine.
 """
 
 from __future__ import annotations
 
-from .ingest import IngestReport, collect_sources, ingest, parse_frames
+from .batch import IngestReport, collect_sources, ingest, parse_frames
 from .keys import Keyring, default_key_path, load_or_create_key
 
 __all__ = ["ingest", "IngestReport", "collect_sources", "parse_frames", "Keyring",

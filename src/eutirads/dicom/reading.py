@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -41,7 +42,27 @@ def looks_like_dicom(data: bytes) -> bool:
     return len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00") and data[3:4] == b"\x00"
 
 
-def read_dataset(data: bytes):
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
+
+
+def _check_deflate(data: bytes, max_bytes: int) -> None:
+    """A deflated dataset is inflated whole by pydicom before anything can be checked: a
+    few kilobytes could inflate to gigabytes. Inflate it once here, bounded, first."""
+    if data[128:132] != b"DICM" or _DEFLATED not in data[132:1024]:
+        return
+    try:
+        if data[132:136] != b"\x02\x00\x00\x00":
+            raise ValueError
+        meta_end = 144 + struct.unpack("<I", data[140:144])[0]  # (0002,0000) group length
+        inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[meta_end:],
+                                                                  max_bytes + 1)
+    except (ValueError, struct.error, zlib.error):
+        raise ImageDecodeError("deflated DICOM that cannot be inflated") from None
+    if len(inflated) > max_bytes:
+        raise ImageDecodeError(f"deflated dataset inflates beyond the limit of {max_bytes:,} bytes")
+
+
+def read_dataset(data: bytes, *, max_bytes: int = DEFAULT_MAX_DECODED_BYTES):
     """Parse a DICOM file held in memory (pixel data not decoded). Raises ImageDecodeError
     with a one-line reason."""
     import pydicom
@@ -49,6 +70,7 @@ def read_dataset(data: bytes):
 
     if not looks_like_dicom(data):
         raise ImageDecodeError("not a DICOM file")
+    _check_deflate(data, max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns about every oddity it repairs

@@ -235,7 +235,7 @@ def _ingest_dicom(data: bytes, sha: str, label: str, ctx: _Context) -> list[dict
 
     opts = ctx.options
     try:
-        ds = read_dataset(data)
+        ds = read_dataset(data, max_bytes=opts.max_decoded_bytes)
     except InputError as exc:
         raise _Quarantine("unreadable", str(exc)) from None
     try:
