@@ -158,6 +158,7 @@ def _paint_anatomy(c: _Canvas, case: Case, rng: np.random.Generator) -> None:
     lumen = rho_c <= 1
     c.db[lumen] = ANECHOIC_DB
     c.fluid[lumen] = 1.0
+    _edge_shadows(c, a.carotid_cx, a.carotid_cy + a.carotid_r * 0.3, a.carotid_r * 1.1, rng)
     if a.jugular is not None:
         jx, jy, ja, jb = a.jugular
         rho_j = np.sqrt(_ellipse(X, Y, jx, jy, ja, jb))
@@ -184,6 +185,16 @@ def _paint_anatomy(c: _Canvas, case: Case, rng: np.random.Generator) -> None:
                       12.0 * np.exp(-below_wall / (2.5 * spacing)), 0.0)
     c.db[inside] = -20.0 + reverb[inside] + 2.0 * fibres[inside]
     c.shadow_free |= inside
+
+
+def _edge_shadows(c: _Canvas, cx: float, cy: float, half_width: float,
+                  rng: np.random.Generator) -> None:
+    """Refraction at the sides of a round fluid-filled structure: thin shadows under its
+    lateral edges."""
+    for side in (-1.0, 1.0):
+        x = cx + side * half_width * 0.97
+        stripe = (np.abs(c.X - x) < float(rng.uniform(0.015, 0.03))) & (c.Y > cy)
+        c.db[stripe] -= float(rng.uniform(6.0, 12.0))
 
 
 def _paint_nodule(c: _Canvas, case: Case, view: View, rng: np.random.Generator) -> np.ndarray:
@@ -220,6 +231,7 @@ def _paint_nodule(c: _Canvas, case: Case, view: View, rng: np.random.Generator) 
         wall = (rho > edge - 0.04 / min(hw, hh)) & (rho <= edge)
         solid[wall] = 4.0
         fluid[inside & ~wall] = 1.0
+        _edge_shadows(c, n.cx, n.cy, hw * abs(cos) + hh * abs(sin), rng)
     else:
         level = n.level_db + (2.0 if composition == "spongiform" else 0.0)
         solid = level + texture
@@ -249,6 +261,16 @@ def _paint_nodule(c: _Canvas, case: Case, view: View, rng: np.random.Generator) 
             if 0 <= r < dot.shape[0] and 0 <= q < dot.shape[1]:
                 dot[r, q] = True
         points[dot & inside] = float(rng.uniform(6.0, 12.0))
+    # Comet tails (colloid): a bright focus with a fading vertical streak under it.
+    for dx, dy, length in n.comets:
+        tx = n.cx + dx * cos - dy * sin
+        ty = n.cy + dx * sin + dy * cos
+        below = Y - ty
+        taper = np.clip(1 - below / length, 0, 1)
+        tail = (np.abs(X - tx) < 0.004 + 0.016 * taper) & (below >= 0) & (below < length)
+        # Reverberation between the colloid crystal's faces: closely spaced bands.
+        bands = 0.6 + 0.4 * np.cos(2 * np.pi * below / 0.025)
+        points[tail] = (6.0 * np.exp(-3.0 * below / length) * bands)[tail]
     # A coarse (macro) calcification: bright curved plaque with a dense shadow.
     if n.macro is not None:
         dx, dy, radius = n.macro
@@ -307,8 +329,12 @@ def render_bmode(case: Case, view: View, height: int, width: int,
         intensity += real * real + (imag * norm) ** 2
     db = 10.0 * np.log10(intensity / 2 + 1e-12)
     db = ndimage.gaussian_filter(db, 0.6, truncate=2.0)
-
+    # The beam widens away from the focal zone: blend in a laterally blurred copy there.
     depth = c.rows - c.rows[0]
+    focus = 0.45 * depth[-1]
+    widen = np.clip(np.abs(depth - focus) / max(focus, 1e-3), 0, 1)[:, None] * 0.7
+    db = db * (1 - widen) + ndimage.gaussian_filter1d(db, 1.5 * sigma_x, axis=1) * widen
+
     tgc = view.tgc_slope * (depth - depth.mean())
     # A slight brightening of the focal zone, as on most scanners.
     tgc += 1.0 * np.exp(-0.5 * ((depth - 0.45 * depth[-1]) / 0.8) ** 2)

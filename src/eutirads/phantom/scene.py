@@ -55,6 +55,8 @@ class NoduleGeometry:
     halo: float                # thickness of a thin peripheral rim (cm), 0 = none
     halo_db: float             # its level: a hypoechoic halo or an echogenic capsule
     texture_db: float          # internal heterogeneity (dB)
+    # (dx, dy, length) comet-tail artefacts of inspissated colloid (cm): a benign sign
+    comets: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def diameter_mm(self) -> float:
@@ -187,11 +189,11 @@ def _level_db(rng: np.random.Generator, echogenicity: str, muscle_db: float) -> 
     if echogenicity == "hyperechoic":
         return float(rng.uniform(4.0, 8.0))
     if echogenicity == "isoechoic":
-        return float(rng.uniform(-0.8, 0.8))
+        return float(rng.uniform(-0.6, 0.6))
     if echogenicity == "mildly_hypoechoic":
-        return float(muscle_db * rng.uniform(0.42, 0.72))
+        return float(muscle_db * rng.uniform(0.45, 0.75))
     if echogenicity == "markedly_hypoechoic":
-        return float(muscle_db - rng.uniform(2.5, 7.0))
+        return float(muscle_db - rng.uniform(3.0, 7.0))
     return -40.0  # anechoic
 
 
@@ -270,6 +272,11 @@ def _nodule(rng: np.random.Generator, features: NoduleFeatures, muscle_db: float
         macro = (float(rng.uniform(-0.4, 0.4) * hw), float(rng.uniform(-0.4, 0.1) * hh),
                  float(rng.uniform(0.1, 0.22)))
 
+    comets: list[tuple[float, float, float]] = []
+    if features.composition in ("cystic", "spongiform") and rng.random() < 0.3:
+        for _ in range(int(rng.integers(1, 4))):
+            comets.append((float(rng.uniform(-0.5, 0.5) * hw), float(rng.uniform(-0.6, 0.2) * hh),
+                           float(rng.uniform(0.12, 0.3))))
     level = _level_db(rng, features.echogenicity, muscle_db)
     # Smooth solid nodules usually show a rim (a thin hypoechoic halo or an echogenic
     # capsule); isoechoic ones are seen mostly by it and by their coarser texture.
@@ -283,7 +290,7 @@ def _nodule(rng: np.random.Generator, features: NoduleFeatures, muscle_db: float
         cx=0.0, cy=0.0, half_width=hw, half_height=hh, angle=float(angle),
         harmonics=harmonics, spicules=spicules, level_db=level,
         cyst_blobs=tuple(cyst_blobs), foci=tuple(foci), macro=macro, halo=halo,
-        halo_db=halo_db, texture_db=float(rng.uniform(1.8, 2.8) if iso else rng.uniform(0.8, 2.0)))
+        halo_db=halo_db, comets=tuple(comets), texture_db=float(rng.uniform(1.8, 2.8) if iso else rng.uniform(0.8, 2.0)))
     return geometry
 
 
