@@ -217,3 +217,22 @@ def test_radiologists_cannot_see_the_comparison_report_and_mallory_sees_nothing(
     for url in ("/diagnosis/", "/diagnosis/history/", "/diagnosis/reading/",
                 "/diagnosis/models/", "/api/v1/models"):
         assert client_for("mallory").get(url).status_code == 403
+
+
+def test_every_diagnosis_and_api_url_refuses_anonymous_visitors(client, active_bundle):
+    from django.urls import get_resolver
+
+    diagnosis = get_resolver().namespace_dict["diagnosis"][1]
+    urls = ["/" + str(p.pattern).replace("<int:pk>", "1").lstrip("^").rstrip("$")
+            .replace("(?P<rest>.*)", "anything") for p in diagnosis.url_patterns]
+    assert len(urls) >= 12
+    for url in urls:
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            if response.status_code == 302:
+                assert response.url.startswith("/login/"), url
+            else:
+                assert response.status_code in (401, 404, 405), (method, url,
+                                                                 response.status_code)
+                if url.startswith("/api/") and response.status_code == 401:
+                    assert response.json()["error"]

@@ -19,5 +19,5 @@ urlpatterns = [
     path("api/v1/predict", api.predict, name="api_predict"),
     path("api/v1/models", api.models, name="api_models"),
     path("api/v1/schema", api.schema, name="api_schema"),
-    re_path(r"^api/(?P<rest>.*)$", api.not_found, name="api_not_found"),
+    re_path(r"^api/v1/(?P<rest>.*)$", api.not_found, name="api_not_found"),
 ]
