@@ -15,7 +15,6 @@ import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ..categories import label_sort_key
 from ..errors import InputError
@@ -167,8 +166,20 @@ def roc_auc(y_binary: Sequence[bool], scores: Sequence[float]) -> float:
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return _nan()
-    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    ranks = _average_ranks(np.asarray(scores, dtype=np.float64))
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (scipy's rankdata, without its
+    per-call overhead, which dominated the bootstrap)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    edges = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True])
+    group_rank = (edges[:-1] + edges[1:] + 1) / 2.0
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(group_rank, np.diff(edges))
+    return ranks
 
 
 def one_vs_rest_auc(y_true: Sequence[Any], proba: np.ndarray, labels: Sequence[Any], *,
@@ -210,7 +221,8 @@ def default_positive(labels: Sequence[str]) -> list[str]:
 
 
 def high_risk(y_true: Sequence[Any], y_pred: Sequence[Any], proba: np.ndarray,
-              labels: Sequence[Any], positive: Iterable[Any] | None = None) -> dict[str, Any]:
+              labels: Sequence[Any], positive: Iterable[Any] | None = None, *,
+              curve: bool = True) -> dict[str, Any]:
     """Positive (high-risk) labels against the rest: sensitivity, specificity, PPV, NPV from
     the predicted class, and AUC of the summed probability of the positive classes."""
     positive = list(default_positive(labels) if positive is None else positive)
@@ -229,7 +241,7 @@ def high_risk(y_true: Sequence[Any], y_pred: Sequence[Any], proba: np.ndarray,
     fp = int((~truth & called).sum())
     fn = int((truth & ~called).sum())
     score = proba[:, pos_idx].sum(axis=1)
-    fpr, tpr, _ = roc_curve(truth, score)
+    fpr, tpr, _ = roc_curve(truth, score) if curve else (np.array([]), np.array([]), None)
     return {
         "positive": [str(x) for x in positive],
         "negative": [str(x) for x in labels if x not in positive],
@@ -285,13 +297,22 @@ def log_loss(y_true: Sequence[Any], proba: np.ndarray, labels: Sequence[Any],
 
 # --- bootstrap by patient -------------------------------------------------------------
 
-def resample_patients(groups: Sequence[Any], rng: np.random.Generator) -> np.ndarray:
+def _patient_members(groups: Sequence[Any]) -> list[np.ndarray]:
+    """For each distinct patient, the indices of its images."""
+    _, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="mergesort")
+    cuts = np.flatnonzero(np.diff(inverse[order])) + 1
+    return np.split(order, cuts) if len(order) else []
+
+
+def resample_patients(groups: Sequence[Any] | list[np.ndarray], rng: np.random.Generator
+                      ) -> np.ndarray:
     """Indices of one bootstrap sample: patients drawn with replacement, every image of a
-    drawn patient taken along (images of one patient are not independent)."""
-    groups = np.asarray(groups, dtype=object)
-    uniques, inverse = np.unique(groups.astype(str), return_inverse=True)
-    members = [np.nonzero(inverse == g)[0] for g in range(len(uniques))]
-    drawn = rng.integers(0, len(uniques), size=len(uniques))
+    drawn patient taken along (images of one patient are not independent). `groups` is one
+    patient id per image, or the precomputed `_patient_members`."""
+    precomputed = isinstance(groups, list) and bool(groups) and isinstance(groups[0], np.ndarray)
+    members = groups if precomputed else _patient_members(groups)
+    drawn = rng.integers(0, len(members), size=len(members))
     return np.concatenate([members[g] for g in drawn]) if len(drawn) else np.array([], int)
 
 
@@ -309,7 +330,7 @@ def summary_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], proba: np.ndar
     }
     pos = list(default_positive(labels) if positive is None else positive)
     if pos and len(pos) < len(labels):
-        hr = high_risk(y_true, y_pred, proba, labels, pos)
+        hr = high_risk(y_true, y_pred, proba, labels, pos, curve=False)
         out.update(high_risk_sensitivity=hr["sensitivity"],
                    high_risk_specificity=hr["specificity"], high_risk_auc=hr["auc"])
     return out
@@ -332,9 +353,10 @@ def bootstrap_ci(y_true: Sequence[Any], y_pred: Sequence[Any], proba: np.ndarray
         raise InputError(f"{len(groups)} patient ids for {len(y_true)} predictions")
     pos = None if positive is None else list(positive)
     rng = np.random.default_rng(seed)
+    members = _patient_members(groups)
     samples: dict[str, list[float]] = {}
     for _ in range(n_boot):
-        idx = resample_patients(groups, rng)
+        idx = resample_patients(members, rng)
         values = metric_fn(list(y_true[idx]), list(y_pred[idx]), proba[idx], labels, pos)
         for key, value in values.items():
             samples.setdefault(key, []).append(value)
