@@ -172,36 +172,41 @@ def select_frames(count: int, frames: str | int) -> list[int]:
     return list(range(0, count, step))
 
 
+def _palette_is_16_bit(ds, bits_stored: int) -> bool:
+    """Whether the colour table's entries use 16 bits. Decided on the whole table, not on a
+    frame (a dark frame would look 8-bit), and on its values, not its descriptor: some
+    scanners declare 16-bit entries that hold 8-bit values."""
+    from pydicom.pixels import apply_color_lut
+
+    every_index = np.arange(2 ** min(bits_stored, 16), dtype=np.uint16 if bits_stored > 8
+                            else np.uint8)
+    return int(apply_color_lut(every_index, ds).max(initial=0)) > 255
+
+
 def _to_uint8(array: np.ndarray, ds, info: FrameInfo) -> np.ndarray:
     """Display pixels: 8-bit grey (HxW) or RGB (HxWx3)."""
     from pydicom.pixels import apply_color_lut, apply_voi_lut
 
-    if info.photometric == "PALETTE COLOR":
-        array = apply_color_lut(array, ds)
-        if array.dtype != np.uint8:
-            # LUT entries are 16-bit when the descriptor says so; 8-bit LUTs stored in
-            # 16-bit words keep their values under 256.
-            array = (array >> 8).astype(np.uint8) if array.max(initial=0) > 255 else \
-                array.astype(np.uint8)
-        return array
-    if array.dtype == np.uint8 and info.photometric != "MONOCHROME1":
-        return array
-    if info.samples == 1:
-        if "WindowCenter" in ds and "WindowWidth" in ds:
-            array = apply_voi_lut(array, ds)
-        array = array.astype(np.float32)
-        stored = int(ds.get("BitsStored", info.bits_allocated) or info.bits_allocated)
-        low, high = (float(array.min()), float(array.max())) if "WindowCenter" in ds \
-            else (0.0, float(2 ** stored - 1))
-        if np.issubdtype(array.dtype, np.floating) and low < 0:
-            low = float(array.min())
-        scaled = np.clip((array - low) / max(high - low, 1.0), 0, 1) * 255
-        if info.photometric == "MONOCHROME1":
-            scaled = 255 - scaled
-        return scaled.round().astype(np.uint8)
-    # Colour with more than 8 bits per sample: keep the top 8 bits.
     stored = int(ds.get("BitsStored", info.bits_allocated) or info.bits_allocated)
-    return (array.astype(np.uint32) >> max(stored - 8, 0)).clip(0, 255).astype(np.uint8)
+    if info.photometric == "PALETTE COLOR":
+        sixteen = _palette_is_16_bit(ds, stored)
+        array = apply_color_lut(array, ds)
+        return (array >> 8 if sixteen else array).astype(np.uint8)
+    if info.samples == 3:
+        # Colour with more than 8 bits per sample keeps its top 8 bits.
+        if array.dtype == np.uint8:
+            return array
+        return (array.astype(np.uint32) >> max(stored - 8, 0)).clip(0, 255).astype(np.uint8)
+    if array.dtype == np.uint8:
+        grey = array  # 8-bit ultrasound: the stored values are the display values
+    else:
+        # More than 8 bits: the window if the file gives one, then the frame's own range
+        # stretched to 0-255.
+        windowed = "WindowCenter" in ds and "WindowWidth" in ds
+        values = (apply_voi_lut(array, ds) if windowed else array).astype(np.float32)
+        low, high = float(values.min()), float(values.max())
+        grey = ((values - low) / max(high - low, 1.0) * 255).round().astype(np.uint8)
+    return 255 - grey if info.photometric == "MONOCHROME1" else grey
 
 
 def decode_frames(ds, info: FrameInfo, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
