@@ -124,3 +124,12 @@ def test_the_cli_writes_dicom_exams(tmp_path, capsys):
                  "--width", "320", "--height", "200", "--workers", "1"]) == 0
     assert len(_files(out)) == 3 and (out / IDENTITIES_NAME).is_file()
     assert "3 DICOM files" in capsys.readouterr().out
+
+
+def test_a_contact_sheet_can_be_drawn_from_dicom_exams(exams, tmp_path):
+    from eutirads.imageio import load_rgb
+    from eutirads.phantom import contact_sheet
+
+    sheet = load_rgb(contact_sheet(exams, tmp_path / "sheet.png", per_class=2, tile_width=100))
+    labels = {f.parent.name for f in _files(exams)}
+    assert sheet.shape[0] > len(labels) * 60 and sheet.std() > 10

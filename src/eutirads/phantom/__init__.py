@@ -9,8 +9,9 @@ every image is `eutirads.categories.classify` of the features drawn into it.
 from __future__ import annotations
 
 from .dataset import Example, generate_dataset, render_example
+from .dicom import DicomReport, generate_dicom
 from .scene import FEATURE_COLUMNS, NATURAL_PREVALENCE
 from .sheet import contact_sheet
 
-__all__ = ["generate_dataset", "contact_sheet", "render_example", "Example", "FEATURE_COLUMNS",
+__all__ = ["generate_dataset", "generate_dicom", "DicomReport", "contact_sheet", "render_example", "Example", "FEATURE_COLUMNS",
            "NATURAL_PREVALENCE"]
