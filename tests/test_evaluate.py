@@ -181,3 +181,23 @@ def test_evaluate_cli_prints_a_one_line_summary(evaluated):
     assert proc.stdout.startswith("evaluated 12 images (6 patients, 1 skipped) of split 'test'")
     assert not math.isnan(json.loads((run / "eval" / "test" / "metrics.json").read_text())
                           ["summary"]["accuracy"])
+
+
+def test_the_exported_bundle_predicts_what_the_evaluation_measured(evaluated, tmp_path):
+    """One preprocessing everywhere: evaluate (PyTorch) and the bundle (ONNX, its own crop
+    bookkeeping for heatmaps) give the same probabilities on every test image, and the
+    model card carries the evaluation's numbers."""
+    from eutirads.export import export_bundle
+    from eutirads.inference import Predictor
+
+    run, _, dataset, metrics = evaluated
+    predictor = Predictor(export_bundle(run, tmp_path / "bundle"))
+    with open(run / "eval" / "test" / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        result = predictor.predict(dataset / row["path"], box=(30, 20, 90, 70), heatmap=False)
+        got = [result.probabilities[c] for c in CLASSES]
+        np.testing.assert_allclose(got, [float(row[f"p_{c}"]) for c in CLASSES], atol=1e-5)
+    accuracy = metrics["summary"]["accuracy"]
+    assert f"| Accuracy | {accuracy:.3f} |" in predictor.model_card
+    assert predictor.metadata["test_metrics"]["n"] == 12
