@@ -164,6 +164,12 @@ def test_a_missing_split_is_a_one_line_error(evaluated):
         evaluate_run(run, split="val", n_boot=0, progress=False)
 
 
+def test_positive_labels_the_model_does_not_know_are_refused_up_front(evaluated):
+    run = evaluated[0]
+    with pytest.raises(InputError, match=r"--positive 4b,5: must name some but not all"):
+        evaluate_run(run, positive="4b,5", n_boot=0, progress=False)
+
+
 def test_evaluate_cli_reports_a_missing_dataset_in_one_line(evaluated, tmp_path):
     run = evaluated[0]
     proc = subprocess.run([sys.executable, "-m", "eutirads", "evaluate", str(run),

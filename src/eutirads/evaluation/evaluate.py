@@ -139,6 +139,12 @@ def evaluate_run(run: str | os.PathLike[str], *, dataset: str | os.PathLike[str]
                          f"{', '.join(unknown)} that the model does not know "
                          f"(its classes: {', '.join(class_names)})")
     positive_labels = parse_positive(positive)
+    if positive_labels is not None:
+        # Checked before minutes of prediction, not after.
+        unknown_pos = [p for p in positive_labels if p not in class_names]
+        if unknown_pos or len(set(positive_labels)) >= len(class_names):
+            raise InputError(f"--positive {','.join(positive_labels)}: must name some but not "
+                             f"all of the model's classes ({', '.join(class_names)})")
 
     tta = bool(config.get("tta", False))
     proba, kept, skipped = predict_rows(model, spec, root, rows, tta=tta, progress=progress)
