@@ -45,3 +45,12 @@ def test_a_frame_holding_only_text_has_no_image_area():
     frame[10:12, 10:290:3] = 255
     with pytest.raises(InputError, match="no image area"):
         find_image_area(frame)
+
+
+def test_both_panes_of_a_dual_view_screen_are_kept_but_not_a_small_block_beside_them():
+    rng = np.random.default_rng(1)
+    frame = np.zeros((360, 560), np.uint8)
+    frame[10:300, 30:270] = rng.gamma(2.0, 40.0, (290, 240)).clip(20, 255)   # left pane
+    frame[10:300, 280:520] = rng.gamma(2.0, 40.0, (290, 240)).clip(20, 255)  # right pane
+    frame[310:350, 200:260] = 200  # a body marker: wide enough to survive, too small
+    assert tuple(find_image_area(frame)) == (30, 10, 520, 300)

@@ -4,8 +4,9 @@ A scanner's screen shows the B-mode image as one large textured block on a dark
 background, with thin text, scales and markers around it. The finder keeps pixels that
 are not background, removes structures thinner than `min_size` (text, scale bars,
 markers) with a morphological opening, and returns the bounding box of the largest
-remaining block. Ingest (files without usable ultrasound regions), training (the
-scanner's frame is cropped away before resizing) and the diagnosis page all use it.
+remaining block, joined with the pane beside it on dual-view screens. Ingest (files
+without usable ultrasound regions), training (the scanner's frame is cropped away before
+resizing) and the diagnosis page all use it.
 """
 
 from __future__ import annotations
@@ -76,11 +77,30 @@ def find_image_area(pixels: np.ndarray, *, background: float = 12.0,
     best = int(np.argmax(areas)) + 1
     if areas[best - 1] < min_fraction * height * width:
         raise InputError("no image area found (largest block is too small)")
-    # The smoothing widened the block by a few pixels: take the box of the raw non-background
-    # pixels inside it.
-    inside = (labels == best) & (gray > background)
-    ys, xs = np.nonzero(inside if inside.any() else labels == best)
+    chosen = _panes(labels, areas, best)
+    # The smoothing widened the blocks by a few pixels: take the box of the raw
+    # non-background pixels inside them.
+    blocks = np.isin(labels, chosen)
+    inside = blocks & (gray > background)
+    ys, xs = np.nonzero(inside if inside.any() else blocks)
     return Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def _panes(labels: np.ndarray, areas: np.ndarray, best: int) -> list[int]:
+    """The largest block and the blocks beside it: a dual-view screen shows two image
+    panes side by side, split by a dark gap. A block counts as a pane when it holds at
+    least a third of the largest block's area and shares most of its rows."""
+    slices = ndimage.find_objects(labels)
+    top, bottom = slices[best - 1][0].start, slices[best - 1][0].stop
+    chosen = [best]
+    for label, area in enumerate(areas, 1):
+        if label == best or area < areas[best - 1] / 3:
+            continue
+        rows = slices[label - 1][0]
+        shared = min(bottom, rows.stop) - max(top, rows.start)
+        if shared >= 0.6 * min(bottom - top, rows.stop - rows.start):
+            chosen.append(label)
+    return chosen
 
 
 def crop(pixels: np.ndarray, box: Box) -> np.ndarray:
