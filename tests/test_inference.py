@@ -191,3 +191,15 @@ def test_real_ddti_frames_get_heatmaps_inside_their_image_area(bundle, ddti_dir)
         assert area.x0 <= x0 and area.y0 <= y0 and x1 <= area.x1 and y1 <= area.y1
         # Burned-in text outside the image area never gets heat.
         assert not result.heatmap[:area.y0].any() and not result.heatmap[:, area.x1:].any()
+
+
+def test_a_broken_dicom_is_a_one_line_error_naming_the_file(tmp_path):
+    from eutirads.inference import load_image
+
+    broken = tmp_path / "exam.dcm"
+    broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00")
+    with pytest.raises(ImageDecodeError, match=r"exam\.dcm: ") as info:
+        load_image(broken)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ImageDecodeError, match="file not found"):
+        load_image(tmp_path / "missing.png")

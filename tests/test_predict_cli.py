@@ -79,3 +79,28 @@ def test_predict_with_a_missing_bundle_is_a_one_line_error(tmp_path):
     proc = _eutirads("predict", str(tmp_path / "nope"), str(tmp_path / "x.png"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"eutirads: error: {tmp_path / 'nope'}: bundle folder not found"
+
+
+def test_predict_reads_an_ultrasound_dicom_without_its_burned_in_text(bundle, tmp_path):
+    from eutirads.phantom import generate_dicom
+
+    generate_dicom(tmp_path / "dcm", n=1, seed=3, progress=False, workers=1)
+    dicom = next((tmp_path / "dcm").rglob("*.dcm"))
+    identity = json.loads((tmp_path / "dcm" / "phantom_identities.json").read_text())
+    patient = identity["patients"][0]
+    heat_dir = tmp_path / "heat"
+    proc = _eutirads("predict", str(bundle), str(dicom), "--json", "--heatmap", str(heat_dir),
+                     "--opacity", "1")
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout)["predictions"][0]
+    assert set(entry["probabilities"]) == {"3", "4", "5"}
+    for value in (patient["patient_name"], patient["patient_id"], patient["banner_name"]):
+        assert value not in proc.stdout + proc.stderr
+    import pydicom
+
+    ds = pydicom.dcmread(dicom)
+    overlay = np.asarray(Image.open(heat_dir / "heatmap_0001.png"))
+    assert overlay.shape[:2] == (ds.Rows, ds.Columns)
+    region = ds.SequenceOfUltrasoundRegions[0]
+    # Outside the ultrasound region (where the scanner writes the patient's name) all is black.
+    assert not overlay[:int(region.RegionLocationMinY0)].any()

@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "one-line error and the others are still predicted; the exit code is 1 "
                     "when any image failed.")
     parser.add_argument("bundle", help="bundle folder written by 'eutirads export'")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG image file(s)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="PNG/JPEG image file(s), or ultrasound DICOM files (first frame, "
+                             "blanked outside its ultrasound regions)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--heatmap", metavar="DIR",
                         help="write a heatmap overlay PNG per image into DIR "
@@ -43,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..imageio import load_rgb, save_png
-    from ..inference import Predictor, overlay_heatmap
+    from ..imageio import save_png
+    from ..inference import Predictor, load_image, overlay_heatmap
 
     if not 0.0 <= args.opacity <= 1.0:
         raise InputError(f"--opacity must be in [0, 1], got {args.opacity}")
@@ -56,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     for index, image in enumerate(tqdm(args.images, desc="predict", unit="img", file=sys.stderr,
                                        disable=len(args.images) < 2, leave=False), start=1):
         try:
-            pixels = load_rgb(image, name=image)
+            pixels = load_image(image)
             result = predictor.predict(pixels, box=args.box, heatmap=heat_dir is not None)
             entry = {"index": index, "image": image, **result.to_dict()}
             if heat_dir is not None:
