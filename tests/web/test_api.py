@@ -64,6 +64,19 @@ def test_predict_answers_a_token_request_with_category_advice_and_model(client, 
     assert body["diameter_mm"] == 22.0 and body["diameter_source"] == "given"
     assert body["advice"]
     assert "heatmap_png" not in body
+    assert body["classified"] == "image"  # no box given
+
+
+def test_the_serving_path_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'eutirads.web.settings'; "
+            "import django; django.setup(); "
+            "import eutirads.web.diagnosis.api, eutirads.web.diagnosis.views, "
+            "eutirads.web.diagnosis.services, eutirads.inference; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_the_heatmap_has_the_uploaded_images_size(client, token, active_bundle):
@@ -74,6 +87,7 @@ def test_the_heatmap_has_the_uploaded_images_size(client, token, active_bundle):
     heatmap = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
     assert heatmap.size == (200, 130)
     assert body["box"] == {"x0": 40, "y0": 30, "x1": 150, "y1": 100}
+    assert body["classified"] == "box"  # the tiny bundle was made with crop "roi"
 
 
 def test_a_dicom_box_is_measured_with_its_pixel_spacing(client, token, active_bundle):

@@ -90,6 +90,7 @@ def diagnosis_json(diagnosis, prediction, bundle, *, heatmap: bool) -> dict:
         "diameter_mm": diagnosis.diameter_mm,
         "diameter_source": diagnosis.diameter_source or None,
         "box": diagnosis.box.as_dict() if diagnosis.box else None,
+        "classified": diagnosis.classified,
         "image": {"width": prediction.width, "height": prediction.height},
         "model": {"id": bundle.pk, "name": bundle.name, "version": bundle.version},
         "disclaimer": services.DISCLAIMER,

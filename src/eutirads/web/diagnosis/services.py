@@ -54,6 +54,7 @@ class Diagnosis:
     diameter_mm: float | None
     diameter_source: str  # "", "given" or "measured"
     advice: str
+    classified: str = "image"  # "box": the model saw the nodule box; "image": the image area
     name: str = ""
     definition: str = ""
     risk: str = ""
@@ -125,16 +126,20 @@ def diagnose(predictor, image: CleanImage, *, box: Box | None = None,
         if heat.shape != (image.height, image.width):
             raise ModelError(f"the model's heatmap has shape {heat.shape}, "
                              f"not the image's {(image.height, image.width)}")
+    # A bundle trained on nodule boxes (crop "roi") classifies the box; any other uses the
+    # box only to measure the nodule.
+    spec = getattr(predictor, "spec", None)
+    classified = "box" if box is not None and getattr(spec, "crop", "full") == "roi" else "image"
     if label in EU_TIRADS_LABELS:
         cat = CATEGORIES[int(label)]
         return Diagnosis(label=label, probabilities=probabilities, heatmap=heat, box=box,
-                         diameter_mm=diameter, diameter_source=source,
+                         diameter_mm=diameter, diameter_source=source, classified=classified,
                          advice=fna_advice(cat.number, diameter), name=cat.name,
                          definition=cat.definition, risk=cat.risk_text,
                          class_names=tuple(probabilities))
     # A bundle trained on another scheme (e.g. DDTI's 4a/4b): no EU-TIRADS advice to give.
     return Diagnosis(label=label, probabilities=probabilities, heatmap=heat, box=box,
-                     diameter_mm=diameter, diameter_source=source,
+                     diameter_mm=diameter, diameter_source=source, classified=classified,
                      advice="This model's classes are not EU-TIRADS categories: no guideline "
                             "advice.", name=f"class {label}", class_names=tuple(probabilities))
 
