@@ -397,3 +397,17 @@ def test_a_file_that_kills_its_worker_is_quarantined_and_the_others_still_ingest
     report = module.ingest([src], out, key_path=tmp_path / "key", workers=2, progress=False)
     assert report.done == 4 and report.quarantined == {"crashed": 1}
     assert _quarantine(out)[_sha(crash.read_bytes())][0] == "crashed"
+
+
+def test_a_second_ingest_into_a_dataset_in_use_is_refused(tmp_path):
+    import fcntl
+
+    src = tmp_path / "a.dcm"
+    shutil.copy(pydicom_file("OBXXXX1A.dcm"), src)
+    out = tmp_path / "ds"
+    (out / ".ingest").mkdir(parents=True)
+    with open(out / ".ingest" / "lock", "a+b") as held:  # what a running ingest holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match="another ingest"):
+            ingest([src], out, key_path=tmp_path / "key", workers=1, progress=False)
+    assert ingest([src], out, key_path=tmp_path / "key", workers=1, progress=False).done == 1

@@ -566,14 +566,41 @@ def ingest(sources: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
            on_result: Callable[[FileResult], None] | None = None) -> IngestReport:
     """Ingest `sources` into the dataset folder `out` (created, or resumed); see the module
     docstring. `on_result` is called after each source's record is safely in the journal."""
-    from tqdm import tqdm
-
     out = Path(out)
     key_file = Path(key_path) if key_path is not None else default_key_path()
     if key_file.resolve().is_relative_to(out.resolve()):
         raise ConfigError(f"{key_file}: the key must not live inside the dataset folder")
     keyring = Keyring(load_or_create_key(key_file))
     options = IngestOptions(parse_frames(frames), keep_dicom, detect_region, max_decoded_bytes)
+    state_dir = out / STATE_DIR
+    with _exclusive(state_dir):
+        return _run_batch(sources, out, keyring, options, workers=workers, progress=progress,
+                          on_result=on_result)
+
+
+@contextlib.contextmanager
+def _exclusive(state_dir: Path):
+    """One ingest at a time per dataset: two would interleave their journal lines."""
+    import fcntl
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{state_dir.parent}: another ingest is writing to this "
+                              "dataset; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_batch(sources: Sequence[str | os.PathLike[str]], out: Path, keyring: Keyring,
+               options: IngestOptions, *, workers: int | None, progress: bool,
+               on_result: Callable[[FileResult], None] | None) -> IngestReport:
+    from tqdm import tqdm
+
     state_dir = out / STATE_DIR
     _check_state(state_dir, _state(keyring, options))
     journal_file = state_dir / "journal.jsonl"
