@@ -117,14 +117,20 @@ def test_every_bad_input_is_quarantined_with_its_reason_and_the_batch_finishes(t
     assert "quarantined" in report.summary() and "no-region 3" in report.summary()
 
 
-def test_a_dicom_named_png_is_read_as_dicom_by_its_content(tmp_path):
+def test_a_dicom_named_png_is_quarantined_and_ingested_once_renamed(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(pydicom_file(SMALL_US), src / "photo.png")
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(src / "screen.dcm", format="PNG")
     out = tmp_path / "ds"
     report = ingest([src], out, key_path=tmp_path / "key", workers=1, progress=False)
-    assert report.done == 1
-    assert read_manifest(out)[0]["source"] == "dicom"
+    assert report.done == 0 and report.quarantined == {"name-mismatch": 2}
+    reasons = sorted(reason for _, reason in _quarantine(out).values())
+    assert "holds DICOM; rename it .dcm" in reasons[1] and "plain image" in reasons[0]
+    (src / "photo.png").rename(src / "photo.dcm")
+    (src / "screen.dcm").unlink()
+    again = ingest([src], out, key_path=tmp_path / "key", workers=1, progress=False)
+    assert again.done == 1 and read_manifest(out)[0]["source"] == "dicom"
 
 
 def test_path_characters_in_file_names_and_uids_never_shape_an_output_path(tmp_path):

@@ -60,6 +60,7 @@ STATE_DIR = ".ingest"
 _IGNORED_SUFFIXES = frozenset({".csv", ".json", ".txt", ".md", ".xml", ".yaml", ".yml",
                                ".html", ".htm", ".log", ".py", ".ini"})
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass(frozen=True)
@@ -354,6 +355,20 @@ def _quiet_pydicom():
         logger.setLevel(level)
 
 
+def _check_name_matches_content(ref: SourceRef, data: bytes) -> None:
+    """A file whose name says image but whose bytes are DICOM (or the reverse) is held
+    back: exports do not do that by accident, and a file that is both at once (a
+    PNG/DICOM polyglot) is a known way to smuggle data past checks. Files without an
+    extension, or with another one, are recognised by content."""
+    suffix = Path(ref.member or ref.path).suffix.lower()
+    if suffix in _IMAGE_SUFFIXES and looks_like_dicom(data):
+        raise _Quarantine("name-mismatch", f"named as a {suffix[1:].upper()} image but holds "
+                                           "DICOM; rename it .dcm to ingest it")
+    if suffix == ".dcm" and not looks_like_dicom(data) and data.startswith(_IMAGE_MAGIC):
+        raise _Quarantine("name-mismatch", "named .dcm but holds a plain image; rename it to "
+                                           "its image type to ingest it")
+
+
 def ingest_file(ref: SourceRef, ctx: _Context) -> FileResult:
     """Ingest one source; never raises for a bad file (it returns a quarantine record)."""
     with _quiet_pydicom():
@@ -367,6 +382,7 @@ def _ingest_file(ref: SourceRef, ctx: _Context) -> FileResult:
         sha = hashlib.sha256(data).hexdigest()
         if sha in ctx.done:
             return FileResult(sha, "skipped")
+        _check_name_matches_content(ref, data)
         if looks_like_dicom(data):
             rows = _ingest_dicom(data, sha, ref.label, ctx)
         elif data.startswith(_IMAGE_MAGIC):
