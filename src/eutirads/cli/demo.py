@@ -1,16 +1,35 @@
-"""`eutirads demo`: not written yet (its issue is in progress)."""
+"""`eutirads demo [--workdir DIR] [--no-serve]`: the whole pipeline on phantom data."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..errors import EutiradsError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "demo", help="run the whole pipeline on phantom data (the main job)",
+        description="Phantom data -> import -> split -> train the default recipe -> evaluate "
+                    "-> export, then print where the report and the bundle are.")
+    parser.add_argument("--workdir", help="folder for everything the demo makes "
+                                          "(default: EUTIRADS_HOME/demo, i.e. ~/.eutirads/demo)")
+    parser.add_argument("--no-serve", action="store_true",
+                        help="stop after export instead of serving the bundle")
+    parser.add_argument("--images", type=int, default=None, metavar="N",
+                        help="phantom screens to generate (default 500)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise EutiradsError("'eutirads demo' is not available yet")
+    from ..demo import DEMO_IMAGES, run_demo, serve_bundle
+
+    result = run_demo(args.workdir, n=args.images or DEMO_IMAGES, progress=not args.quiet)
+    s = result.metrics.get("summary") or {}
+    print(f"demo: test macro-F1 {result.macro_f1:.3f}, accuracy {s.get('accuracy', 0):.3f}, "
+          f"kappa {s.get('kappa', 0):.3f} on {result.metrics.get('n', 0)} phantom test images; "
+          f"{result.seconds['total']:.0f} s in all")
+    print(f"report: {result.report}")
+    print(f"bundle: {result.bundle}")
+    if args.no_serve:
+        return 0
+    return serve_bundle(result)
