@@ -322,7 +322,7 @@ def sample_case(rng: np.random.Generator, label: int) -> Case:
     carotid_r = float(rng.uniform(0.28, 0.42))
     jugular = None
     if rng.random() < 0.6:
-        jugular = (lobe_cx - lobe_a - carotid_r - float(rng.uniform(0.3, 0.6)),
+        jugular = (lobe_cx - lobe_a - 1.8 * carotid_r - float(rng.uniform(0.3, 0.6)),
                    lobe_cy - float(rng.uniform(0.1, 0.4)),
                    float(rng.uniform(0.35, 0.6)), float(rng.uniform(0.1, 0.28)))
     anatomy = Anatomy(
@@ -333,7 +333,7 @@ def sample_case(rng: np.random.Generator, label: int) -> Case:
                              for k in (2, 3)),
         scm_thickness=float(rng.uniform(0.35, 0.75)),
         carotid_r=carotid_r,
-        carotid_cx=lobe_cx - lobe_a * 0.85 - carotid_r * 0.5,
+        carotid_cx=lobe_cx - lobe_a * 0.95 - carotid_r * 0.8,  # beside the lobe, not in it
         carotid_cy=lobe_cy + lobe_b * float(rng.uniform(0.0, 0.4)),
         jugular=jugular,
         trachea_r=float(rng.uniform(0.8, 1.1)),
