@@ -53,3 +53,22 @@ def test_users_token_refuses_unknown_users_and_users_without_a_role(no_role_user
     assert main(["users", "token", "ghost"]) == 2
     assert main(["users", "token", "nobody"]) == 2
     assert "no role" in capsys.readouterr().err
+
+
+def test_the_demo_step_registers_the_bundle_and_prints_a_working_account_and_token(
+        dx_home, tiny_bundle, client, capsys, tmp_path):
+    import diagnosis_samples as samples
+    from eutirads.web.diagnosis.demo import serve_demo
+    from eutirads.web.diagnosis.models import ModelBundle
+
+    (tmp_path / "phantom" / "3").mkdir(parents=True)
+    (tmp_path / "phantom" / "3" / "a.png").write_bytes(samples.png_bytes())
+    assert serve_demo(tiny_bundle, serve=False, samples=tmp_path / "phantom") == 0
+    out = capsys.readouterr().out
+    password = out.split("password ", 1)[1].split()[0]
+    token = out.split("API token for 'demo': ", 1)[1].split()[0]
+    assert client.post("/login/", {"username": "demo", "password": password}).status_code == 302
+    client.logout()
+    assert ModelBundle.objects.get().active
+    assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    assert str(tmp_path / "phantom" / "3" / "a.png") in out and "Not serving" in out

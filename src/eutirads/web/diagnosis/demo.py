@@ -35,9 +35,17 @@ def prepare_demo_site(bundle: str | Path) -> tuple[object, str, str]:
     return row, password, create_token(user)
 
 
+def _sample_image(samples: Path | None) -> Path | None:
+    """One image of the demo's data to try on the page (the first PNG, in a stable order)."""
+    if samples is None or not Path(samples).is_dir():
+        return None
+    return next(iter(sorted(Path(samples).rglob("*.png"))), None)
+
+
 def serve_demo(bundle: str | Path, *, serve: bool = True, host: str = "127.0.0.1",
-               port: int = 8000) -> int:
-    """Prepare the site, print how to use it, and (unless `serve` is False) serve it."""
+               port: int = 8000, samples: Path | None = None) -> int:
+    """Prepare the site, print how to use it, and (unless `serve` is False) serve it.
+    `samples`: a folder of the demo's images, one of which is suggested for a first try."""
     row, password, token = prepare_demo_site(bundle)
     from django.conf import settings
 
@@ -48,7 +56,11 @@ def serve_demo(bundle: str | Path, *, serve: bool = True, host: str = "127.0.0.1
     print(f"Demo account: user '{DEMO_USER}', password {password}  (shown once; "
           f"reset with 'eutirads users add {DEMO_USER} --role radiologist')")
     print(f"API token for '{DEMO_USER}': {token}  (shown once)")
-    print(f"  curl -H 'Authorization: Token {token}' -F image=@IMAGE.png {base}/api/v1/predict")
+    sample = _sample_image(samples)
+    image = sample or "IMAGE.png"
+    print(f"  curl -H 'Authorization: Token {token}' -F image=@{image} {base}/api/v1/predict")
+    if sample:
+        print(f"Try the Classify page with an image such as {sample}")
     if not serve:
         print(f"Not serving (--no-serve). Start the app with: eutirads serve  ->  {url}")
         return 0
