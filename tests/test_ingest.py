@@ -133,7 +133,8 @@ def test_a_dicom_named_png_is_quarantined_and_ingested_once_renamed(tmp_path):
     assert again.done == 1 and read_manifest(out)[0]["source"] == "dicom"
 
 
-def test_path_characters_in_file_names_and_uids_never_shape_an_output_path(tmp_path):
+def test_path_characters_in_file_names_and_uids_never_shape_an_output_path(tmp_path, caplog,
+                                                                           capfd):
     src = tmp_path / "src"
     src.mkdir()
     ds = _small_us()
@@ -147,9 +148,15 @@ def test_path_characters_in_file_names_and_uids_never_shape_an_output_path(tmp_p
         archive.writestr("../../outside/SMITH^JANE.dcm", _dicom_bytes(_small_us()))
         archive.writestr("3/../../x.dcm", pydicom_file("OBXXXX1A_rle.dcm").read_bytes())
     out = tmp_path / "ds"
+    capfd.readouterr()
+    caplog.clear()
+    caplog.set_level("DEBUG")
     report = ingest([src], out, key_path=tmp_path / "key", keep_dicom=True, workers=1,
-                    progress=False)
+                    progress=True)
     assert report.done == 3, report.summary()
+    # pydicom complains about the invalid UIDs, quoting them: none of it may be shown.
+    shown = caplog.text + "".join(capfd.readouterr())
+    assert not any(bad in shown for bad in ("DOE", "JOHN", "SMITH", "evil", "passwd"))
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert all(p.is_relative_to(src) or p.is_relative_to(out) or p.name == "key"
                for p in written)
