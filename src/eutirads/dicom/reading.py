@@ -75,11 +75,9 @@ def read_dataset(data: bytes, *, max_bytes: int = DEFAULT_MAX_DECODED_BYTES):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns about every oddity it repairs
             ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
-            # Touch every top-level element now, so a file truncated in its header fails
-            # here with a clear reason rather than later.
-            for tag in list(ds.keys()):
-                ds.get_item(tag)
-        depth = sequence_depth(ds, MAX_SEQUENCE_DEPTH)
+            # Walking every element decodes each value now, so a malformed one fails here
+            # with a clear reason rather than halfway through de-identification.
+            depth = sequence_depth(ds, MAX_SEQUENCE_DEPTH)
     except InvalidDicomError:
         raise ImageDecodeError("not a DICOM file") from None
     except RecursionError:
