@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 from pathlib import Path
 
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from ...errors import EutiradsError, InputError, ModelError
+from ...errors import EutiradsError, ModelError
 from ..core.access import ROLES, has_role
 from . import services
 from .requests import request_too_large, upload_from_request
@@ -150,4 +149,4 @@ def not_found(request, rest: str = ""):
     return _error("no such API endpoint", 404)
 
 
-__all__ = ["predict", "models", "schema", "schema_dict", "json"]
+__all__ = ["predict", "models", "schema", "schema_dict", "not_found"]
