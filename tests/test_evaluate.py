@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="evaluation needs the training extra (torch)")
 
+from eutirads.cli import main  # noqa: E402
 from eutirads.data.manifest import write_manifest  # noqa: E402
 from eutirads.errors import InputError  # noqa: E402
 from eutirads.evaluation import evaluate_run, metrics as M  # noqa: E402
@@ -26,6 +26,13 @@ CLASSES = ["2", "3", "4", "5"]
 SPEC = PreprocessSpec(input_size=(48, 48), mean=(0.3,) * 3, std=(0.2,) * 3, crop="roi",
                       class_names=tuple(CLASSES))
 
+
+def _eutirads(capsys, *args: str) -> SimpleNamespace:
+    """Run the CLI in this process (same code path as the console script, without paying
+    for a fresh interpreter and torch import per call)."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 def _frame(rng, brightness: int) -> np.ndarray:
     frame = np.zeros((90, 120, 3), np.uint8)
@@ -170,19 +177,17 @@ def test_positive_labels_the_model_does_not_know_are_refused_up_front(evaluated)
         evaluate_run(run, positive="4b,5", n_boot=0, progress=False)
 
 
-def test_evaluate_cli_reports_a_missing_dataset_in_one_line(evaluated, tmp_path):
+def test_evaluate_cli_reports_a_missing_dataset_in_one_line(evaluated, tmp_path, capsys):
     run = evaluated[0]
-    proc = subprocess.run([sys.executable, "-m", "eutirads", "evaluate", str(run),
-                           "--dataset", str(tmp_path / "gone")], capture_output=True, text=True)
+    proc = _eutirads(capsys, "evaluate", str(run), "--dataset", str(tmp_path / "gone"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"eutirads: error: {tmp_path / 'gone'}: dataset folder not "
                                    "found (pass --dataset DATASET)")
 
 
-def test_evaluate_cli_prints_a_one_line_summary(evaluated):
+def test_evaluate_cli_prints_a_one_line_summary(evaluated, capsys):
     run = evaluated[0]
-    proc = subprocess.run([sys.executable, "-m", "eutirads", "evaluate", str(run),
-                           "--bootstrap", "20"], capture_output=True, text=True)
+    proc = _eutirads(capsys, "evaluate", str(run), "--bootstrap", "20")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("evaluated 12 images (6 patients, 1 skipped) of split 'test'")
     assert not math.isnan(json.loads((run / "eval" / "test" / "metrics.json").read_text())

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
-
 import pytest
 import yaml
 
+from eutirads.cli import main
 from eutirads.errors import InputError
 from eutirads.evaluation.compare import compare_runs, to_markdown, write_table
 
@@ -71,10 +69,9 @@ def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
         compare_runs([tmp_path / "missing"])
 
 
-def test_compare_cli_prints_markdown_and_writes_csv(runs, tmp_path):
+def test_compare_cli_prints_markdown_and_writes_csv(runs, tmp_path, capsys):
     out = tmp_path / "table.csv"
-    proc = subprocess.run([sys.executable, "-m", "eutirads", "compare", *map(str, runs),
-                           "--out", str(out)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("\n") == 5 and "| seed | seed-cnn |" in proc.stdout
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert stdout.count("\n") == 5 and "| seed | seed-cnn |" in stdout
     assert out.read_text().startswith("run,model,mode,epochs,n,accuracy,loss,macro_f1,kappa,auc")

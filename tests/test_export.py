@@ -167,19 +167,30 @@ def test_a_folder_without_a_bundle_is_a_clear_error(tmp_path):
         Predictor(tmp_path)
 
 
-def test_export_cli_reports_a_run_without_checkpoints_in_one_line(tmp_path):
+def test_export_cli_reports_a_run_without_checkpoints_in_one_line(tmp_path, capsys):
+    from eutirads.cli import main
+
     (tmp_path / "empty-run").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "eutirads", "export", str(tmp_path / "empty-run"),
-                           "--out", str(tmp_path / "bundle")], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0
-    assert "no checkpoints/best.pt" in proc.stderr
+    assert main(["export", str(tmp_path / "empty-run"), "--out", str(tmp_path / "bundle")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0
+    assert "no checkpoints/best.pt" in err
     assert not (tmp_path / "bundle").exists()
 
 
-def test_a_run_with_mirror_tta_exports_a_bundle_that_averages_the_mirror(tmp_path):
+def test_export_cli_exports_a_run_with_mirror_tta_quietly(tmp_path):
+    """The console script end to end (a fresh interpreter, so the exporter's own loggers are
+    live): one summary line, and a bundle whose predictor averages the mirror image."""
     run, model = _make_run(tmp_path, tta=True)
-    predictor = Predictor(export_bundle(run, tmp_path / "bundle"))
+    proc = subprocess.run([sys.executable, "-m", "eutirads", "export", str(run), "--out",
+                           str(tmp_path / "bundle"), "--name", "demo-model"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("exported seed-cnn (5 classes) to ")
+    assert proc.stdout.count("\n") == 1
+    assert "INFO" not in proc.stderr
+    predictor = Predictor(tmp_path / "bundle")
+    assert predictor.metadata["name"] == "demo-model"
     assert predictor.tta and "mirror image" in predictor.model_card
     image = _frame(5)
     x = torch.from_numpy(prepare(image, SPEC))[None]
@@ -189,15 +200,3 @@ def test_a_run_with_mirror_tta_exports_a_bundle_that_averages_the_mirror(tmp_pat
     np.testing.assert_allclose([got.probabilities[c] for c in CLASSES], expected.numpy(),
                                atol=1e-5)
     assert got.heatmap.shape == image.shape[:2]
-
-
-def test_export_cli_prints_one_summary_line_and_no_exporter_chatter(tmp_path):
-    run, _ = _make_run(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "eutirads", "export", str(run), "--out",
-                           str(tmp_path / "bundle"), "--name", "demo-model"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("exported seed-cnn (5 classes) to ")
-    assert proc.stdout.count("\n") == 1
-    assert "INFO" not in proc.stderr
-    assert read_metadata(tmp_path / "bundle")["name"] == "demo-model"

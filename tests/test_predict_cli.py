@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from eutirads.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,12 @@ def bundle(tmp_path_factory):
                         name="tiny", model_name="seed-cnn")
 
 
-def _eutirads(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "eutirads", *args], capture_output=True,
-                          text=True)
+def _eutirads(capsys, *args: str) -> SimpleNamespace:
+    """Run the CLI in this process (same code path as the console script, without paying
+    for a fresh interpreter and torch import per call)."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 
 def _images(folder):
@@ -43,10 +47,10 @@ def _images(folder):
     return good1, bad, good2
 
 
-def test_predict_prints_json_and_goes_on_past_a_bad_file(bundle, tmp_path):
+def test_predict_prints_json_and_goes_on_past_a_bad_file(bundle, tmp_path, capsys):
     good1, bad, good2 = _images(tmp_path)
     heat_dir = tmp_path / "heat"
-    proc = _eutirads("predict", str(bundle), str(good1), str(bad), str(good2), "--json",
+    proc = _eutirads(capsys, "predict", str(bundle), str(good1), str(bad), str(good2), "--json",
                      "--heatmap", str(heat_dir))
     assert proc.returncode == 1
     lines = [line.strip() for line in re.split(r"[\r\n]", proc.stderr)]
@@ -67,21 +71,21 @@ def test_predict_prints_json_and_goes_on_past_a_bad_file(bundle, tmp_path):
     assert sorted(p.name for p in heat_dir.iterdir()) == ["heatmap_0001.png", "heatmap_0003.png"]
 
 
-def test_predict_prints_one_line_per_image_in_text_mode(bundle, tmp_path):
+def test_predict_prints_one_line_per_image_in_text_mode(bundle, tmp_path, capsys):
     good1, _, good2 = _images(tmp_path)
-    proc = _eutirads("predict", str(bundle), str(good1), str(good2), "--box", "10,10,50,40")
+    proc = _eutirads(capsys, "predict", str(bundle), str(good1), str(good2), "--box", "10,10,50,40")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and all(" p=" in line and "[3:" in line for line in lines)
 
 
-def test_predict_with_a_missing_bundle_is_a_one_line_error(tmp_path):
-    proc = _eutirads("predict", str(tmp_path / "nope"), str(tmp_path / "x.png"))
+def test_predict_with_a_missing_bundle_is_a_one_line_error(tmp_path, capsys):
+    proc = _eutirads(capsys, "predict", str(tmp_path / "nope"), str(tmp_path / "x.png"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"eutirads: error: {tmp_path / 'nope'}: bundle folder not found"
 
 
-def test_predict_reads_an_ultrasound_dicom_without_its_burned_in_text(bundle, tmp_path):
+def test_predict_reads_an_ultrasound_dicom_without_its_burned_in_text(bundle, tmp_path, capsys):
     from eutirads.phantom import generate_dicom
 
     generate_dicom(tmp_path / "dcm", n=1, seed=3, progress=False, workers=1)
@@ -89,7 +93,7 @@ def test_predict_reads_an_ultrasound_dicom_without_its_burned_in_text(bundle, tm
     identity = json.loads((tmp_path / "dcm" / "phantom_identities.json").read_text())
     patient = identity["patients"][0]
     heat_dir = tmp_path / "heat"
-    proc = _eutirads("predict", str(bundle), str(dicom), "--json", "--heatmap", str(heat_dir),
+    proc = _eutirads(capsys, "predict", str(bundle), str(dicom), "--json", "--heatmap", str(heat_dir),
                      "--opacity", "1")
     assert proc.returncode == 0, proc.stderr
     entry = json.loads(proc.stdout)["predictions"][0]
