@@ -71,3 +71,8 @@ def test_a_radiologist_uploads_an_image_and_reads_category_and_advice(browser, l
     assert page.eval_on_selector("#dx-heat", "e => e.style.opacity") == "0.2"
     stored = Prediction.objects.get()
     assert stored.label == str(label) and stored.box is not None and stored.diameter_mm == 12.0
+    # "Draw a box on this image": the result's re-encoded image goes back into the form
+    page.click("#dx-reuse")
+    canvas.wait_for(state="visible")
+    assert page.eval_on_selector("#dx-file", "e => e.files.length") == 1
+    assert page.eval_on_selector("#dx-canvas", "e => [e.width, e.height]") == [480, 320]
