@@ -61,6 +61,21 @@ def test_markdown_and_csv_tables_hold_the_same_numbers(runs, tmp_path):
         write_table(table, tmp_path / "t.xlsx")
 
 
+def test_a_cross_validation_run_shows_its_mean_and_spread(tmp_path):
+    run = tmp_path / "cv-lite0"
+    run.mkdir()
+    (run / "cv_results.json").write_text(json.dumps({
+        "k": 5, "model": "tf_efficientnet_lite0", "mode": "frozen",
+        "folds": [{"n": 30}, {"n": 31}, {"n": 30}, {"n": 30}, {"n": 31}],
+        "mean": {"macro_f1": 0.41, "accuracy": 0.47, "kappa": 0.52, "auc_high": 0.81},
+        "std": {"macro_f1": 0.06, "accuracy": 0.05, "kappa": 0.09, "auc_high": 0.04}}))
+    (row,) = compare_runs([run])
+    assert (row["model"], row["mode"], row["n"]) == ("tf_efficientnet_lite0", "frozen", 152)
+    assert row["macro_f1"] == 0.41 and row["high_risk_auc"] == 0.81 and row["auc"] is None
+    assert row["note"] == ("5-fold CV mean; sd macro_f1 0.060, accuracy 0.050, kappa 0.090, "
+                           "auc_high 0.040")
+
+
 def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
     (tmp_path / "random").mkdir()
     with pytest.raises(InputError, match="not a training run"):

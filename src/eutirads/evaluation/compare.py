@@ -1,8 +1,9 @@
 """`compare_runs`: one table across runs, like the thesis's experiments table.
 
-Reads only files (RUN/eval/<split>/metrics.json, RUN/summary.json, RUN/config.yaml), so it
-needs neither torch nor the images. A run not evaluated on the split still gets a row,
-with its metrics empty and a note saying so.
+Reads only files (RUN/eval/<split>/metrics.json, RUN/summary.json, RUN/config.yaml, and a
+cross-validation run's RUN/cv_results.json), so it needs neither torch nor the images. A run
+not evaluated on the split still gets a row, with its metrics empty and a note saying so; a
+cross-validation run shows its mean over folds, with the spread in the note.
 """
 
 from __future__ import annotations
@@ -68,9 +69,21 @@ def compare_runs(runs: Sequence[str | os.PathLike[str]], *, split: str = "test"
             "n": None, "accuracy": None, "loss": None, "macro_f1": None, "kappa": None,
             "auc": None, "high_risk_auc": None, "note": "",
         }
-        if metrics is None:
+        cv = _read_json(root / "cv_results.json") if metrics is None else None
+        if cv is not None:
+            # A cross-validation run: the mean over folds, the spread in the note.
+            mean, std = cv.get("mean") or {}, cv.get("std") or {}
+            row.update(model=cv.get("model") or row["model"], mode=cv.get("mode") or row["mode"],
+                       n=sum(int(f.get("n", 0)) for f in cv.get("folds") or []) or None,
+                       accuracy=mean.get("accuracy"), macro_f1=mean.get("macro_f1"),
+                       kappa=mean.get("kappa"), high_risk_auc=mean.get("auc_high"))
+            spread = ", ".join(f"{k} {v:.3f}" for k, v in std.items()
+                               if isinstance(v, (int, float)) and not math.isnan(v))
+            row["note"] = f"{cv.get('k', '?')}-fold CV mean" + (f"; sd {spread}" if spread else "")
+        elif metrics is None:
             if not (root / "checkpoints").is_dir() and not summary:
-                raise InputError(f"{root}: not a training run (no checkpoints/ or summary.json)")
+                raise InputError(f"{root}: not a training run (no checkpoints/, summary.json "
+                                 "or cv_results.json)")
             row["note"] = f"not evaluated on '{split}' (run eutirads evaluate)"
         else:
             s = metrics.get("summary") or {}
