@@ -81,13 +81,16 @@ def reliability_png(calibration: Mapping[str, Any]) -> bytes:
         ax.bar(centers, [b["accuracy"] for b in bins], width=widths, edgecolor="black",
                color="#6a9fd4", label="accuracy")
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o",
-                color="#b03030", markersize=4, label="mean confidence")
+                color="#b03030", markersize=4, label="(mean confidence, accuracy)")
+        for center, b in zip(centers, bins):  # how many images each bar stands on
+            ax.text(center, min(b["accuracy"], 1.0) + 0.015, str(b["count"]), ha="center",
+                    va="bottom", fontsize=7)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.08)
     ax.set_xlabel("confidence of the predicted class")
     ax.set_ylabel("accuracy")
     ece = calibration.get("ece", float("nan"))
     ax.set_title(f"Reliability (ECE {ece:.3f})" if not math.isnan(ece) else "Reliability")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     return _png(plt, fig)
