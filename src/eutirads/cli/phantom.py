@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--balance", choices=("equal", "natural"), default="equal",
                         help="class balance: equal per class, or natural prevalence")
     parser.add_argument("--per-patient", type=int, default=1, metavar="K",
-                        help="images per patient (same nodule, other view/gain) (default 1)")
+                        help="images per patient (same nodule, other view/gain) (default 1; "
+                             "with --dicom the exam structure decides)")
     parser.add_argument("--dicom", action="store_true",
                         help="write ultrasound DICOM files (several patients, studies, "
                              "series, cine loops) instead of PNGs")
