@@ -174,7 +174,8 @@ def test_high_risk_view_takes_an_explicit_positive_set_for_ddti():
     hr = m.high_risk(y_true, y_pred, proba, DDTI, positive=["4b", "4c", "5"])
     assert hr["negative"] == ["2", "3", "4a"]
     assert hr["n_positive"] == int(np.isin(y_true, ["4b", "4c", "5"]).sum())
-    assert m.default_positive(DDTI) == ["4a", "4b", "4c", "5"]
+    assert m.default_positive(DDTI) == ["4b", "4c", "5"]
+    assert m.default_positive(["1", "2", "3", "4", "5"]) == ["4", "5"]
     with pytest.raises(InputError, match=r"positive label\(s\) 6 not among"):
         m.high_risk(y_true, y_pred, proba, DDTI, positive=["6"])
 

@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", help="dataset folder (default: the one the run was trained on)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--positive", metavar="LABELS",
-                        help="comma-separated high-risk labels (default: 4 and 5, with any "
-                             "sub-category; e.g. 4b,4c,5 for DDTI's TI-RADS)")
+                        help="comma-separated high-risk labels (default: 4,5; 4b,4c,5 when "
+                             "the classes have sub-categories, as DDTI's TI-RADS)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% CIs (0 = none; default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

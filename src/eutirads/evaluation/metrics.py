@@ -215,9 +215,13 @@ def quadratic_weighted_kappa(y_true: Sequence[Any], y_pred: Sequence[Any],
 
 
 def default_positive(labels: Sequence[str]) -> list[str]:
-    """The high-risk side by default: categories 4 and 5 (with any sub-category, so DDTI's
-    4a, 4b, 4c and 5 for Kwak TI-RADS; pass an explicit set such as 4b,4c,5 there)."""
-    return [lab for lab in labels if label_sort_key(str(lab))[0] in (4, 5)]
+    """The high-risk side by default: EU-TIRADS 4 and 5; for a scheme with sub-categories
+    (Kwak TI-RADS as in DDTI) 4b, 4c and 5, the issue's "high suspicion" set, which the
+    cross-validation in training uses too. Other labels: those of category 4 or 5."""
+    names = [str(lab) for lab in labels]
+    if any(label_sort_key(n)[1] for n in names):
+        return [n for n in names if label_sort_key(n)[0] == 5 or n in ("4b", "4c")]
+    return [n for n in names if label_sort_key(n)[0] in (4, 5)]
 
 
 def high_risk(y_true: Sequence[Any], y_pred: Sequence[Any], proba: np.ndarray,
