@@ -152,6 +152,13 @@ def _paint_anatomy(c: _Canvas, case: Case, rng: np.random.Generator) -> None:
     skin = Y < a.skin
     c.db[skin] = 6.0 + 2.0 * fibres[skin]
 
+    # The isthmus: a band of thyroid from the lobe's medial side over the trachea.
+    isthmus = ((X > a.lobe_cx) & (Y >= a.fat + lens) & (Y < a.fat + lens + a.isthmus)
+               & (Y < a.trachea_top - 0.18) & ~lobe)
+    c.db[isthmus] = 0.8 * _low_freq(rng, shape, 16)[isthmus]
+    edge_line = isthmus & ~ndimage.binary_erosion(isthmus, iterations=1)
+    c.db[edge_line] = 4.0
+
     # Carotid artery and jugular vein: anechoic lumens with bright walls.
     rho_c = np.sqrt(_ellipse(X, Y, a.carotid_cx, a.carotid_cy, a.carotid_r, a.carotid_r))
     c.db[(rho_c > 1) & (rho_c < 1 + 0.05 / a.carotid_r)] = 7.0

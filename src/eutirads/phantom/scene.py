@@ -88,6 +88,7 @@ class Anatomy:
     trachea_cx: float
     trachea_top: float
     left: bool                 # left lobe: the image is mirrored (trachea on screen left)
+    isthmus: float = 0.25      # thickness of the isthmus crossing over the trachea
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,7 @@ def sample_case(rng: np.random.Generator, label: int) -> Case:
         jugular = (lobe_cx - lobe_a - 1.8 * carotid_r - float(rng.uniform(0.3, 0.6)),
                    lobe_cy - float(rng.uniform(0.1, 0.4)),
                    float(rng.uniform(0.35, 0.6)), float(rng.uniform(0.1, 0.28)))
+    isthmus = float(rng.uniform(0.15, 0.35))
     anatomy = Anatomy(
         depth_cm=depth, skin=skin, fat=fat, strap=strap, muscle_db=muscle_db,
         fat_db=float(rng.uniform(-15, -10)), deep_db=float(rng.uniform(-13, -9)),
@@ -338,8 +340,8 @@ def sample_case(rng: np.random.Generator, label: int) -> Case:
         jugular=jugular,
         trachea_r=float(rng.uniform(0.8, 1.1)),
         trachea_cx=lobe_cx + lobe_a + float(rng.uniform(0.8, 1.2)),
-        trachea_top=lobe_top + float(rng.uniform(0.05, 0.3)),
-        left=bool(rng.random() < 0.5))
+        trachea_top=lobe_top + isthmus + float(rng.uniform(0.2, 0.35)),
+        left=bool(rng.random() < 0.5), isthmus=isthmus)
     return Case(label=label, features=features, anatomy=anatomy, nodule=nodule)
 
 
