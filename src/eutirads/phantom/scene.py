@@ -259,15 +259,22 @@ def _nodule(rng: np.random.Generator, features: NoduleFeatures, muscle_db: float
 
     foci: list[tuple[float, float, float]] = []
     if features.echogenic_foci == "microcalcifications":
-        # Clusters of punctate bright foci, 0.3-0.8 mm, several per nodule.
+        # Clusters of punctate bright foci, 0.2-0.5 mm, several per nodule, at least
+        # 0.6 mm apart so that they read as separate dots.
         clusters = int(rng.integers(1, 3))
         count = int(rng.integers(5, 16))
-        centres = [(rng.uniform(-0.45, 0.45) * hw, rng.uniform(-0.45, 0.45) * hh)
+        centres = [(rng.uniform(-0.4, 0.4) * hw, rng.uniform(-0.4, 0.4) * hh)
                    for _ in range(clusters)]
-        for i in range(count):
+        for i in range(count * 4):
+            if len(foci) == count:
+                break
             ccx, ccy = centres[i % clusters]
-            foci.append((float(ccx + rng.normal(0, 0.22 * hw)), float(ccy + rng.normal(0, 0.22 * hh)),
-                         float(rng.uniform(0.018, 0.04))))
+            fx = float(ccx + rng.normal(0, 0.28 * hw))
+            fy = float(ccy + rng.normal(0, 0.28 * hh))
+            if (fx / hw) ** 2 + (fy / hh) ** 2 > 0.7:
+                continue
+            if all((fx - x) ** 2 + (fy - y) ** 2 > 0.06 ** 2 for x, y, _ in foci):
+                foci.append((fx, fy, float(rng.uniform(0.01, 0.025))))
     macro = None
     if features.echogenic_foci == "macrocalcifications":
         macro = (float(rng.uniform(-0.4, 0.4) * hw), float(rng.uniform(-0.4, 0.1) * hh),
