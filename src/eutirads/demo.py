@@ -112,12 +112,9 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMA
                       metrics, seconds)
 
 
-def serve_bundle(result: DemoResult) -> int:
-    """The demo's last step: serve the bundle for a look in the browser.
+def serve_bundle(result: DemoResult, *, serve: bool = True) -> int:
+    """The demo's last step: register the bundle in the diagnosis app, create the demo
+    account (password printed once) and, unless `serve` is False, serve on localhost."""
+    from .web.diagnosis.demo import serve_demo
 
-    The diagnosis issue adds the serving here; until then the demo ends after export and
-    says so.
-    """
-    print("demo: serving is not available yet (the diagnosis app is in progress); "
-          f"try 'eutirads predict {result.bundle} IMAGE'", file=sys.stderr)
-    return 0
+    return serve_demo(result.bundle, serve=serve, samples=result.workdir / "phantom")

@@ -30,6 +30,4 @@ def _run(args: argparse.Namespace) -> int:
           f"{result.seconds['total']:.0f} s in all")
     print(f"report: {result.report}")
     print(f"bundle: {result.bundle}")
-    if args.no_serve:
-        return 0
-    return serve_bundle(result)
+    return serve_bundle(result, serve=not args.no_serve)  # --no-serve: register, don't serve
