@@ -253,7 +253,7 @@ def test_the_eval_preset_is_exactly_the_shared_preprocessing():
 
 def test_the_train_preset_augments_but_keeps_shape_and_range():
     spec = PreprocessSpec(input_size=(32, 32), mean=(0.0,) * 3, std=(1.0,) * 3)
-    image = np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))[..., None].repeat(3, 2)
+    image = np.tile(np.linspace(50, 255, 32).astype(np.uint8), (32, 1))[..., None].repeat(3, 2)
     augment = train_transform(spec, rotation=20, shift=0.1, shear=5, zoom=0.1, brightness=0.2,
                               hflip=True)
     torch.manual_seed(0)
@@ -261,5 +261,5 @@ def test_the_train_preset_augments_but_keeps_shape_and_range():
     assert all(o.shape == (3, 32, 32) and o.dtype == np.float32 for o in outs)
     assert all(0.0 <= o.min() and o.max() <= 1.0 for o in outs)
     assert not np.allclose(outs[0], outs[1])
-    # Nearest fill: no black corners appear where the warp leaves the picture.
-    assert min(o[:, :2, :2].max() for o in outs) > 0 or min(o[:, -2:, -2:].max() for o in outs) > 0
+    # Nearest fill: no black appears where the warp leaves the picture (all pixels >= 50).
+    assert min(o.min() for o in outs) > 0.1

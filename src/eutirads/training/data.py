@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, MutableMapping, Sequence
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from ..categories import sort_labels
@@ -150,7 +151,6 @@ def train_transform(spec: PreprocessSpec, *, rotation: float, shift: float, shea
     Keras's "nearest" fill repeats the border pixels: edge padding before the affine warp and
     a centre crop after it gives the same picture.
     """
-    import torch
     from torchvision.transforms import v2
 
     height, width = spec.input_size
@@ -169,8 +169,9 @@ def train_transform(spec: PreprocessSpec, *, rotation: float, shift: float, shea
     augment = v2.Compose(steps)
 
     def apply(image: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        out = augment(tensor).numpy().transpose(1, 2, 0)
+        # torchvision v2 on a PIL image runs Pillow's C code: ~10 ms an image against
+        # ~200 ms for the same transforms on a uint8 tensor on a CPU.
+        out = np.asarray(augment(Image.fromarray(image)))
         return normalize(out, spec)
 
     return apply
