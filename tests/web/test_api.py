@@ -120,6 +120,8 @@ def test_store_image_keeps_a_reencoded_png_under_a_generated_name(client, token,
     files = list((dx_home / "diagnosis" / "images").iterdir())
     assert [f.name for f in files] == [row.image_name]
     assert "Doe" not in row.image_name and len(row.image_name) == 36
+    # only the image area is kept: the black screen border (and any text on it) is cut away
+    assert Image.open(files[0]).size == (140, 100)
 
 
 BAD = {

@@ -304,6 +304,19 @@ def get_predictor(bundle):
     return predictor
 
 
+def _image_area_png(image: CleanImage) -> bytes:
+    """The kept image: only the ultrasound image area, as in ingest, so names and dates
+    burned in around it on a scanner's screen are not stored (the whole frame when no
+    area is found)."""
+    from ...region import find_image_area
+
+    try:
+        area = find_image_area(image.pixels)
+    except InputError:
+        return image.png
+    return encode_png(image.pixels[area.y0:area.y1, area.x0:area.x1])
+
+
 def save_prediction(diagnosis: Diagnosis, image: CleanImage, *, user, bundle, channel: str,
                     keep_image: bool = False, request=None):
     """Store the prediction (the image only when `keep_image`) and record it in the audit log."""
@@ -317,7 +330,7 @@ def save_prediction(diagnosis: Diagnosis, image: CleanImage, *, user, bundle, ch
         folder = image_folder()
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{image_name}.tmp"
-        tmp.write_bytes(image.png)
+        tmp.write_bytes(_image_area_png(image))
         tmp.rename(folder / image_name)
     prediction = Prediction.objects.create(
         user=user, bundle=bundle, channel=channel, label=diagnosis.label,
