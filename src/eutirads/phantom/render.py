@@ -313,7 +313,7 @@ def render_bmode(case: Case, view: View, height: int, width: int,
     _paint_anatomy(c, case, rng)
     mask = (_paint_nodule(c, case, view, rng) if case.nodule is not None
             else np.zeros(c.shape, bool))
-    amplitude = np.power(10.0, (c.db + _acoustics(c)) / 20.0, dtype=np.float32)
+    amplitude = np.exp((c.db + _acoustics(c)) * np.float32(np.log(10) / 20))
 
     # Speckle: physical grain (about 0.15 x 0.3 mm at 12 MHz) converted to pixels.
     scale = 12.0 / view.frequency_mhz
@@ -321,19 +321,22 @@ def render_bmode(case: Case, view: View, height: int, width: int,
     sigma_x = max(1.2, 0.034 * scale * c.ppc)
     norm = np.sqrt(4 * np.pi * sigma_x * sigma_y)
     sigma = (sigma_y, sigma_x)
-    points = (ndimage.gaussian_filter(c.points, sigma, truncate=3.0)
-              * (2 * np.pi * sigma_x * sigma_y)) if c.points.any() else 0.0
+    # Bright point reflectors add coherently (same phase in every pattern), so they stay
+    # bright; the filter is linear, so they go into the real part before filtering.
+    points = c.points * np.float32(2 * np.pi * sigma_x * sigma_y / norm)
     noise = 10 ** (-48 / 20)
     # Spatial compounding (standard on thyroid presets): two independent speckle
     # patterns averaged in intensity soften the speckle's dark holes.
     intensity = np.zeros(c.shape, np.float32)
     for _ in range(2):
         real = ndimage.gaussian_filter(
-            rng.standard_normal(c.shape, dtype=np.float32) * amplitude, sigma, truncate=3.0)
+            rng.standard_normal(c.shape, dtype=np.float32) * amplitude + points, sigma,
+            truncate=3.0)
         imag = ndimage.gaussian_filter(
             rng.standard_normal(c.shape, dtype=np.float32) * amplitude, sigma, truncate=3.0)
-        real = real * norm + points + noise * rng.standard_normal(c.shape, dtype=np.float32)
-        intensity += real * real + (imag * norm) ** 2
+        intensity += (real * real + imag * imag) * np.float32(norm * norm)
+    # Electronic noise floor: exponential intensity, what anechoic areas show.
+    intensity += np.float32(2 * noise * noise) * rng.standard_exponential(c.shape, dtype=np.float32)
     db = 10.0 * np.log10(intensity / 2 + 1e-12)
     db = ndimage.gaussian_filter(db, 0.6, truncate=2.0)
     # The beam widens away from the focal zone: blend in a laterally blurred copy there.
