@@ -226,3 +226,13 @@ def test_the_cli_refuses_an_unwritable_output_in_one_line(tmp_path, capsys):
     assert main(["phantom", str(blocker / "sub"), "--n", "2", "--quiet"]) == 2
     error = capsys.readouterr().err.strip()
     assert "cannot write" in error and "\n" not in error
+
+
+def test_a_class_folder_that_cannot_be_made_gives_a_one_line_error(tmp_path):
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "1").write_text("a file where the class folder should go")
+    with pytest.raises(InputError, match="cannot write") as error:
+        generate_dataset(out, n=2, seed=1, progress=False, workers=1, overwrite=True)
+    assert "\n" not in str(error.value)
+    assert (out / "1").read_text().startswith("a file")  # nothing already there is lost

@@ -205,6 +205,9 @@ def generate_dataset(out: str | os.PathLike[str], *, n: int, seed: int, width: i
                   images_per_patient=images_per_patient)
     root = prepare_output(out, overwrite=overwrite)
     jobs = [(root, int(seed), i, images_per_patient, width, height, balance) for i in range(n)]
-    rows = _run_jobs(_write_one, jobs, workers=_workers(workers, n), progress=progress,
-                     desc="phantom")
-    return write_manifest(root, rows, columns=MANIFEST_COLUMNS)
+    try:
+        rows = _run_jobs(_write_one, jobs, workers=_workers(workers, n), progress=progress,
+                         desc="phantom")
+        return write_manifest(root, rows, columns=MANIFEST_COLUMNS)
+    except OSError as exc:  # disk full, folder removed or made read-only meanwhile
+        raise InputError(f"{root}: cannot write ({exc.strerror or exc})") from None

@@ -236,8 +236,11 @@ def generate_dicom(out: str | os.PathLike[str], *, n: int, seed: int, width: int
     root = prepare_output(out, overwrite=overwrite)
     plan = _plan(int(n), int(seed))
     jobs = [(str(root), int(seed), width, height, balance, instance) for instance in plan]
-    results = _run_jobs(_write_instance, jobs, workers=_workers(workers, len(jobs) * 3),
-                        progress=progress, desc="phantom DICOM")
+    try:
+        results = _run_jobs(_write_instance, jobs, workers=_workers(workers, len(jobs) * 3),
+                            progress=progress, desc="phantom DICOM")
+    except OSError as exc:  # disk full, folder removed or made read-only meanwhile
+        raise InputError(f"{root}: cannot write ({exc.strerror or exc})") from None
 
     patients: dict[int, dict] = {}
     for item in results:
