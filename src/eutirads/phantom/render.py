@@ -174,6 +174,15 @@ def _paint_anatomy(c: _Canvas, case: Case, rng: np.random.Generator) -> None:
         c.db[vein] = ANECHOIC_DB
         c.fluid[vein] = 1.0
 
+    # Oesophagus (left side): hypoechoic muscular wall around a bright mucosal centre.
+    if a.esophagus is not None:
+        ex, ey, ea, eb = a.esophagus
+        rho_e = np.sqrt(_ellipse(X, Y, ex, ey, ea, eb))
+        wall = rho_e <= 1
+        c.db[wall] = a.muscle_db - 3 + 1.5 * fibres[wall]
+        mucosa = rho_e <= 0.4
+        c.db[mucosa] = -2.0 + 2.0 * fibres[mucosa]
+
     # Trachea: dark cartilage ring, a very bright air line, then shadow with reverberation.
     tcy = a.trachea_top + a.trachea_r
     rho_t = np.sqrt(_ellipse(X, Y, a.trachea_cx, tcy, a.trachea_r, a.trachea_r))

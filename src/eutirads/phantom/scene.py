@@ -89,6 +89,7 @@ class Anatomy:
     trachea_top: float
     left: bool                 # left lobe: the image is mirrored (trachea on screen left)
     isthmus: float = 0.25      # thickness of the isthmus crossing over the trachea
+    esophagus: tuple[float, float, float, float] | None = None  # cx, cy, a, b (left side)
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,12 @@ def sample_case(rng: np.random.Generator, label: int) -> Case:
         trachea_cx=lobe_cx + lobe_a + float(rng.uniform(0.8, 1.2)),
         trachea_top=lobe_top + isthmus + float(rng.uniform(0.2, 0.35)),
         left=bool(rng.random() < 0.5), isthmus=isthmus)
+    if anatomy.left:
+        # The oesophagus shows behind the left lobe, beside the trachea: a "target".
+        a_e, b_e = float(rng.uniform(0.4, 0.55)), float(rng.uniform(0.25, 0.35))
+        anatomy = replace(anatomy, esophagus=(
+            anatomy.trachea_cx - anatomy.trachea_r - a_e * float(rng.uniform(0.7, 1.0)),
+            anatomy.trachea_top + anatomy.trachea_r + float(rng.uniform(0.1, 0.4)), a_e, b_e))
     return Case(label=label, features=features, anatomy=anatomy, nodule=nodule)
 
 
