@@ -191,11 +191,11 @@ def _level_db(rng: np.random.Generator, echogenicity: str, muscle_db: float) -> 
     if echogenicity == "hyperechoic":
         return float(rng.uniform(4.0, 8.0))
     if echogenicity == "isoechoic":
-        return float(rng.uniform(-0.6, 0.6))
+        return float(rng.uniform(-0.5, 0.5))
     if echogenicity == "mildly_hypoechoic":
-        return float(muscle_db * rng.uniform(0.45, 0.75))
+        return float(muscle_db * rng.uniform(0.5, 0.74))
     if echogenicity == "markedly_hypoechoic":
-        return float(muscle_db - rng.uniform(3.0, 7.0))
+        return float(muscle_db - rng.uniform(3.5, 7.5))
     return -40.0  # anechoic
 
 
@@ -299,7 +299,7 @@ def _nodule(rng: np.random.Generator, features: NoduleFeatures, muscle_db: float
         cx=0.0, cy=0.0, half_width=hw, half_height=hh, angle=float(angle),
         harmonics=harmonics, spicules=spicules, level_db=level,
         cyst_blobs=tuple(cyst_blobs), foci=tuple(foci), macro=macro, halo=halo,
-        halo_db=halo_db, comets=tuple(comets), texture_db=float(rng.uniform(1.8, 2.8) if iso else rng.uniform(0.8, 2.0)))
+        halo_db=halo_db, comets=tuple(comets), texture_db=float(rng.uniform(1.4, 2.4) if iso else rng.uniform(0.8, 2.0)))
     return geometry
 
 
