@@ -82,6 +82,15 @@ def test_a_missing_config_file_is_a_config_error(tmp_path):
         resolve_config(tmp_path / "none.yaml")
 
 
+def test_the_default_recipe_file_spells_out_the_built_in_defaults():
+    from pathlib import Path
+
+    from eutirads.training.config import TrainConfig
+
+    path = Path(__file__).parents[1] / "configs" / "default.yaml"
+    assert resolve_config(path) == TrainConfig()
+
+
 def test_every_shipped_config_resolves():
     from pathlib import Path
 

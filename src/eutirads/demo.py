@@ -18,10 +18,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .errors import InputError
 
-__all__ = ["DEMO_IMAGES", "DEMO_SEED", "DemoResult", "default_workdir", "run_demo",
+__all__ = ["DEMO_IMAGES", "DEMO_RECIPE", "DEMO_SEED", "DemoResult", "default_workdir", "run_demo",
            "serve_bundle"]
 
 DEMO_IMAGES = 500          # phantom screens (100 per EU-TIRADS category)
+# The default recipe, on the nodule crop: the phantom's manifest carries every nodule's box,
+# and its categories hinge on small details inside and at the edge of the nodule (echogenic
+# foci, margins, shape) that a whole-screen 224 px input blurs away (docs/benchmarks.md).
+DEMO_RECIPE: dict[str, object] = {"crop": "roi"}
 DEMO_SEED = 2026
 MARKER = ".eutirads-demo"  # marks a folder the demo made, so a rerun may clear it
 PARTS = ("phantom", "dataset", "run", "bundle")
@@ -69,7 +73,7 @@ def _prepare_workdir(workdir: Path) -> None:
 def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMAGES,
              seed: int = DEMO_SEED, overrides: Mapping[str, Any] | Sequence[str] | None = None,
              progress: bool = True, echo: Callable[[str], None] | None = None) -> DemoResult:
-    """Run the pipeline; `overrides` change the default training recipe (tests use a tiny one)."""
+    """Run the pipeline; `overrides` change the demo's recipe (tests use a tiny one)."""
     from .data.importers import import_dataset
     from .data.split import split_dataset
     from .evaluation import evaluate_run
@@ -80,7 +84,12 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMA
 
     say = echo or (lambda message: print(message, file=sys.stderr))
     workdir = Path(workdir).expanduser() if workdir else default_workdir()
-    config = resolve_config(None, overrides)  # a bad override fails before any work
+    recipe = dict(DEMO_RECIPE)
+    if overrides:
+        from .training.config import parse_overrides
+
+        recipe.update(overrides if isinstance(overrides, Mapping) else parse_overrides(overrides))
+    config = resolve_config(None, recipe)  # a bad override fails before any work
     _prepare_workdir(workdir)
     seconds: dict[str, float] = {}
 

@@ -37,12 +37,14 @@ class TrainConfig:
     resize: str = "stretch"              # stretch | letterbox
     # Schedule
     mode: str = "two-stage"              # frozen | finetune | two-stage
-    epochs: int = 20                     # frozen/finetune; two-stage: the fine-tuning stage
-    head_epochs: int = 30                # two-stage: epochs of the head on the frozen base
-    unfreeze: int = -1                   # stages trained when fine-tuning, from the top; -1 all
+    epochs: int = 12                     # frozen/finetune; two-stage: the fine-tuning stage
+    head_epochs: int = 60                # two-stage: epochs of the head on the frozen base
+    unfreeze: int = 3                    # stages trained when fine-tuning, from the top; -1 all
+    freeze_bn: str = "auto"              # keep batch-norm statistics of trained stages fixed:
+                                         # auto = when the weights are pretrained
     batch_size: int = 32
-    lr: float = 1e-3                     # head (and everything in mode finetune)
-    finetune_lr: float = 1e-4            # base in the fine-tuning stage of two-stage
+    lr: float = 3e-3                     # the head
+    finetune_lr: float = 3e-4            # the base whenever it trains (and the head in stage 2)
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     # Loss
@@ -52,7 +54,7 @@ class TrainConfig:
     class_weights: bool = True           # inverse class frequency from the training counts
     # Augmentation (train only; eval is deterministic)
     augment: bool = True
-    aug_passes: int = 4                  # augmented passes cached when the base is frozen
+    aug_passes: int = 3                  # augmented passes cached when the base is frozen
     rotation: float = 10.0               # degrees
     shift: float = 0.1                   # fraction of width/height
     shear: float = 5.0                   # degrees
@@ -62,7 +64,7 @@ class TrainConfig:
     tta: bool = False                    # evaluation averages the image and its mirror
     # Early stopping
     monitor: str = "macro_f1"            # macro_f1 | accuracy | loss (on the val split)
-    patience: int = 8                    # epochs without improvement; 0 = never stop early
+    patience: int = 10                   # epochs without improvement; 0 = never stop early
     # Data
     train_split: str = "train"
     val_split: str = "val"
@@ -99,6 +101,8 @@ class TrainConfig:
                 raise bad(f"{name} must be positive")
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing must be in [0, 1)")
+        if self.freeze_bn not in ("auto", "true", "false"):
+            raise bad(f"freeze_bn must be auto, true or false, got {self.freeze_bn!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise bad(f"device must be auto, cpu or cuda, got {self.device!r}")
         return self
@@ -130,7 +134,8 @@ def _coerce(name: str, value: Any, default: Any, annotation: str) -> Any:
         if annotation == "float":
             return float(value)
         if annotation == "str":
-            return str(value)
+            # YAML reads true/false as booleans; string options spell them in lower case.
+            return str(value).lower() if isinstance(value, bool) else str(value)
         if annotation.startswith("list"):
             if isinstance(value, str):
                 value = yaml.safe_load(value)

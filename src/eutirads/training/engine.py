@@ -131,12 +131,22 @@ class _Split:
         base = [p for stage in self.top for p in stage.parameters()]
         return head, base
 
-    def set_modes(self, training: bool) -> None:
-        """Bottom always in eval (its batch-norm statistics stay put); top and head train."""
+    def set_modes(self, training: bool, *, freeze_bn: bool = False) -> None:
+        """Bottom always in eval (its batch-norm statistics stay put); top and head train.
+
+        With `freeze_bn`, the top's batch-norm layers stay in eval mode too: fine-tuning a
+        pretrained network on a few hundred images in batches of 32 otherwise replaces its
+        statistics with noisy ones, and the first fine-tuning epochs undo the head's work.
+        """
         self.model.eval()
         if training:
             for module in [*self.top, self.model.head, getattr(self.model, "dropout", nn.Identity())]:
                 module.train()
+            if freeze_bn:
+                for module in self.top:
+                    for sub in module.modules():
+                        if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                            sub.eval()
 
     def freeze(self) -> None:
         for p in self.model.parameters():
@@ -278,6 +288,8 @@ def fit(model: nn.Module, spec: PreprocessSpec, config: TrainConfig,
     images_seen, train_seconds = 0, 0.0
 
     passes = config.aug_passes if config.augment else 1
+    freeze_bn = (config.freeze_bn == "true"
+                 or (config.freeze_bn == "auto" and str(config.weights) != "none"))
     plan = []
     for phase in phases_for(config):
         split = _Split(model, phase.trainable)
@@ -356,7 +368,7 @@ def fit(model: nn.Module, spec: PreprocessSpec, config: TrainConfig,
         for local_epoch in bar:
             epoch_no += 1
             t0 = time.perf_counter()
-            split.set_modes(True)
+            split.set_modes(True, freeze_bn=freeze_bn)
             total_loss, correct, seen = 0.0, 0, 0
             for idx in _batches(len(train_images), config.batch_size, generator):
                 if len(idx) < 2 and split.k > 0:
