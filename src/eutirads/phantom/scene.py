@@ -207,13 +207,13 @@ def _outline(rng: np.random.Generator, shape: str, margins: str):
     for order in (2, 3):
         amplitude = rng.uniform(0.0, 0.035)
         if shape == "non_oval":
-            amplitude = rng.uniform(0.11, 0.2)
+            amplitude = rng.uniform(0.13, 0.23)
         harmonics.append((order, float(amplitude), float(rng.uniform(0, 2 * np.pi))))
     if shape == "non_oval":
         harmonics.append((4, float(rng.uniform(0.03, 0.08)), float(rng.uniform(0, 2 * np.pi))))
     if margins == "irregular":
         for order in rng.choice(np.arange(5, 16), size=int(rng.integers(4, 7)), replace=False):
-            harmonics.append((int(order), float(rng.uniform(0.045, 0.09)),
+            harmonics.append((int(order), float(rng.uniform(0.05, 0.1)),
                               float(rng.uniform(0, 2 * np.pi))))
         for _ in range(int(rng.integers(1, 7))):
             spicules.append((float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.15, 0.4)),
@@ -231,7 +231,7 @@ def _nodule(rng: np.random.Generator, features: NoduleFeatures, muscle_db: float
         width, height = diameter, diameter / aspect
         angle = rng.normal(0, 0.12)
     elif shape == "taller_than_wide":
-        aspect = rng.uniform(1.2, 1.65)
+        aspect = rng.uniform(1.25, 1.7)
         width, height = diameter / aspect, diameter
         angle = rng.normal(0, 0.1)
     else:
