@@ -230,7 +230,7 @@ def _paint_nodule(c: _Canvas, case: Case, view: View, rng: np.random.Generator) 
     edge = _harmonic_radius(theta, n.harmonics, n.spicules)
     irregular = case.features.margins == "irregular"
     # Irregular margins are also less sharp (infiltrative); smooth ones are crisp.
-    softness = (0.045 if irregular else 0.025) / min(hw, hh)
+    softness = (0.03 if irregular else 0.025) / min(hw, hh)
     alpha = np.clip((edge - rho) / softness + 0.5, 0, 1)
     inside = alpha > 0.5
 
