@@ -24,8 +24,9 @@ __all__ = ["DEMO_IMAGES", "DEMO_RECIPE", "DEMO_SEED", "DemoResult", "default_wor
 DEMO_IMAGES = 500          # phantom screens (100 per EU-TIRADS category)
 # The default recipe, on the nodule crop: the phantom's manifest carries every nodule's box,
 # and its categories hinge on small details inside and at the edge of the nodule (echogenic
-# foci, margins, shape) that a whole-screen 224 px input blurs away (docs/benchmarks.md).
-DEMO_RECIPE: dict[str, object] = {"crop": "roi"}
+# foci, margins, shape) that a whole-screen 224 px input blurs away; a margin of half the
+# box on each side keeps enough thyroid around it to judge echogenicity (docs/benchmarks.md).
+DEMO_RECIPE: dict[str, object] = {"crop": "roi", "roi_margin": 0.5}
 DEMO_SEED = 2026
 MARKER = ".eutirads-demo"  # marks a folder the demo made, so a rerun may clear it
 PARTS = ("phantom", "dataset", "run", "bundle")
