@@ -216,7 +216,7 @@ def test_the_cli_takes_overrides_after_options_and_reports_errors_in_one_line(da
 
 
 def test_cross_validation_reports_mean_and_spread_over_patient_folds(dataset, tmp_path):
-    config = resolve_config(None, TINY_CNN + ["epochs=8", "augment=false"])
+    config = resolve_config(None, TINY_CNN + ["epochs=20", "augment=false"])
     result = cross_validate(dataset, config, tmp_path / "cv", k=3, progress=False)
     assert len(result.folds) == 3
     assert sum(f["n"] for f in result.folds) == 39  # train + val rows, test kept apart
