@@ -127,4 +127,5 @@ def serve_bundle(result: DemoResult, *, serve: bool = True) -> int:
     account (password printed once) and, unless `serve` is False, serve on localhost."""
     from .web.diagnosis.demo import serve_demo
 
-    return serve_demo(result.bundle, serve=serve, samples=result.workdir / "phantom")
+    return serve_demo(result.bundle, serve=serve, samples=result.workdir / "phantom",
+                      dataset=result.dataset)

@@ -72,3 +72,21 @@ def test_the_demo_step_registers_the_bundle_and_prints_a_working_account_and_tok
     assert ModelBundle.objects.get().active
     assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
     assert str(tmp_path / "phantom" / "3" / "a.png") in out and "Not serving" in out
+
+
+def test_the_demo_step_loads_its_dataset_into_a_labeling_project_the_demo_account_reads(
+        dx_home, tiny_bundle, client, capsys, tmp_path):
+    import diagnosis_samples as samples
+    from eutirads.data.manifest import write_manifest
+    from eutirads.web.diagnosis.demo import serve_demo
+
+    dataset = tmp_path / "dataset"
+    (dataset / "images").mkdir(parents=True)
+    (dataset / "images" / "a.png").write_bytes(samples.png_bytes())
+    write_manifest(dataset, [{"path": "images/a.png", "label": "3", "patient_id": "p1"}])
+    assert serve_demo(tiny_bundle, serve=False, dataset=dataset) == 0
+    out = capsys.readouterr().out
+    password = out.split("password ", 1)[1].split()[0]
+    assert "/labeling/demo/" in out
+    client.post("/login/", {"username": "demo", "password": password})
+    assert client.get("/labeling/demo/").status_code == 200

@@ -43,9 +43,11 @@ def _sample_image(samples: Path | None) -> Path | None:
 
 
 def serve_demo(bundle: str | Path, *, serve: bool = True, host: str = "127.0.0.1",
-               port: int = 8000, samples: Path | None = None) -> int:
+               port: int = 8000, samples: Path | None = None,
+               dataset: Path | None = None) -> int:
     """Prepare the site, print how to use it, and (unless `serve` is False) serve it.
-    `samples`: a folder of the demo's images, one of which is suggested for a first try."""
+    `samples`: a folder of the demo's images, one of which is suggested for a first try.
+    `dataset`: the demo's dataset, loaded into a labeling project the demo account can read."""
     row, password, token = prepare_demo_site(bundle)
     from django.conf import settings
 
@@ -61,6 +63,11 @@ def serve_demo(bundle: str | Path, *, serve: bool = True, host: str = "127.0.0.1
     print(f"  curl -H 'Authorization: Token {token}' -F image=@{image} {base}/api/v1/predict")
     if sample:
         print(f"Try the Classify page with an image such as {sample}")
+    if dataset is not None:
+        from ..labeling import setup_demo_project
+
+        print(setup_demo_project(dataset, host=host, port=port)
+              + f"  (the '{DEMO_USER}' account can label there too)")
     if not serve:
         print(f"Not serving (--no-serve). Start the app with: eutirads serve  ->  {url}")
         return 0
