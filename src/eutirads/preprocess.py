@@ -25,6 +25,7 @@ from .region import Box, crop, find_image_area
 __all__ = [
     "PREPROCESS_FORMAT",
     "PreprocessSpec",
+    "crop_box",
     "crop_for_model",
     "resize_to_input",
     "normalize",
@@ -159,20 +160,21 @@ def _roi_box(box: Sequence[int], margin: float, area: Box) -> Box:
     return roi
 
 
-def crop_for_model(image: np.ndarray, spec: PreprocessSpec,
-                   box: Sequence[int] | None = None) -> np.ndarray:
-    """Frame crop, then the nodule crop when spec.crop == "roi" and a box is given.
+def crop_box(image: np.ndarray, spec: PreprocessSpec,
+             box: Sequence[int] | None = None) -> Box:
+    """The box of `image` that the model sees: the frame crop, then the nodule crop with
+    its margin when spec.crop == "roi" and a box is given.
 
     `box` is (x0, y0, x1, y1) in the full frame's pixels (x1, y1 exclusive). A frame in
     which no image area is found (already cropped, uniform) is used whole. A box that
-    misses the image area falls back to the whole image area. Returns HxWx3 uint8.
+    misses the image area falls back to the whole image area. Inference maps heatmaps back
+    through this same box.
     """
-    pixels = _as_rgb(image)
-    height, width = pixels.shape[:2]
+    height, width = image.shape[:2]
     area = Box(0, 0, width, height)
     if spec.frame == "detect":
         try:
-            area = find_image_area(pixels)
+            area = find_image_area(image)
         except InputError:
             # Nothing frame-like found: the image is most likely already the image area.
             area = Box(0, 0, width, height)
@@ -180,7 +182,14 @@ def crop_for_model(image: np.ndarray, spec: PreprocessSpec,
         roi = _roi_box(box, spec.roi_margin, area)
         if roi.width >= 2 and roi.height >= 2:
             area = roi
-    return np.ascontiguousarray(crop(pixels, area))
+    return Box(max(0, area.x0), max(0, area.y0), min(width, area.x1), min(height, area.y1))
+
+
+def crop_for_model(image: np.ndarray, spec: PreprocessSpec,
+                   box: Sequence[int] | None = None) -> np.ndarray:
+    """The part of `image` inside `crop_box`. Returns HxWx3 uint8."""
+    pixels = _as_rgb(image)
+    return np.ascontiguousarray(crop(pixels, crop_box(pixels, spec, box)))
 
 
 def resize_to_input(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -13,10 +13,10 @@ import numpy as np
 from ..categories import CATEGORIES, EU_TIRADS_LABELS
 from ..errors import InputError, ModelError
 from ..imageio import load_rgb
-# _roi_box is preprocess's own rule for the nodule crop: reused, not rewritten, so the
-# heatmap maps back through exactly the crop the model saw (a test checks they agree).
-from ..preprocess import PreprocessSpec, _roi_box, normalize, resize_to_input
-from ..region import Box, crop, find_image_area
+# crop_box is preprocess's own crop rule: reused, not rewritten, so the heatmap maps back
+# through exactly the crop the model saw (a test checks they agree).
+from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
+from ..region import Box, crop
 from .bundle import (CARD_FILE, INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, PREPROCESS_FILE,
                      read_head, read_metadata)
 from .heatmap import class_activation_map, heatmap_to_image
@@ -28,22 +28,8 @@ log = logging.getLogger(__name__)
 ImageInput = np.ndarray | str | os.PathLike[str] | bytes
 
 
-def model_crop_box(image: np.ndarray, spec: PreprocessSpec,
-                   box: Sequence[int] | None = None) -> Box:
-    """The box of `image` that `preprocess.crop_for_model` keeps (frame crop, then the
-    nodule crop with its margin when spec.crop == "roi" and a box is given)."""
-    height, width = image.shape[:2]
-    area = Box(0, 0, width, height)
-    if spec.frame == "detect":
-        try:
-            area = find_image_area(image)
-        except InputError:
-            area = Box(0, 0, width, height)
-    if spec.crop == "roi" and box is not None:
-        roi = _roi_box(box, spec.roi_margin, area)
-        if roi.width >= 2 and roi.height >= 2:
-            area = roi
-    return Box(max(0, area.x0), max(0, area.y0), min(width, area.x1), min(height, area.y1))
+# The inference name for preprocess's crop rule (written once, in preprocess).
+model_crop_box = crop_box
 
 
 def category_name(label: str, class_names: Sequence[str]) -> str:
