@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import io
 import json
 import logging
@@ -25,7 +24,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ModelError
 from ..inference.bundle import (BUNDLE_FORMAT, CARD_FILE, HEAD_FILE, INPUT_NAME, METADATA_FILE,
-                                MODEL_FILE, OUTPUT_NAMES, PREPROCESS_FILE)
+                                MODEL_FILE, OUTPUT_NAMES, PREPROCESS_FILE, model_sha256)
 from ..preprocess import PreprocessSpec
 from .card import model_card
 
@@ -191,14 +190,6 @@ def check_parity(model, onnx_path: Path, spec: PreprocessSpec, *,
     return {"max_abs_logits": worst["logits"], "max_abs_features": worst["features"]}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_model(model, spec: PreprocessSpec, out: str | os.PathLike[str], *,
                  name: str, model_name: str, data_summary: Mapping[str, Any] | None = None,
                  val_metrics: Mapping[str, float] | None = None,
@@ -225,7 +216,7 @@ def export_model(model, spec: PreprocessSpec, out: str | os.PathLike[str], *,
         parity = check_parity(model, work / MODEL_FILE, spec)
         np.savez(work / HEAD_FILE, weight=weight, bias=bias)
         spec.save(work / PREPROCESS_FILE)
-        digest = _sha256(work / MODEL_FILE)
+        digest = model_sha256(work)
         metadata = {
             "format_version": BUNDLE_FORMAT,
             "name": name,

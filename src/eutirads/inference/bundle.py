@@ -15,6 +15,7 @@ This module reads and checks it with the standard library and numpy only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["BUNDLE_FORMAT", "MODEL_FILE", "PREPROCESS_FILE", "HEAD_FILE", "METADATA_FILE",
+__all__ = ["model_sha256", "BUNDLE_FORMAT", "MODEL_FILE", "PREPROCESS_FILE", "HEAD_FILE", "METADATA_FILE",
            "CARD_FILE", "INPUT_NAME", "OUTPUT_NAMES", "read_metadata", "read_head"]
 
 BUNDLE_FORMAT = 1
@@ -74,3 +75,13 @@ def read_head(bundle: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     if weight.ndim != 2 or bias.shape != (weight.shape[0],):
         raise ModelError(f"{file}: head weight/bias shapes {weight.shape}/{bias.shape} do not fit")
     return weight, bias
+
+
+def model_sha256(bundle_dir: str | os.PathLike[str]) -> str:
+    """SHA-256 of a bundle's model.onnx: the model card, the bundle metadata and the
+    diagnosis app's registry all name a model by it."""
+    digest = hashlib.sha256()
+    with (Path(bundle_dir) / MODEL_FILE).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

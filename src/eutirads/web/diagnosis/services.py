@@ -7,7 +7,6 @@ is the thin layer that stores bundles and predictions and writes the audit log.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import shutil
 import threading
@@ -19,6 +18,7 @@ import numpy as np
 
 from ...categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice
 from ...errors import InputError, ModelError
+from ...inference.bundle import model_sha256
 from .uploads import CleanImage, encode_png
 
 __all__ = [
@@ -184,14 +184,6 @@ def image_folder() -> Path:
     return Path(settings.EUTIRADS_HOME) / "diagnosis" / "images"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_predictor(folder: Path):
     import os
 
@@ -232,7 +224,7 @@ def register_bundle(source: Path | str, *, activate: bool = False, user=None):
             bundle = ModelBundle.objects.create(
                 name=str(metadata.get("name") or "model")[:200],
                 version=str(metadata.get("version") or "")[:100], folder=folder,
-                sha256=_sha256(target / "model.onnx"),
+                sha256=model_sha256(target),
                 class_names=[str(c) for c in predictor.class_names],
                 metadata=json.loads(json.dumps(metadata, default=str)),
                 model_card=predictor.model_card or "")
