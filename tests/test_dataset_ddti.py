@@ -38,8 +38,11 @@ def test_ddti_rows_carry_case_image_features_and_boxes(ddti_dataset):
     by_path = {row["path"]: row for row in rows}
     row = by_path["images/103_1.jpg"]
     assert (row["patient_id"], row["case"], row["image"], row["label"]) == ("103", "103", "1", "4a")
-    assert (row["composition"], row["calcifications"], row["sex"]) == (
+    assert (row["ddti_composition"], row["ddti_calcifications"], row["sex"]) == (
         "spongiform", "microcalcifications", "F")
+    # ... mapped into our descriptor columns (DDTI records no shape).
+    assert (row["composition"], row["echogenic_foci"], row["shape"]) == (
+        "spongiform", "microcalcifications", "")
     # Two side-by-side views: the box spans both outlines.
     assert row_bbox(row) == (143, 67, 430, 130)
     assert all(0 <= int(r["x0"]) < int(r["x1"]) <= 560 for r in rows if r["x0"])
