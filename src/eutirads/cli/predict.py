@@ -22,9 +22,12 @@ def _box(text: str) -> tuple[int, int, int, int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "predict", help="classify images with an exported bundle",
+        "predict", help="classify images (and find the nodule) with an exported bundle",
         description="Print, per image, the predicted category, its name and every class's "
-                    "probability. Runs on onnxruntime alone (no torch). A bad image gets a "
+                    "probability; with a localiser in the bundle, the nodule found (box, score, "
+                    "regions with their axes and contour; 'nodule': null and a reason when none "
+                    "is, still a result), and without --box the classifier then reads the "
+                    "localiser's box. Runs on onnxruntime alone (no torch). A bad image gets a "
                     "one-line error and the others are still predicted; the exit code is 1 "
                     "when any image failed.")
     parser.add_argument("bundle", help="bundle folder written by 'eutirads export'")
@@ -38,29 +41,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--opacity", type=float, default=0.5,
                         help="heatmap overlay opacity in [0, 1] (default 0.5)")
     parser.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1",
-                        help="nodule box in pixels, used for every image given")
+                        help="nodule box in pixels, used for every image given (else, with a "
+                             "localiser in the bundle, the box it finds)")
+    parser.add_argument("--masks", metavar="DIR",
+                        help="with a localiser: write each image's nodule mask into DIR "
+                             "(mask_0001.png, ... by position; 0/255 at the image's size)")
+    parser.add_argument("--pixel-mm", type=_pixel_mm, metavar="MM[,MM]",
+                        help="pixel size in mm (one number, or x,y) for the nodule's axes in "
+                             "mm; a DICOM file's own ultrasound region spacing wins")
     parser.set_defaults(func=_run)
+
+
+def _pixel_mm(text: str) -> tuple[float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MM or X_MM,Y_MM, got {text!r}") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(0 < v < 10 for v in values):
+        raise argparse.ArgumentTypeError(f"pixel size {text!r} must be one or two numbers "
+                                         "in (0, 10) mm")
+    return values[0], values[1]
 
 
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..imageio import save_png
-    from ..inference import Predictor, load_image, overlay_heatmap
+    from ..inference import Predictor, overlay_heatmap
+    from ..inference.images import load_image_and_spacing
 
     if not 0.0 <= args.opacity <= 1.0:
         raise InputError(f"--opacity must be in [0, 1], got {args.opacity}")
     predictor = Predictor(args.bundle)
     heat_dir = Path(args.heatmap) if args.heatmap else None
+    if heat_dir is not None and not predictor.has_classifier:
+        raise InputError(f"{args.bundle}: --heatmap needs a classifier; this bundle holds a "
+                         "localiser only")
     if heat_dir is not None:
         heat_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir = Path(args.masks) if args.masks else None
+    if mask_dir is not None and not predictor.has_localiser:
+        raise InputError(f"{args.bundle}: --masks needs a localiser; this bundle holds none "
+                         "(export one with 'eutirads export RUN --localiser LOCALISER_RUN')")
+    if mask_dir is not None:
+        mask_dir.mkdir(parents=True, exist_ok=True)
     results, failed = [], 0
     for index, image in enumerate(tqdm(args.images, desc="predict", unit="img", file=sys.stderr,
                                        disable=len(args.images) < 2, leave=False), start=1):
         try:
-            pixels = load_image(image)
-            result = predictor.predict(pixels, box=args.box, heatmap=heat_dir is not None)
+            pixels, spacing = load_image_and_spacing(image)
+            result = predictor.predict(pixels, box=args.box, heatmap=heat_dir is not None,
+                                       pixel_mm=spacing or args.pixel_mm)
             entry = {"index": index, "image": image, **result.to_dict()}
+            if mask_dir is not None:
+                # By position, never by input name (it may identify a patient).
+                target = mask_dir / f"mask_{index:04d}.png"
+                save_png(result.mask, target)
+                entry["mask"] = str(target)
             if heat_dir is not None:
                 # Our own name, never one derived from the input file (it may identify a patient).
                 target = heat_dir / f"heatmap_{index:04d}.png"
@@ -72,16 +111,37 @@ def _run(args: argparse.Namespace) -> int:
             entry = {"index": index, "image": image, "error": str(exc)}
         results.append(entry)
         if not args.json and "error" not in entry:
-            probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
-            extra = f"  heatmap: {entry['heatmap']}" if "heatmap" in entry else ""
             # tqdm.write keeps the line clear of the progress bar on a terminal.
-            tqdm.write(f"{image}: {entry['label']} ({entry['name']}) "
-                       f"p={entry['confidence']:.3f}  [{probs}]{extra}", file=sys.stdout)
+            tqdm.write(f"{image}: {_line(entry)}", file=sys.stdout)
     if args.json:
         meta = predictor.metadata
         print(json.dumps({"bundle": {"name": meta.get("name"), "version": meta.get("version"),
-                                     "class_names": predictor.class_names},
+                                     "class_names": predictor.class_names,
+                                     "components": sorted(meta.get("components") or {})},
                           "predictions": results}, indent=2))
     print(f"predicted {len(results) - failed} of {len(results)} image(s)"
           + (f"; {failed} failed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _line(entry: dict) -> str:
+    parts = []
+    if entry.get("label") is not None:
+        probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
+        parts.append(f"{entry['label']} ({entry['name']}) p={entry['confidence']:.3f}  [{probs}]")
+    if "nodule" in entry:
+        nodule = entry["nodule"]
+        if nodule is None:
+            parts.append(f"no nodule found ({entry.get('nodule_reason')})")
+        else:
+            first = nodule["regions"][0]
+            size = (f", long axis {first['long_axis_mm']:.1f} mm" if first["long_axis_mm"]
+                    else f", long axis {first['long_axis_px']:.0f} px")
+            parts.append(f"nodule box {','.join(map(str, nodule['box']))} score "
+                         f"{nodule['score']:.2f} ({len(nodule['regions'])} region(s){size})")
+    if entry.get("box_source") == "localiser":
+        parts.append("classified in the localiser's box")
+    for key in ("heatmap", "mask"):
+        if key in entry:
+            parts.append(f"{key}: {entry[key]}")
+    return "  ".join(parts)

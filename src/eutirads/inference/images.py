@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import EutiradsError, ImageDecodeError
 from ..imageio import load_rgb
 
-__all__ = ["load_image"]
+__all__ = ["load_image", "load_image_and_spacing"]
 
 
 def _is_dicom(path: Path) -> bool:
@@ -27,8 +27,8 @@ def _is_dicom(path: Path) -> bool:
     return looks_like_dicom(head)
 
 
-def _load_dicom(path: Path) -> np.ndarray:
-    from ..dicom.pixels import clean_frame, ultrasound_regions
+def _load_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None]:
+    from ..dicom.pixels import clean_frame, spacing_of, ultrasound_regions
     from ..dicom.reading import decode_frames, frame_info, read_dataset
 
     try:
@@ -44,12 +44,19 @@ def _load_dicom(path: Path) -> np.ndarray:
         frame, _ = clean_frame(frame, regions)
     if frame.ndim == 2:
         frame = np.repeat(frame[..., None], 3, axis=2)
-    return np.ascontiguousarray(frame[..., :3])
+    return np.ascontiguousarray(frame[..., :3]), spacing_of(regions) if regions else None
+
+
+def load_image_and_spacing(path: str | os.PathLike[str]
+                           ) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """(HxWx3 uint8 pixels, (x, y) pixel size in mm or None): a DICOM file's ultrasound
+    region spacing (the largest region declaring one); None for PNG/JPEG."""
+    path = Path(path)
+    if _is_dicom(path):
+        return _load_dicom(path)
+    return load_rgb(path, name=str(path)), None
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """HxWx3 uint8 pixels of an image file or of an ultrasound DICOM file's first frame."""
-    path = Path(path)
-    if _is_dicom(path):
-        return _load_dicom(path)
-    return load_rgb(path, name=str(path))
+    return load_image_and_spacing(path)[0]

@@ -2,7 +2,8 @@
 
 `RUN/checkpoints/best.pt` and `last.pt` hold a dict: format_version, eutirads_version,
 model_name, model_kwargs, state_dict, class_names, preprocess (PreprocessSpec.to_dict()),
-config (resolved), data_summary, epoch, val_metrics. Only plain Python values and tensors,
+config (resolved), data_summary, epoch, val_metrics, and task ("classify", or "segment" for
+a localiser, whose class_names is empty; absent in older checkpoints = "classify"). Only plain Python values and tensors,
 so `torch.load(..., weights_only=True)` reads them.
 """
 
@@ -26,7 +27,7 @@ def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name:
                     model_kwargs: Mapping[str, Any], class_names: list[str],
                     preprocess: Mapping[str, Any], config: Mapping[str, Any],
                     data_summary: Mapping[str, Any], epoch: int,
-                    val_metrics: Mapping[str, float]) -> Path:
+                    val_metrics: Mapping[str, float], task: str = "classify") -> Path:
     """Write a checkpoint (of a model or of its state dict) atomically."""
     import torch
 
@@ -47,6 +48,7 @@ def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name:
         "data_summary": dict(data_summary),
         "epoch": int(epoch),
         "val_metrics": {k: float(v) for k, v in val_metrics.items()},
+        "task": task,
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
@@ -93,8 +95,13 @@ def load_checkpoint(run_or_path: str | os.PathLike[str]):
     from ..models import create_model
 
     payload = read_checkpoint(run_or_path)
-    model = create_model(payload["model_name"], num_classes=len(payload["class_names"]),
-                         weights="none", **payload["model_kwargs"])
+    if payload.get("task") == "segment":
+        from ..models.segmentation import create_segmenter
+
+        model = create_segmenter(payload["model_name"], weights="none", **payload["model_kwargs"])
+    else:
+        model = create_model(payload["model_name"], num_classes=len(payload["class_names"]),
+                             weights="none", **payload["model_kwargs"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

@@ -20,11 +20,14 @@ __all__ = ["TrainConfig", "resolve_config", "parse_overrides", "save_config", "M
 
 MODES = ("frozen", "finetune", "two-stage")
 LOSSES = ("ce", "ordinal")
-MONITORS = ("macro_f1", "accuracy", "loss")
+MONITORS = ("macro_f1", "accuracy", "loss", "dice")
+TASKS = ("classify", "segment")
 
 
 @dataclass
 class TrainConfig:
+    # Task: classify (a category classifier) | segment (the nodule localiser)
+    task: str = "classify"
     # Model
     model: str = "tf_efficientnet_lite0"
     weights: str = "imagenet"            # imagenet | none | PATH
@@ -62,6 +65,10 @@ class TrainConfig:
     brightness: float = 0.2              # +- fraction
     hflip: bool = True
     tta: bool = False                    # evaluation averages the image and its mirror
+    # Localiser (task: segment): a pixel is nodule at probability >= threshold; regions
+    # smaller than min_region_px pixels of the input grid are dropped
+    threshold: float = 0.5
+    min_region_px: int = 64
     # Early stopping
     monitor: str = "macro_f1"            # macro_f1 | accuracy | loss (on the val split)
     patience: int = 10                   # epochs without improvement; 0 = never stop early
@@ -80,6 +87,19 @@ class TrainConfig:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"config: {msg}")
 
+        if self.task not in TASKS:
+            raise bad(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "segment" and self.monitor not in ("dice", "loss"):
+            raise bad(f"task segment early-stops on dice or loss, not {self.monitor!r} "
+                      "(set monitor: dice)")
+        if self.task == "classify" and self.monitor == "dice":
+            raise bad("monitor dice is for task segment")
+        if self.task == "segment" and self.crop != "full":
+            raise bad("task segment sees the whole image area: crop must be full")
+        if not 0 < self.threshold < 1:
+            raise bad("threshold must be in (0, 1)")
+        if self.min_region_px < 0:
+            raise bad("min_region_px must not be negative")
         if self.mode not in MODES:
             raise bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.loss not in LOSSES:
