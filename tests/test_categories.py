@@ -98,3 +98,43 @@ def test_category_lookup_refuses_other_schemes():
 def test_labels_sort_by_suspicion():
     assert sort_labels(["5", "4b", "2", "4a", "", "3", "4c", "2"]) == ["2", "3", "4a", "4b", "4c", "5"]
     assert label_sort_key("4a") < label_sort_key("4b") < label_sort_key("5")
+
+
+def _every_combination():
+    from itertools import product
+
+    from eutirads.categories import DESCRIPTORS
+
+    names = list(DESCRIPTORS)
+    for values in product(*DESCRIPTORS.values()):
+        yield dict(zip(names, values))
+
+
+def test_the_rule_table_and_rule_path_agree_with_classify_on_every_combination():
+    from eutirads.categories import rule_path
+
+    count = 0
+    for combo in _every_combination():
+        expected = classify(NoduleFeatures(**combo))
+        assert rule_path(combo).endswith(f"-> EU-TIRADS {expected}"), combo
+        count += 1
+    assert count == 4 * 5 * 3 * 2 * 3
+    assert rule_path(NoduleFeatures(nodule=False)) == "no nodule -> EU-TIRADS 1"
+
+
+def test_rule_path_names_the_deciding_descriptors():
+    from eutirads.categories import rule_path
+
+    assert rule_path({"composition": "solid", "echogenicity": "markedly_hypoechoic"}) == \
+        "solid, markedly hypoechoic -> EU-TIRADS 5"
+    assert rule_path({"composition": "spongiform"}) == "spongiform -> EU-TIRADS 2"
+
+
+def test_the_rule_table_is_json_and_names_the_vocabulary():
+    import json
+
+    from eutirads.categories import DESCRIPTORS, rule_table
+
+    table = json.loads(json.dumps(rule_table()))
+    assert list(table["descriptors"]) == list(DESCRIPTORS)
+    assert table["rules"][-1] == {"category": 3, "any": {}}

@@ -25,6 +25,9 @@ __all__ = [
     "label_sort_key",
     "sort_labels",
     "category",
+    "DESCRIPTORS",
+    "rule_table",
+    "rule_path",
 ]
 
 Composition = Literal["cystic", "spongiform", "solid", "mixed"]
@@ -39,6 +42,15 @@ ECHOGENICITIES: tuple[str, ...] = (
 SHAPES: tuple[str, ...] = ("oval", "non_oval", "taller_than_wide")
 MARGINS: tuple[str, ...] = ("smooth", "irregular")
 ECHOGENIC_FOCI: tuple[str, ...] = ("none", "macrocalcifications", "microcalcifications")
+
+# The five descriptors a reader sets, in reading order; manifest columns use these names.
+DESCRIPTORS: dict[str, tuple[str, ...]] = {
+    "composition": COMPOSITIONS,
+    "echogenicity": ECHOGENICITIES,
+    "shape": SHAPES,
+    "margins": MARGINS,
+    "echogenic_foci": ECHOGENIC_FOCI,
+}
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,53 @@ def classify(features: NoduleFeatures) -> int:
     if features.echogenicity == "mildly_hypoechoic":
         return 4
     return 3
+
+
+# `classify` as data, for consumers that cannot call Python (the labeling page's live
+# category). Rules are tried in order; a rule matches when ANY of its descriptor values is
+# present (an empty `any` always matches). A test checks it against `classify` on every
+# combination, and one in the browser checks the JavaScript evaluator against Python.
+_RULES: tuple[tuple[int, dict[str, tuple[str, ...]]], ...] = (
+    (5, {"shape": ("non_oval", "taller_than_wide"), "margins": ("irregular",),
+         "echogenic_foci": ("microcalcifications",), "echogenicity": ("markedly_hypoechoic",)}),
+    (2, {"composition": ("cystic", "spongiform"), "echogenicity": ("anechoic",)}),
+    (4, {"echogenicity": ("mildly_hypoechoic",)}),
+    (3, {}),
+)
+
+
+def rule_table() -> dict:
+    """The guideline rule as JSON-able data: descriptor vocabularies, the category without
+    a nodule, and the ordered rules (first match wins)."""
+    return {
+        "descriptors": {name: list(values) for name, values in DESCRIPTORS.items()},
+        "no_nodule": 1,
+        "rules": [{"category": number, "any": {k: list(v) for k, v in when.items()}}
+                  for number, when in _RULES],
+    }
+
+
+def _as_features(features: "NoduleFeatures | dict") -> NoduleFeatures:
+    if isinstance(features, NoduleFeatures):
+        return features
+    return NoduleFeatures(**dict(features))
+
+
+def rule_path(features: "NoduleFeatures | dict") -> str:
+    """Why the rule gives its category, e.g. "solid, markedly hypoechoic -> EU-TIRADS 5":
+    the composition, then the descriptor values that made the matching rule fire."""
+    f = _as_features(features)
+    if not f.nodule:
+        return "no nodule -> EU-TIRADS 1"
+    for number, when in _RULES:
+        hits = [getattr(f, name) for name, values in when.items() if getattr(f, name) in values]
+        if when and not hits:
+            continue
+        terms = [f.composition] + [h for h in hits if h != f.composition]
+        if not when:
+            terms += [f.echogenicity, "no high-risk feature"]
+        return ", ".join(t.replace("_", " ") for t in terms) + f" -> EU-TIRADS {number}"
+    raise AssertionError("the last rule always matches")
 
 
 def fna_advice(category_number: int, diameter_mm: float | None = None) -> str:
