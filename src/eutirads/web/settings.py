@@ -16,6 +16,7 @@ Environment:
   EUTIRADS_MAX_UPLOAD_MB   largest accepted request body; default 20
   EUTIRADS_LOGIN_FAILURES  failed logins before a lock-out; default 5
   EUTIRADS_LOCKOUT_MINUTES lock-out length; default 15
+  EUTIRADS_TIME_ZONE       time zone dates are shown in (e.g. America/Bogota); default UTC
 """
 
 from __future__ import annotations
@@ -125,9 +126,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language, or the language cookie); no URL prefixes.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A logged-in user's own choice of language wins over the browser's.
+    "eutirads.web.core.middleware.UserLanguageMiddleware",
     "eutirads.web.core.middleware.IdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -251,15 +256,28 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# ---- languages ---------------------------------------------------------------------------
+# Spanish (Colombia) and English, chosen by the browser (Accept-Language: "es" or "es-MX"
+# also give es-co) with a per-user switch (core.Preference). Each app keeps its catalogue
+# in its own locale/ folder (found by Django for every installed app); the compiled .mo
+# files are committed beside the .po files, so a fresh install needs no gettext.
+USE_I18N = True
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("es-co", "Español (Colombia)")]
+LOCALE_PATHS: list[str] = []
+LANGUAGE_COOKIE_NAME = "eutirads_language"
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+
 # ---- misc --------------------------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = False
+TIME_ZONE = env_str("EUTIRADS_TIME_ZONE", "UTC")
 USE_TZ = True
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"no_4xx_traceback": {"()": "eutirads.web.core.errors.NoTracebackFor4xx"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "filters": ["no_4xx_traceback"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }

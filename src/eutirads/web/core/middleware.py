@@ -1,14 +1,32 @@
-"""Middleware: the idle-session timeout, and an `EutiradsError` raised by a view becomes a
-400 page (or JSON), never a traceback."""
+"""Middleware: the idle-session timeout, the user's own language, and an `EutiradsError`
+raised by a view becomes a 4xx page (or JSON), never a traceback."""
 
 from __future__ import annotations
 
 import time
 
-from django.http import JsonResponse
-from django.shortcuts import render
+from django.utils import translation
 
 from ...errors import EutiradsError
+from .errors import error_response
+
+LANGUAGE_SESSION_KEY = "_eutirads_language"
+
+
+class UserLanguageMiddleware:
+    """Activate the language a logged-in user chose (kept in their session at login and
+    when they switch), over the browser's Accept-Language."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = getattr(request, "session", None)
+        chosen = session.get(LANGUAGE_SESSION_KEY) if session is not None else None
+        if chosen and translation.check_for_language(chosen):
+            translation.activate(chosen)
+            request.LANGUAGE_CODE = translation.get_language()
+        return self.get_response(request)
 
 
 class EutiradsErrorMiddleware:
@@ -21,11 +39,7 @@ class EutiradsErrorMiddleware:
     def process_exception(self, request, exception):
         if not isinstance(exception, EutiradsError):
             return None
-        message = str(exception)
-        if request.headers.get("accept", "").startswith("application/json") or \
-                request.content_type == "application/json":
-            return JsonResponse({"error": message}, status=400)
-        return render(request, "core/error.html", {"message": message}, status=400)
+        return error_response(request, exception)
 
 
 class IdleTimeoutMiddleware:

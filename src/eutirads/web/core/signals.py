@@ -11,6 +11,13 @@ from .audit import record
 @receiver(user_logged_in)
 def _logged_in(sender, request, user, **kwargs):
     record("login", user=user, request=request)
+    from .middleware import LANGUAGE_SESSION_KEY
+    from .models import Preference
+
+    language = (Preference.objects.filter(user=user).values_list("language", flat=True)
+                .first())
+    if language and request is not None and hasattr(request, "session"):
+        request.session[LANGUAGE_SESSION_KEY] = language
 
 
 @receiver(user_logged_out)
