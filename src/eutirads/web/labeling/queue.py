@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ...categories import DESCRIPTORS, EU_TIRADS_LABELS, NoduleFeatures, classify
 from ...errors import InputError
@@ -130,12 +131,12 @@ def validate_verdict(label: str, flagged: bool, reason: str, comment: str) -> tu
     comment = (comment or "").strip()
     if flagged:
         if not reason:
-            raise QueueError("a flag needs a reason")
+            raise QueueError(_("a flag needs a reason"))
         label = ""
     elif label not in EU_TIRADS_LABELS:
-        raise QueueError("choose an EU-TIRADS category from 1 to 5")
+        raise QueueError(_("choose an EU-TIRADS category from 1 to 5"))
     if len(reason) > 300 or len(comment) > 2000:
-        raise QueueError("reason (300) or comment (2000 characters) is too long")
+        raise QueueError(_("reason (300) or comment (2000 characters) is too long"))
     return label, reason, comment
 
 
@@ -169,9 +170,9 @@ def save_reading(image: Image, reader, *, label: str = "", flagged: bool = False
         if not nodule:
             descriptors = {}
         if override and override not in EU_TIRADS_LABELS:
-            raise QueueError("an override must be a category from 1 to 5")
+            raise QueueError(_("an override must be a category from 1 to 5"))
         if override and not override_reason.strip():
-            raise QueueError("an override of the computed category needs a reason")
+            raise QueueError(_("an override of the computed category needs a reason"))
         label = override or rule_label
     label, reason, comment = validate_verdict(label, flagged, reason, comment)
     if flagged:
@@ -183,8 +184,8 @@ def save_reading(image: Image, reader, *, label: str = "", flagged: bool = False
         if reading is None:
             # The claim expired (or never existed): take a slot now if one is left.
             if not _take_slot(image.pk, project):
-                raise QueueFull("this image already has all its readings from other readers; "
-                                "your label was not saved")
+                raise QueueFull(_("this image already has all its readings from other readers; "
+                                  "your label was not saved"))
             # Only an image without a reading of theirs can be in the reader's skips.
             Skip.objects.filter(image=image, reader=reader).delete()
             reading = Reading(image=image, reader=reader)
@@ -284,10 +285,10 @@ def may_adjudicate(image: Image, reviewer) -> str:
     readings = list(Reading.objects.filter(image=image).values_list("reader_id", "done",
                                                                     "flagged"))
     if not project.self_adjudication and any(rid == reviewer.pk for rid, _, _ in readings):
-        return "you read this image yourself; another reviewer adjudicates it"
+        return _("you read this image yourself; another reviewer adjudicates it")
     saved = [flag for _, done, flag in readings if done]
     if len(saved) < project.readers_required and not any(saved):
-        return "this image is still open for reading"
+        return _("this image is still open for reading")
     return ""
 
 
@@ -295,7 +296,7 @@ def set_consensus(image: Image, label: str, reviewer, *, request=None) -> None:
     """A reviewer's final label for an image (1-5, or 'excluded' for an unusable image)."""
     label = (label or "").strip()
     if label not in EU_TIRADS_LABELS and label != EXCLUDED:
-        raise QueueError("the consensus must be a category 1-5 or 'excluded'")
+        raise QueueError(_("the consensus must be a category 1-5 or 'excluded'"))
     refusal = may_adjudicate(image, reviewer)
     if refusal:
         raise QueueError(refusal)

@@ -292,7 +292,7 @@ def adjudicate(request, project, image_id):
     img = get_object_or_404(Image.objects.select_related("project"), pk=image_id, project=obj)
     refusal = queue.may_adjudicate(img, request.user)
     if refusal:
-        raise PermissionDenied(_(refusal))
+        raise PermissionDenied(refusal)
     if request.method == "POST":
         form = ConsensusForm(request.POST)
         try:

@@ -1,7 +1,7 @@
 import math
 
 from django import template
-from django.utils.formats import number_format
+from django.template.defaultfilters import floatformat
 from django.utils.translation import gettext as _
 
 register = template.Library()
@@ -19,14 +19,14 @@ def kappa(value) -> str:
     words = (_("poor") if value < 0 else _("slight") if value <= 0.2 else _("fair")
              if value <= 0.4 else _("moderate") if value <= 0.6 else _("substantial")
              if value <= 0.8 else _("almost perfect"))
-    return f"{number_format(value, 2)} ({words})"
+    return f"{floatformat(value, 2)} ({words})"  # rounded, in the locale's decimal mark
 
 
 @register.filter
 def percent(value) -> str:
     if _undefined(value):
         return "—"
-    return f"{number_format(100 * value, 0)}%"
+    return f"{floatformat(100 * value, 0)}%"
 
 
 @register.filter

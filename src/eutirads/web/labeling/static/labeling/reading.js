@@ -6,8 +6,10 @@
   "use strict";
   const api = JSON.parse(document.getElementById("labeling-api").textContent);
   const rule = JSON.parse(document.getElementById("labeling-rule").textContent);
-  const t = window.gettext || ((s) => s);
-  const fmt = (s, obj) => (window.interpolate ? window.interpolate(t(s), obj, true) : s);
+  // gettext/interpolate come from Django's JavaScript catalogue (jsi18n).
+  const gettext = window.gettext || ((s) => s);
+  const fmt = (s, obj) => (window.interpolate ? window.interpolate(s, obj, true)
+                                              : s.replace(/%\((\w+)\)s/g, (m, k) => obj[k]));
   const lang = document.documentElement.lang || "en";
   const number = new Intl.NumberFormat(lang);
   const $ = (id) => document.getElementById(id);
@@ -34,10 +36,10 @@
                  "X-CSRFToken": csrfToken() },
       body: method === "POST" ? JSON.stringify(body || {}) : undefined,
     });
-    if (response.status === 401 || response.redirected) { window.location.reload(); throw new Error(t("logged out")); }
+    if (response.status === 401 || response.redirected) { window.location.reload(); throw new Error(gettext("logged out")); }
     let data = {};
     try { data = await response.json(); } catch (e) { /* not JSON */ }
-    if (!response.ok) throw new Error(data.error || fmt("server error %(status)s", { status: response.status }));
+    if (!response.ok) throw new Error(data.error || fmt(gettext("server error %(status)s"), { status: response.status }));
     return data;
   }
 
@@ -46,7 +48,7 @@
   function blobUrl(url) {
     if (!blobs.has(url)) {
       const p = fetch(url, { credentials: "same-origin" }).then((r) => {
-        if (!r.ok) throw new Error(fmt("image not available (%(status)s)", { status: r.status }));
+        if (!r.ok) throw new Error(fmt(gettext("image not available (%(status)s)"), { status: r.status }));
         return r.blob();
       }).then((b) => URL.createObjectURL(b));
       p.catch(() => blobs.delete(url));
@@ -90,11 +92,11 @@
         chip.textContent = shown;
         chip.className = "label-chip l" + shown;
         $("computed-name").textContent = "EU-TIRADS " + shown + " · " + (api.categories[shown] || "") +
-          (state.override ? " (" + fmt("rule: %(n)s", { n: c.category }) + ")" : "");
+          (state.override ? " (" + fmt(gettext("rule: %(n)s"), { n: c.category }) + ")" : "");
         $("rule-path").textContent = rulePath(c);
       } else {
         chip.textContent = "–"; chip.className = "label-chip";
-        $("computed-name").textContent = t("Set the five descriptors");
+        $("computed-name").textContent = gettext("Set the five descriptors");
         $("rule-path").textContent = "";
       }
     } else {
@@ -103,12 +105,12 @@
     $("save").disabled = !state.current || !state.ready || !(state.flagging || currentLabel());
   }
   function rulePath(c) {
-    if (!state.nodule) return t("no nodule") + " → EU-TIRADS " + c.category;
+    if (!state.nodule) return gettext("no nodule") + " → EU-TIRADS " + c.category;
     const words = (v) => api.values[v] || v;
     let terms = [state.values.composition].concat(c.hits.filter((h) => h !== state.values.composition));
     if (c.hits.length === 0) terms = [state.values.composition, state.values.echogenicity];
     let text = terms.map(words).join(", ");
-    if (c.hits.length === 0) text += ", " + t("no high-risk feature");
+    if (c.hits.length === 0) text += ", " + gettext("no high-risk feature");
     return text + " → EU-TIRADS " + c.category;
   }
   function setValue(name, value) {
@@ -161,8 +163,8 @@
 
   function showProgress(p) {
     if (!p) return;
-    let text = fmt("%(done)s done · %(left)s left", { done: number.format(p.done), left: number.format(p.left) });
-    if (p.skipped) text += " · " + fmt("%(n)s skipped", { n: number.format(p.skipped) });
+    let text = fmt(gettext("%(done)s done · %(left)s left"), { done: number.format(p.done), left: number.format(p.left) });
+    if (p.skipped) text += " · " + fmt(gettext("%(n)s skipped"), { n: number.format(p.skipped) });
     $("progress-text").textContent = text;
     const total = p.done + p.left;
     $("progress-bar").style.width = (total ? Math.round(100 * p.done / total) : 100) + "%";
@@ -193,10 +195,10 @@
     await img.decode().catch(() => {});
     if (ticket !== showing) return;
     img.hidden = false; $("loading").hidden = true;
-    $("position").textContent = fmt("image #%(n)s", { n: current.position });
+    $("position").textContent = fmt(gettext("image #%(n)s"), { n: current.position });
     state.ready = true;
     refresh();
-    if (current.reading) say(t("Your saved reading of this image; change it and save."), "");
+    if (current.reading) say(gettext("Your saved reading of this image; change it and save."), "");
     overlayImg.dataset.for = "";
     if (current.overlay) {
       fetch(current.overlay, { credentials: "same-origin" }).then((r) => r.ok ? r.blob() : null).then((b) => {
@@ -230,12 +232,12 @@
   function save() {
     if (!state.current || !state.ready) return;
     const body = verdict();
-    if (state.flagging && !body.reason) { say(t("Give a reason for the flag."), "err"); $("flag-reason").focus(); return; }
+    if (state.flagging && !body.reason) { say(gettext("Give a reason for the flag."), "err"); $("flag-reason").focus(); return; }
     if (!state.flagging && !currentLabel()) {
-      say(descriptorMode ? t("Set every descriptor first (or N: no nodule).") : t("Choose a category (1–5) first."), "err");
+      say(descriptorMode ? gettext("Set every descriptor first (or N: no nodule).") : gettext("Choose a category (1–5) first."), "err");
       return;
     }
-    if (state.override && !body.override_reason) { say(t("Give a reason for the override."), "err"); $("override-reason").focus(); return; }
+    if (state.override && !body.override_reason) { say(gettext("Give a reason for the override."), "err"); $("override-reason").focus(); return; }
     run(async () => {
       const id = state.current.id;
       const flagged = state.flagging;
@@ -245,17 +247,17 @@
       catch (e) { state.ready = true; refresh(); throw e; }
       state.history.push(id);
       if (document.activeElement) document.activeElement.blur();
-      say(flagged ? t("Flagged and saved.") : t("Saved."), "ok");
+      say(flagged ? gettext("Flagged and saved.") : gettext("Saved."), "ok");
       await show(data);
     });
   }
   function skip() {
     if (!state.current) return;
-    run(async () => { const data = await call(urlFor(api.skip, state.current.id), "POST"); say(t("Skipped."), ""); await show(data); });
+    run(async () => { const data = await call(urlFor(api.skip, state.current.id), "POST"); say(gettext("Skipped."), ""); await show(data); });
   }
   function back() {
     const id = state.history.pop();
-    if (id === undefined) { say(t("No earlier image in this session."), ""); return; }
+    if (id === undefined) { say(gettext("No earlier image in this session."), ""); return; }
     run(async () => { const data = await call(urlFor(api.mine, id), "GET"); data.progress = null; await show(data); });
   }
   function flag() {
@@ -361,6 +363,16 @@
     e.preventDefault();
   });
 
-  run(async () => show(await call(api.next, "POST")));
+  // From "my readings": ?image=ID reopens one of the reader's own saved readings first.
+  const reopen = new URLSearchParams(window.location.search).get("image");
+  run(async () => {
+    if (reopen && /^\d+$/.test(reopen)) {
+      const data = await call(urlFor(api.mine, reopen), "GET");
+      data.progress = (await call(api.next, "POST")).progress;
+      await show(data);
+    } else {
+      await show(await call(api.next, "POST"));
+    }
+  });
   applyView();
 })();
