@@ -114,12 +114,14 @@
     return text + " → EU-TIRADS " + c.category;
   }
   function setValue(name, value) {
+    if (!state.ready) return;  // nothing is set on an image not yet on screen
     state.values[name] = value; state.nodule = true; state.flagging = false; $("flag-box").hidden = true;
     const next = names.findIndex((n, i) => i > names.indexOf(name) && !state.values[n]);
     state.active = next >= 0 ? next : Math.min(names.indexOf(name) + 1, names.length - 1);
     refresh();
   }
   function digit(key) {
+    if (!state.ready) return;
     if (!descriptorMode) { state.label = key; state.flagging = false; $("flag-box").hidden = true; refresh(); return; }
     if (state.overriding) {
       state.override = key; refresh(); $("override-reason").focus(); return;

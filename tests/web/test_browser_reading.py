@@ -1,0 +1,214 @@
+"""Structured reading in a real browser (Debian's chromium via Playwright), live server:
+a radiologist in Spanish reads phantom images by descriptors with the keyboard only; the
+browser's rule agrees with Python on every combination; a slow network never shows a
+stale image with saving live; a focused slider keeps its keys."""
+
+from __future__ import annotations
+
+import csv
+import json
+from itertools import product
+from pathlib import Path
+
+import pytest
+
+from tests.web.conftest import PASSWORD, make_user, write_dataset
+from tests.web.test_browser_labeling import ARGS, CHROMIUM, browser, log_in  # noqa: F401
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent "
+                       "(install Debian's chromium package)"),
+]
+RULE_JS = (Path(__file__).resolve().parents[2] / "src/eutirads/web/labeling/static/labeling"
+           / "rule.js")
+
+
+def test_the_browser_rule_agrees_with_python_on_every_descriptor_combination(browser):  # noqa: F811
+    from eutirads.categories import DESCRIPTORS, NoduleFeatures, classify, rule_table
+
+    names = list(DESCRIPTORS)
+    combos = [dict(zip(names, values)) for values in product(*DESCRIPTORS.values())]
+    page = browser.new_page()
+    page.set_content("<!doctype html><html><body></body></html>")
+    page.add_script_tag(path=str(RULE_JS))
+    got = page.evaluate("""([table, combos]) => combos.map(
+        (c) => window.EutiradsRule.evaluate(table, c, true).category)""", [rule_table(), combos])
+    expected = [classify(NoduleFeatures(**c)) for c in combos]
+    assert len(got) == 360 and got == expected
+    assert page.evaluate("(t) => window.EutiradsRule.evaluate(t, {}, false).category",
+                         rule_table()) == 1
+    partial = {k: v for k, v in combos[0].items() if k != "margins"}
+    assert page.evaluate("([t, c]) => window.EutiradsRule.evaluate(t, c, true)",
+                         [rule_table(), partial]) is None
+
+
+def _phantom_project(tmp_path, name="fantoma", n=3, readers=1):
+    from eutirads.phantom.dataset import generate_dataset
+    from eutirads.web.labeling.project_io import import_project
+
+    root = tmp_path / "phantom"
+    generate_dataset(root, n=n, seed=3, width=320, height=220, progress=False, workers=1)
+    import_project(root, name, readers=readers, progress=False)
+    return root
+
+
+def _wait_position(page, text):
+    page.wait_for_function("(t) => document.getElementById('position').textContent === t",
+                           arg=text)
+
+
+def test_a_radiologist_in_spanish_reads_three_phantom_images_by_descriptors_with_the_keyboard(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling.models import Reading
+    from eutirads.web.labeling.project_io import export_project
+
+    make_user("alice", "radiologist")
+    _phantom_project(tmp_path)
+    base = live_server.url
+    context = browser.new_context(locale="es-CO", viewport={"width": 1366, "height": 820})
+    page = context.new_page()
+    log_in(page, base, "alice")
+    page.goto(f"{base}/labeling/fantoma/read/")
+    assert page.get_attribute("html", "lang") == "es-co"
+    assert "Guardar y siguiente" in page.inner_text("#save")
+    assert "Composición" in page.inner_text("#descriptors")
+    _wait_position(page, "imagen n.º 1")
+    # Five digits (one per descriptor, the active one moves on) and Enter: six keystrokes.
+    readings = [
+        ("35111", "5", "sólido, marcadamente hipoecoico → EU-TIRADS 5"),
+        ("33111", "3", "sólido, isoecoico, sin características de alto riesgo → EU-TIRADS 3"),
+        ("23111", "2", "espongiforme → EU-TIRADS 2"),
+    ]
+    for number, (keys, category, path) in enumerate(readings, start=1):
+        for key in keys:
+            page.keyboard.press(key)
+        assert page.inner_text("#computed-chip") == category
+        assert page.inner_text("#rule-path") == path
+        assert page.is_enabled("#save")
+        page.keyboard.press("Enter")
+        if number < 3:
+            _wait_position(page, f"imagen n.º {number + 1}")
+            assert page.inner_text("#status") == "Guardada."
+            assert page.inner_text("#progress-text").startswith(f"{number} hechas")
+    page.wait_for_selector("#empty:not([hidden])")
+    saved = Reading.objects.filter(reader__username="alice", done=True).order_by("image__position")
+    assert [r.label for r in saved] == ["5", "3", "2"]
+    assert saved[0].descriptors == {"composition": "solid", "echogenicity": "markedly_hypoechoic",
+                                    "shape": "oval", "margins": "smooth", "echogenic_foci": "none"}
+
+    report = export_project("fantoma", tmp_path / "export", progress=False)
+    assert report.written == 3
+    with open(tmp_path / "export" / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["label"] for r in rows] == ["5", "3", "2"]
+    assert [r["echogenicity"] for r in rows] == ["markedly_hypoechoic", "isoechoic", "isoechoic"]
+    assert rows[2]["composition"] == "spongiform" and rows[0]["reader_alice_shape"] == "oval"
+
+
+def test_on_a_slow_network_the_old_image_is_hidden_and_saving_is_off_until_the_next_shows(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling.models import Reading
+    from eutirads.web.labeling.project_io import import_project
+
+    make_user("alice", "radiologist")
+    import_project(write_dataset(tmp_path / "ds", 4), "slow", readers=1, progress=False,
+                   mode="category")
+    base = live_server.url
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    log_in(page, base, "alice")
+    page.goto(f"{base}/labeling/slow/read/")
+    _wait_position(page, "image #1")
+    # Record every state the screen passes through: which picture is painted, what the
+    # position says, whether saving is on.
+    page.evaluate("""() => {
+      window.snapshots = [];
+      const snap = () => { const img = document.getElementById('image');
+        window.snapshots.push({ src: img.hidden ? null : img.currentSrc,
+          position: document.getElementById('position').textContent,
+          save: !document.getElementById('save').disabled }); };
+      new MutationObserver(snap).observe(document.body, { subtree: true, attributes: true,
+                                                          childList: true, characterData: true });
+    }""")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 400,
+                                                  "downloadThroughput": 40_000,
+                                                  "uploadThroughput": 40_000})
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    # While the next image is on its way: a second verdict must not be accepted.
+    page.wait_for_function("document.getElementById('save').disabled")
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    _wait_position(page, "image #2")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0,
+                                                  "downloadThroughput": -1,
+                                                  "uploadThroughput": -1})
+    snapshots = page.evaluate("window.snapshots")
+    assert Reading.objects.filter(reader__username="alice", done=True).count() == 1
+    by_picture: dict[str, set[str]] = {}
+    for s in snapshots:
+        if s["src"]:
+            by_picture.setdefault(s["src"], set()).add(s["position"])
+        if s["save"]:
+            assert s["src"], f"saving was on with no image shown: {s}"
+    # Each painted picture was only ever labelled with one position, never its successor's.
+    assert all(len(positions) == 1 for positions in by_picture.values()), by_picture
+    assert any(s["src"] is None and not s["save"] for s in snapshots)  # hidden while loading
+    # Patient images never enter the HTTP cache: they come as blob: URLs of the page.
+    assert page.evaluate("document.getElementById('image').currentSrc").startswith("blob:")
+
+
+def test_keys_on_a_focused_slider_never_save_or_advance(live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling.models import Reading
+    from eutirads.web.labeling.project_io import import_project
+
+    make_user("alice", "radiologist")
+    import_project(write_dataset(tmp_path / "ds", 3), "slider", readers=1, progress=False,
+                   mode="category")
+    base = live_server.url
+    page = browser.new_page()
+    log_in(page, base, "alice")
+    page.goto(f"{base}/labeling/slider/read/")
+    _wait_position(page, "image #1")
+    page.keyboard.press("3")
+    page.focus("#brightness")
+    for key in ("ArrowRight", "ArrowRight", "Enter", "ArrowLeft", "s", "5"):
+        page.keyboard.press(key)
+    page.wait_for_timeout(300)
+    assert page.inner_text("#position") == "image #1"
+    assert page.get_attribute('.choice[data-label="3"]', "aria-pressed") == "true"
+    assert not Reading.objects.filter(done=True).exists()
+    assert page.input_value("#brightness") != "100"  # the slider itself moved
+    page.keyboard.press("Escape")  # leaves the slider; keys work again
+    page.keyboard.press("Enter")
+    _wait_position(page, "image #2")
+    assert Reading.objects.filter(done=True).count() == 1
+
+
+def test_the_help_overlay_lists_the_keys_and_b_toggles_the_nodule_box(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.data.manifest import read_manifest, write_manifest
+    from eutirads.web.labeling.project_io import import_project
+
+    make_user("alice", "radiologist")
+    root = write_dataset(tmp_path / "ds", 2)
+    rows = read_manifest(root)
+    rows[0].update({"x0": "10", "y0": "8", "x1": "40", "y1": "30"})
+    write_manifest(root, rows)
+    import_project(root, "ayuda", readers=1, progress=False)
+    base = live_server.url
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    log_in(page, base, "alice")
+    page.goto(f"{base}/labeling/ayuda/read/")
+    _wait_position(page, "image #1")
+    page.wait_for_selector("#overlay:not([hidden])")  # the manifest's box, drawn over
+    page.keyboard.press("b")
+    assert page.is_hidden("#overlay")
+    page.keyboard.press("Shift+?")
+    assert page.is_visible("#help") and "Esc" in page.inner_text("#help")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#help")
+    assert json.loads(page.inner_text("#labeling-rule"))["rules"][0]["category"] == 5
