@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import pytest
+from scipy import ndimage
 
 from eutirads.data.importers import import_dataset
-from eutirads.data.manifest import read_manifest, row_bbox, write_manifest
+from eutirads.categories import DESCRIPTORS
+from eutirads.data.manifest import load_mask, read_manifest, row_bbox, write_manifest
 from eutirads.data.split import split_dataset
 from eutirads.data.summary import summarize
 
@@ -49,6 +51,36 @@ def test_ddti_rows_carry_case_image_features_and_boxes(ddti_dataset):
     no_box_labelled = sorted(r["path"] for r in rows if r["label"] and row_bbox(r) is None)
     assert no_box_labelled == ["images/127_1.jpg", "images/142_2.jpg", "images/176_1.jpg",
                                "images/197_1.jpg"]
+
+
+def test_ddti_masks_fill_every_outline_and_lie_inside_its_box(ddti_dataset):
+    dataset, report = ddti_dataset
+    rows = read_manifest(dataset)
+    with_mask = [row for row in rows if row["mask"]]
+    # 296 images, 10 without a usable outline (6 empty, 4 cut off): unknown, not "no nodule".
+    assert report.masks == len(with_mask) == 286
+    assert all(bool(row["mask"]) == (row_bbox(row) is not None) for row in rows)
+    for row in with_mask[::10]:
+        mask = load_mask(dataset, row)
+        assert mask.shape == (360, 560) and mask.any()
+        ys, xs = mask.nonzero()
+        x0, y0, x1, y1 = row_bbox(row)
+        assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+        # A filled outline, not its rim: most of it survives a 3-pixel erosion.
+        assert ndimage.binary_erosion(mask, iterations=3).sum() > 0.5 * mask.sum()
+
+
+def test_ddti_descriptors_are_mapped_to_our_vocabulary_and_unknown_stays_empty(ddti_dataset):
+    dataset, _ = ddti_dataset
+    rows = read_manifest(dataset)
+    for column, values in DESCRIPTORS.items():
+        assert {row[column] for row in rows} <= set(values) | {""}, column
+    assert {row["shape"] for row in rows} == {""}  # DDTI records no shape
+    known = Counter(sum(1 for c in ("composition", "echogenicity", "margins", "echogenic_foci")
+                        if row[c]) for row in rows if row["label"])
+    assert known[4] >= 80  # many labelled cases have all four recorded fields
+    assert all(row["ddti_margins"] in ("ill defined", "ill- defined", "macrolobulated")
+               for row in rows if row["ddti_margins"] and not row["margins"])
 
 
 def test_ddti_splits_keep_every_case_whole_for_any_seed(ddti_dataset):
