@@ -112,7 +112,7 @@ def read(request, project):
                 "project": reverse("labeling:project", args=[obj.name]),
                 "mode": obj.reading_mode,
                 "categories": {str(c["number"]): c["name"] for c in vocabulary.categories()},
-                "values": vocabulary.VALUE_LABELS}})
+                "values": vocabulary.VALUE_LABELS, "high_risk": vocabulary.HIGH_RISK_TEXT}})
 
 
 @role_required(*READERS)

@@ -35,6 +35,14 @@ VALUE_LABELS = {
     "macrocalcifications": _("macrocalcifications"),
     "microcalcifications": _("microcalcifications"),
 }
+# The high-risk features as `rule_path` says them (keyed by value, as in rule_table()).
+HIGH_RISK_TEXT = {
+    "non_oval": _("non-oval shape"),
+    "taller_than_wide": _("taller-than-wide shape"),
+    "irregular": _("irregular margins"),
+    "microcalcifications": _("microcalcifications"),
+    "markedly_hypoechoic": _("marked hypoechogenicity"),
+}
 # The category texts of `eutirads.categories.CATEGORIES`, translated by message id.
 CATEGORY_TEXT = {
     1: (_("Normal"), _("No nodule."), _("Normal thyroid parenchyma, no focal lesion.")),

@@ -74,7 +74,7 @@
     if (!descriptorMode) return state.label;
     if (state.override) return state.override;
     const c = computed();
-    return c ? String(c.category) : "";
+    return c === null ? "" : String(c);
   }
   function refresh() {
     if (descriptorMode) {
@@ -87,13 +87,14 @@
       $("override-box").hidden = !state.overriding;
       const c = computed();
       const chip = $("computed-chip");
-      if (c) {
-        const shown = state.override || String(c.category);
+      if (c !== null) {
+        const shown = state.override || String(c);
         chip.textContent = shown;
         chip.className = "label-chip l" + shown;
         $("computed-name").textContent = "EU-TIRADS " + shown + " · " + (api.categories[shown] || "") +
-          (state.override ? " (" + fmt(gettext("rule: %(n)s"), { n: c.category }) + ")" : "");
-        $("rule-path").textContent = rulePath(c);
+          (state.override ? " (" + fmt(gettext("rule: %(n)s"), { n: c }) + ")" : "");
+        $("rule-path").textContent = window.EutiradsRule.path(rule, state.values, state.nodule, {
+          words: api.values, high_risk: api.high_risk, no_nodule: gettext("no nodule"), arrow: " → " });
       } else {
         chip.textContent = "–"; chip.className = "label-chip";
         $("computed-name").textContent = gettext("Set the five descriptors");
@@ -103,15 +104,6 @@
       choices.forEach((b) => b.setAttribute("aria-pressed", b.dataset.label === state.label ? "true" : "false"));
     }
     $("save").disabled = !state.current || !state.ready || !(state.flagging || currentLabel());
-  }
-  function rulePath(c) {
-    if (!state.nodule) return gettext("no nodule") + " → EU-TIRADS " + c.category;
-    const words = (v) => api.values[v] || v;
-    let terms = [state.values.composition].concat(c.hits.filter((h) => h !== state.values.composition));
-    if (c.hits.length === 0) terms = [state.values.composition, state.values.echogenicity];
-    let text = terms.map(words).join(", ");
-    if (c.hits.length === 0) text += ", " + gettext("no high-risk feature");
-    return text + " → EU-TIRADS " + c.category;
   }
   function setValue(name, value) {
     if (!state.ready) return;  // nothing is set on an image not yet on screen
