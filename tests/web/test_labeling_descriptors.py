@@ -173,6 +173,30 @@ def test_the_nodule_box_from_the_manifest_is_served_as_an_overlay(client_for, de
     assert client_for("bob").get(first["overlay"]).status_code == 404  # not bob's image
 
 
+def test_the_nodule_mask_from_the_manifest_is_drawn_as_an_outline(client_for, tmp_path):
+    import numpy as np
+    from io import BytesIO
+    from PIL import Image as PILImage
+
+    from eutirads.data.manifest import read_manifest, write_manifest
+    from eutirads.data.masks import save_mask
+    from eutirads.web.labeling.project_io import import_project
+    from tests.web.conftest import write_dataset
+
+    root = write_dataset(tmp_path / "m", 1)
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 20:44] = True
+    save_mask(mask, root / "masks" / "m0.png")
+    rows = read_manifest(root)
+    rows[0]["mask"] = "masks/m0.png"
+    write_manifest(root, rows)
+    import_project(root, "masked", readers=1, progress=False)
+    alice = client_for("alice")
+    current = next_image(alice, "masked")["current"]
+    rgba = np.asarray(PILImage.open(BytesIO(alice.get(current["overlay"]).content)))
+    assert rgba[10, 30, 3] > 0 and rgba[20, 30, 3] == 0 and rgba[0, 0, 3] == 0
+
+
 # ---- blinding and adjudication -------------------------------------------------------------
 def test_a_reviewer_cannot_open_an_image_still_open_for_reading(client_for, users, project):
     from eutirads.web.labeling import queue
@@ -348,3 +372,17 @@ def test_the_committed_mo_files_match_their_po_sources(tmp_path):
         subprocess.run([msgfmt, "--check", "-o", str(fresh), str(po)], check=True)
         with open(fresh, "rb") as a, open(po.with_suffix(".mo"), "rb") as b:
             assert gettext.GNUTranslations(a)._catalog == gettext.GNUTranslations(b)._catalog, po
+
+
+def test_changes_made_in_the_django_admin_are_audited(client_for, project):
+    adam = client_for("adam")
+    url = f"/admin/labeling/project/{project.pk}/change/"
+    assert adam.get(url).status_code == 200
+    response = adam.post(url, {"name": "study", "readers_required": "3",
+                               "reading_mode": "category"})
+    assert response.status_code == 302, response.content[:2000]
+    project.refresh_from_db()
+    assert project.readers_required == 3
+    event = AuditEvent.objects.get(action="admin_change")
+    assert event.username == "adam" and "study" in event.target
+    assert "Readers required" in event.after["change"] or "readers" in event.after["change"].lower()

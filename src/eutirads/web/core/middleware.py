@@ -42,9 +42,25 @@ class EutiradsErrorMiddleware:
         return error_response(request, exception)
 
 
+class PermissionsPolicyMiddleware:
+    """Permissions-Policy on every response: no camera, microphone, location, ..."""
+
+    def __init__(self, get_response):
+        from django.conf import settings
+
+        self.get_response = get_response
+        self.policy = settings.PERMISSIONS_POLICY
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.setdefault("Permissions-Policy", self.policy)
+        return response
+
+
 class IdleTimeoutMiddleware:
     """Renew a logged-in session's expiry (SESSION_COOKIE_AGE from now) at most once a
-    minute: an idle session ends IDLE_MINUTES (+ at most one minute) after its last request."""
+    minute. SESSION_COOKIE_AGE is IDLE_MINUTES plus that minute, so an idle session ends
+    no earlier than IDLE_MINUTES (and at most one minute later) after its last request."""
 
     RENEW_SECONDS = 60
 

@@ -239,17 +239,18 @@ def _readable_image(request, project: str, image_id: int) -> tuple[Project, Imag
 @role_required(*READERS, ADMIN)
 def overlay(request, project, image_id):
     """The manifest's nodule box and mask outline as a transparent PNG over the image."""
-    from ...imageio import load_gray, open_image
+    from ...data.manifest import load_mask
     from .overlay import overlay_png
 
     obj, img = _readable_image(request, project, image_id)
     try:
-        with open_image(image_path(obj.dataset_root, {"path": img.path})) as pil:
-            size = pil.size
+        from PIL import Image as PILImage
+
+        with PILImage.open(image_path(obj.dataset_root, {"path": img.path})) as pil:
+            size = pil.size  # the header only: the overlay needs the size, not the pixels
         box = row_bbox(img.row)
-        mask = (load_gray(image_path(obj.dataset_root, {"path": img.row["mask"]}))
-                if img.row.get("mask") else None)
-    except (EutiradsError, OSError):
+        mask = load_mask(obj.dataset_root, img.row, image_size=size)
+    except (EutiradsError, OSError, ValueError):
         raise Http404("no usable box or mask") from None
     if box is None and mask is None:
         raise Http404("no box or mask in the manifest")
