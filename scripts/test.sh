@@ -15,4 +15,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# gettext's msgfmt: a test checks that the committed .mo catalogues match their .po sources.
+if ! command -v msgfmt >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null
+    else
+        echo "scripts/test.sh: msgfmt is missing; install Debian's gettext package" >&2
+    fi
+fi
+
 exec python3 -m pytest "$@"

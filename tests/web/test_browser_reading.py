@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import PASSWORD, make_user, write_dataset
+from tests.web.conftest import make_user, write_dataset
 from tests.web.test_browser_labeling import ARGS, CHROMIUM, browser, log_in  # noqa: F401
 
 pytestmark = [

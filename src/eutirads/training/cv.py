@@ -23,7 +23,7 @@ from ..categories import sort_labels
 from ..data.manifest import MANIFEST_NAME, read_manifest
 from ..errors import InputError
 from .config import TrainConfig, save_config
-from .data import Sample, _sample, load_images
+from .data import _sample, load_images
 from .run import make_spec, seed_everything, write_history
 
 __all__ = ["CVResult", "cross_validate", "fold_metrics", "default_positive"]

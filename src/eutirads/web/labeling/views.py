@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import mimetypes
 from io import BytesIO
-from pathlib import Path
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
