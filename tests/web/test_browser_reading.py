@@ -215,3 +215,31 @@ def test_the_help_overlay_lists_the_keys_and_b_toggles_the_nodule_box(
     page.keyboard.press("Escape")
     assert page.is_hidden("#help")
     assert json.loads(page.inner_text("#labeling-rule"))["rules"][0]["category"] == 5
+
+
+def test_a_reviewer_adjudicates_with_the_same_keys(live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling import queue
+    from eutirads.web.labeling.models import Image
+    from eutirads.web.labeling.project_io import import_project
+
+    users = {n: make_user(n, r) for n, r in (("alice", "radiologist"), ("bob", "radiologist"),
+                                              ("rita", "reviewer"))}
+    import_project(write_dataset(tmp_path / "ds", 2), "adj", readers=2, progress=False,
+                   mode="category")
+    images = list(Image.objects.select_related("project").order_by("position"))
+    for image, (a, b) in zip(images, [("3", "4"), ("2", "5")]):
+        queue.save_reading(image, users["alice"], label=a)
+        queue.save_reading(image, users["bob"], label=b)
+    page = browser.new_page()
+    log_in(page, live_server.url, "rita")
+    page.goto(f"{live_server.url}/labeling/adj/adjudication/{images[0].pk}/")
+    assert "1 of 2" in page.inner_text("#adjudication-progress")
+    page.keyboard.press("+")
+    assert "scale(1.25)" in page.eval_on_selector("#adjudicate-image", "e => e.style.transform")
+    page.keyboard.press("4")
+    page.wait_for_url(f"**/adjudication/{images[1].pk}/")
+    page.keyboard.press("x")
+    page.wait_for_url("**/adjudication/")
+    for image in images:
+        image.refresh_from_db()
+    assert [i.consensus_label for i in images] == ["4", "excluded"]

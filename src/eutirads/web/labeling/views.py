@@ -309,7 +309,11 @@ def adjudicate(request, project, image_id):
         return redirect("labeling:adjudication", project=obj.name)
     readings = (Reading.objects.filter(image=img, done=True).select_related("reader")
                 .order_by("reader__username"))
+    mine = [item["image"].pk for item in report.disagreements(obj)
+            if not queue.may_adjudicate(item["image"], request.user)]
     return render(request, "labeling/adjudicate.html", {
+        "queue_index": mine.index(img.pk) + 1 if img.pk in mine else None,
+        "queue_total": len(mine),
         "project": obj, "image": img, "readings": readings, "excluded": EXCLUDED,
         "categories": vocabulary.categories(), "value_labels": vocabulary.VALUE_LABELS,
         "image_url": reverse("labeling:image", args=[obj.name, img.pk])})
