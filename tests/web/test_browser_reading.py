@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from itertools import product
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_a_radiologist_in_spanish_reads_three_phantom_images_by_descriptors_with
     from eutirads.web.labeling.project_io import export_project
 
     make_user("alice", "radiologist")
-    _phantom_project(tmp_path)
+    root = _phantom_project(tmp_path)
     base = live_server.url
     context = browser.new_context(locale="es-CO", viewport={"width": 1366, "height": 820})
     page = context.new_page()
@@ -77,18 +78,28 @@ def test_a_radiologist_in_spanish_reads_three_phantom_images_by_descriptors_with
     assert "Guardar y siguiente" in page.inner_text("#save")
     assert "Composición" in page.inner_text("#descriptors")
     _wait_position(page, "imagen n.º 1")
-    # Five digits (one per descriptor, the active one moves on) and Enter: six keystrokes.
-    readings = [
-        ("35111", "5", "sólido, marcadamente hipoecoico → EU-TIRADS 5"),
-        ("33111", "3", "sólido, isoecoico → EU-TIRADS 3"),
-        ("23111", "2", "espongiforme, isoecoico → EU-TIRADS 2"),
-        # (a high-risk feature beyond composition and echogenicity is named too)
-    ]
-    for number, (keys, category, path) in enumerate(readings, start=1):
-        for key in keys:
-            page.keyboard.press(key)
-        assert page.inner_text("#computed-chip") == category
-        assert page.inner_text("#rule-path") == path
+    # The radiologist reads what the phantom drew (its manifest knows): five digits, one per
+    # descriptor (the active descriptor moves on), and Enter: six keystrokes; N for no nodule.
+    from eutirads.categories import DESCRIPTORS
+    from eutirads.data.manifest import read_manifest
+
+    truth = read_manifest(root)
+    for number, row in enumerate(truth, start=1):
+        if row["label"] == "1":
+            page.keyboard.press("n")
+        else:
+            for name, values in DESCRIPTORS.items():
+                page.keyboard.press(str(values.index(row[name]) + 1))
+        assert page.inner_text("#computed-chip") == row["label"]
+        path = page.inner_text("#rule-path")
+        assert path.endswith(f"→ EU-TIRADS {row['label']}")
+        assert ("sin nódulo" if row["label"] == "1" else "ecoico") in path  # in Spanish
+        if number == 2:
+            page.wait_for_selector("#overlay:not([hidden])")  # the manifest's box and mask
+            page.keyboard.press("d")  # the largest diameter, typed; Enter saves from there
+            page.keyboard.type(row["nodule_mm"])
+        if number == 2 and os.environ.get("EUTIRADS_SCREENSHOT_DIR"):  # for a person to look at
+            page.screenshot(path=str(Path(os.environ["EUTIRADS_SCREENSHOT_DIR"]) / "reading-es.png"))
         assert page.is_enabled("#save")
         page.keyboard.press("Enter")
         if number < 3:
@@ -96,18 +107,20 @@ def test_a_radiologist_in_spanish_reads_three_phantom_images_by_descriptors_with
             assert page.inner_text("#status") == "Guardada."
             assert page.inner_text("#progress-text").startswith(f"{number} hechas")
     page.wait_for_selector("#empty:not([hidden])")
-    saved = Reading.objects.filter(reader__username="alice", done=True).order_by("image__position")
-    assert [r.label for r in saved] == ["5", "3", "2"]
-    assert saved[0].descriptors == {"composition": "solid", "echogenicity": "markedly_hypoechoic",
-                                    "shape": "oval", "margins": "smooth", "echogenic_foci": "none"}
+    saved = list(Reading.objects.filter(reader__username="alice", done=True)
+                 .order_by("image__position"))
+    assert [r.label for r in saved] == [row["label"] for row in truth]
+    assert saved[1].descriptors == {name: truth[1][name] for name in DESCRIPTORS}
+    assert saved[1].diameter_mm == float(truth[1]["nodule_mm"])
 
     report = export_project("fantoma", tmp_path / "export", progress=False)
     assert report.written == 3
     with open(tmp_path / "export" / "manifest.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["label"] for r in rows] == ["5", "3", "2"]
-    assert [r["echogenicity"] for r in rows] == ["markedly_hypoechoic", "isoechoic", "isoechoic"]
-    assert rows[2]["composition"] == "spongiform" and rows[0]["reader_alice_shape"] == "oval"
+    assert [r["label"] for r in rows] == [row["label"] for row in truth]
+    for exported, row in zip(rows, truth):  # the descriptor columns `eutirads train` reads
+        assert {n: exported[n] for n in DESCRIPTORS} == {n: row[n] for n in DESCRIPTORS}
+        assert exported["reader_alice_composition"] == row["composition"]
 
 
 def test_on_a_slow_network_the_old_image_is_hidden_and_saving_is_off_until_the_next_shows(
