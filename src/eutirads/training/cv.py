@@ -22,44 +22,13 @@ from tqdm import tqdm
 from ..categories import sort_labels
 from ..data.manifest import MANIFEST_NAME, read_manifest
 from ..errors import InputError
+from ..evaluation.metrics import FOLD_METRICS as METRICS, default_positive, fold_metrics
 from .config import TrainConfig, save_config
 from .data import Sample, _sample, load_images
 from .run import make_spec, seed_everything, write_history
 
 __all__ = ["CVResult", "cross_validate", "fold_metrics", "default_positive"]
 
-METRICS = ("macro_f1", "accuracy", "kappa", "auc_high")
-
-
-def default_positive(class_names: Sequence[str]) -> list[str] | None:
-    """High-suspicion labels: EU-TIRADS 4-5; for TI-RADS 4b, 4c, 5."""
-    names = set(class_names)
-    if names <= {"1", "2", "3", "4", "5"}:
-        return [n for n in ("4", "5") if n in names] or None
-    if names & {"4a", "4b", "4c"}:
-        return [n for n in ("4b", "4c", "5") if n in names] or None
-    return None
-
-
-def fold_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
-                 positive: Sequence[str] | None) -> dict[str, float]:
-    """macro-F1, accuracy, quadratic-weighted kappa, AUC of the positive set vs the rest."""
-    from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
-
-    y_pred = probs.argmax(1)
-    labels = list(range(len(class_names)))
-    present = sorted(set(y_true.tolist()))  # absent classes would count as F1 0
-    out = {"macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro",
-                                      zero_division=0)),
-           "accuracy": float((y_true == y_pred).mean()),
-           "kappa": float(cohen_kappa_score(y_true, y_pred, labels=labels, weights="quadratic")),
-           "auc_high": float("nan")}
-    if positive:
-        pos = [class_names.index(p) for p in positive]
-        target = np.isin(y_true, pos)
-        if 0 < target.sum() < len(target):
-            out["auc_high"] = float(roc_auc_score(target, probs[:, pos].sum(axis=1)))
-    return out
 
 
 @dataclass
@@ -111,7 +80,7 @@ def cross_validate(dataset: str | os.PathLike[str], config: TrainConfig,
     class_names = sort_labels(r["label"] for r in rows)
     if len(class_names) < 2:
         raise InputError(f"{root / MANIFEST_NAME}: need at least 2 classes for cross-validation")
-    positive = list(positive) if positive else default_positive(class_names)
+    positive = list(positive) if positive else (default_positive(class_names) or None)
     folds = np.asarray(patient_folds(rows, k, seed=config.seed))
     samples = [_sample(root, r) for r in rows]
     spec = make_spec(config, class_names)
