@@ -54,7 +54,75 @@ def _test_section(test: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
-def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec) -> str:
+def _localiser_section(localiser: Mapping[str, Any], spec: PreprocessSpec) -> list[str]:
+    data = localiser.get("data_summary") or {}
+    lines = [
+        "## Localiser",
+        "",
+        f"- Architecture: `{localiser.get('model_name')}` (a segmentation network: the "
+        "nodule's probability at every pixel)",
+        f"- Input: the scanner's image area "
+        f"{'(frame found and cropped away)' if spec.frame == 'detect' else '(image as given)'}, "
+        f"resized ({spec.resize}) to {spec.input_size[1]}x{spec.input_size[0]} pixels, "
+        f"normalised with mean {list(spec.mean)} and std {list(spec.std)}.",
+        f"- A pixel is nodule when its probability reaches {localiser.get('threshold')}; "
+        f"regions under {localiser.get('min_region_px')} pixels of that input grid are dropped. "
+        "The nodule box encloses every region left.",
+        "- The outline and its axes are the model's estimate: the radiologist checks them "
+        "(and the size that decides fine-needle aspiration) on the image.",
+        "",
+        "### Localiser training data",
+        "",
+        *(_lines(data) if data else ["No data summary was recorded."]),
+        "",
+    ]
+    if localiser.get("training"):
+        lines += ["### Localiser training", "", *_lines(localiser["training"]), ""]
+    if localiser.get("val_metrics"):
+        lines += ["### Localiser validation metrics", "", *_lines(localiser["val_metrics"]), ""]
+    lines += ["### Localiser test metrics", "", *_test_section(localiser.get("test_metrics")), ""]
+    return lines
+
+
+def _localiser_card(metadata: Mapping[str, Any], localiser: Mapping[str, Any],
+                    spec: PreprocessSpec) -> str:
+    phantom = "phantom" in str(localiser.get("data_summary") or {}).lower()
+    lines = [
+        f"# Model card: {metadata.get('name')}",
+        "",
+        f"- Bundle version: `{metadata.get('version')}` (eutirads {metadata.get('eutirads_version')},"
+        f" bundle format {metadata.get('format_version')}, created {metadata.get('created')})",
+        "- Holds a nodule localiser only (no classifier: it outlines and measures, it does not "
+        "give a category).",
+        "",
+        "## Intended use",
+        "",
+        "Decision support for radiologists: it outlines the thyroid nodule on an ultrasound "
+        "image, boxes it and measures its axes. **It supports, and never replaces, the "
+        "radiologist's judgement.** It is not a medical device and has not been validated for "
+        "clinical use.",
+        "",
+        *_localiser_section(localiser, spec),
+        "## Limits",
+        "",
+        *(["- **Trained on synthetic phantom images.** Never use it on patients."]
+          if phantom else []),
+        "- It may miss a nodule, outline a vessel or a cyst-like structure, or join two "
+        "nodules; performance may drop on scanners and settings unlike the training data.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec | None, *,
+               localiser: Mapping[str, Any] | None = None,
+               localiser_spec: PreprocessSpec | None = None) -> str:
+    """The card of a bundle: `metadata` is its flat metadata (`bundle.flat_metadata`),
+    `spec` the classifier's input rule (None for a localiser-only bundle)."""
+    if spec is None:
+        if localiser is None or localiser_spec is None:
+            raise ValueError("a model card needs a classifier or a localiser")
+        return _localiser_card(metadata, localiser, localiser_spec)
     classes = ", ".join(spec.class_names)
     eu = set(spec.class_names) <= {"1", "2", "3", "4", "5"}
     data = metadata.get("data_summary") or {}
@@ -100,6 +168,8 @@ def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec) -> str:
         lines += ["## Validation metrics (the split that chose the checkpoint)", "",
                   *_lines(val), ""]
     lines += ["## Test metrics", "", *_test_section(metadata.get("test_metrics")), ""]
+    if localiser is not None and localiser_spec is not None:
+        lines += _localiser_section(localiser, localiser_spec)
     lines += [
         "## Limits",
         "",
@@ -107,8 +177,11 @@ def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec) -> str:
            "they say nothing about real patients. Never use it on patients."] if phantom else []),
         "- It reads one image, not the whole examination: no lymph-node assessment, no "
         "comparison with earlier exams, no clinical context.",
-        "- The nodule's size (which decides fine-needle aspiration) is not measured by the "
-        "model; the FNA advice comes from the guideline's thresholds.",
+        *(["- The nodule's size (which decides fine-needle aspiration) comes from the "
+           "localiser's outline, an estimate to check; the FNA advice comes from the "
+           "guideline's thresholds."] if localiser is not None else
+          ["- The nodule's size (which decides fine-needle aspiration) is not measured by the "
+           "model; the FNA advice comes from the guideline's thresholds."]),
         "- EU-TIRADS readers agree only moderately (kappa about 0.4 between experts); the "
         "reference labels carry that noise, and so does the model.",
         "- Performance may drop on scanners, settings, populations or label schemes unlike the "

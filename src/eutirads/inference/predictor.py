@@ -1,4 +1,6 @@
-"""`Predictor`: a model bundle run by onnxruntime, with heatmaps. Never imports torch."""
+"""`Predictor`: a model bundle run by onnxruntime: the classifier (with heatmaps), the
+nodule localiser, or both, the localiser's box then feeding the classifier's crop. Never
+imports torch."""
 
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from ..imageio import load_rgb
 # through exactly the crop the model saw (a test checks they agree).
 from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
 from ..region import Box, crop
-from .bundle import (CARD_FILE, INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, PREPROCESS_FILE,
-                     read_head, read_metadata)
+from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, OUTPUT_NAMES, component_file,
+                     flat_metadata, read_head, read_metadata)
 from .heatmap import class_activation_map, heatmap_to_image
+from .localiser import Localiser, Spacing, mm_or_none
 
 __all__ = ["Prediction", "Predictor", "model_crop_box", "category_name"]
 
@@ -46,26 +49,48 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+BOX_SOURCES = ("given", "localiser", "none")
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One image's result. `probabilities` follows the model's class order; `heatmap` is
     HxW float32 in [0, 1] at the input image's size (zero outside the crop the model saw);
-    `crop_box` is that crop (x0, y0, x1, y1)."""
+    `crop_box` is that crop (x0, y0, x1, y1). A localiser-only bundle gives label and name
+    None, no probabilities, and the image area as crop_box.
 
-    label: str
-    name: str
+    With a localiser: `nodule` is {"box", "score", "regions": [{"box", "area_px", "score",
+    "long_axis_px", "short_axis_px", "long_axis_mm", "short_axis_mm", "contour"}]} in the
+    input image's pixels, or None with `nodule_reason`; `mask` HxW uint8 0/255 (every
+    region). `box_source` says which box the classifier's crop used: "given" (the caller's),
+    "localiser" or "none"."""
+
+    label: str | None
+    name: str | None
     probabilities: dict[str, float]
     crop_box: tuple[int, int, int, int]
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    nodule: dict[str, Any] | None = None
+    nodule_reason: str | None = None
+    box_source: str = "none"
+    localised: bool = False
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
-    def confidence(self) -> float:
-        return self.probabilities[self.label]
+    def confidence(self) -> float | None:
+        return self.probabilities[self.label] if self.label is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, without the heatmap."""
-        return {"label": self.label, "name": self.name, "confidence": self.confidence,
-                "probabilities": dict(self.probabilities), "crop_box": list(self.crop_box)}
+        """JSON-ready, without the heatmap and the mask. `nodule`/`nodule_reason` only when
+        the bundle has a localiser."""
+        out = {"label": self.label, "name": self.name, "confidence": self.confidence,
+               "probabilities": dict(self.probabilities), "crop_box": list(self.crop_box),
+               "box_source": self.box_source}
+        if self.localised:
+            out["nodule"] = self.nodule
+            if self.nodule is None:
+                out["nodule_reason"] = self.nodule_reason
+        return out
 
 
 def _as_rgb(image: ImageInput, name: str | None) -> np.ndarray:
@@ -81,38 +106,62 @@ def _as_rgb(image: ImageInput, name: str | None) -> np.ndarray:
 
 
 class Predictor:
-    """A bundle loaded once (one onnxruntime session), ready to predict many images.
+    """A bundle loaded once (one onnxruntime session per model), ready to predict many images.
 
     >>> predictor = Predictor("bundle")                       # doctest: +SKIP
     >>> result = predictor.predict("nodule.png", box=(120, 80, 260, 190))  # doctest: +SKIP
     """
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self._bundle = read_metadata(self.bundle_dir)
+        self._metadata = flat_metadata(self._bundle)
+        components = self._bundle["components"]
+        self.spec: PreprocessSpec | None = None
+        self._session = None
+        if CLASSIFIER in components:
+            self._load_classifier(threads)
+        self.localiser: Localiser | None = (
+            Localiser(self.bundle_dir, self._bundle, threads=threads)
+            if LOCALISER in components else None)
+
+    def _load_classifier(self, threads: int | None) -> None:
         import onnxruntime as ort
 
-        self.bundle_dir = Path(bundle_dir)
-        self._metadata = read_metadata(self.bundle_dir)
-        self.spec = PreprocessSpec.load(self.bundle_dir / PREPROCESS_FILE)
-        self._weight, self._bias = read_head(self.bundle_dir)
+        meta = self._bundle
+        self.spec = PreprocessSpec.load(component_file(self.bundle_dir, meta, CLASSIFIER,
+                                                       "preprocess"))
+        head = component_file(self.bundle_dir, meta, CLASSIFIER, "cam_head")
+        self._weight, self._bias = read_head(self.bundle_dir, head.name)
         if not self.spec.class_names:
-            raise ModelError(f"{self.bundle_dir}: preprocess.json names no classes")
+            raise ModelError(f"{self.bundle_dir}: the classifier's preprocess file names no "
+                             "classes")
         if self._weight.shape[0] != len(self.spec.class_names):
             raise ModelError(f"{self.bundle_dir}: {len(self.spec.class_names)} classes but a "
                              f"head for {self._weight.shape[0]}")
+        model = component_file(self.bundle_dir, meta, CLASSIFIER, "model")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = int(threads)
         try:
-            self._session = ort.InferenceSession(str(self.bundle_dir / MODEL_FILE), options,
+            self._session = ort.InferenceSession(str(model), options,
                                                  providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise ModelError(f"{self.bundle_dir / MODEL_FILE}: cannot load ({reason})") from None
+            raise ModelError(f"{model}: cannot load ({reason})") from None
         outputs = [o.name for o in self._session.get_outputs()]
         if tuple(outputs[:2]) != OUTPUT_NAMES or self._session.get_inputs()[0].name != INPUT_NAME:
-            raise ModelError(f"{self.bundle_dir / MODEL_FILE}: expected input {INPUT_NAME!r} and "
+            raise ModelError(f"{model}: expected input {INPUT_NAME!r} and "
                              f"outputs {OUTPUT_NAMES}, found {outputs}")
+
+    @property
+    def has_classifier(self) -> bool:
+        return self._session is not None
+
+    @property
+    def has_localiser(self) -> bool:
+        return self.localiser is not None
 
     @property
     def tta(self) -> bool:
@@ -121,7 +170,7 @@ class Predictor:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.spec.class_names)
+        return list(self.spec.class_names) if self.spec is not None else []
 
     @property
     def model_card(self) -> str:
@@ -130,11 +179,18 @@ class Predictor:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """name, version, model_name, created, class_names, data_summary, test_metrics, ..."""
+        """name, version, created, components, and the classifier's settings beside them
+        (model_name, class_names, data_summary, test_metrics, tta...; `bundle.flat_metadata`)."""
         return dict(self._metadata)
+
+    def _need_classifier(self) -> PreprocessSpec:
+        if self.spec is None:
+            raise ModelError(f"{self.bundle_dir}: this bundle holds no classifier")
+        return self.spec
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits NxK, features NxCxhxw) for a prepared Nx3xHxW float32 batch."""
+        self._need_classifier()
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         logits, features = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
         return logits, features
@@ -143,19 +199,38 @@ class Predictor:
                 name: str | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
         """(RGB pixels, model input 3xHxW, crop box): `preprocess.prepare`, with the crop box
         kept so the heatmap can be mapped back."""
+        spec = self._need_classifier()
         pixels = _as_rgb(image, name)
-        crop_box = model_crop_box(pixels, self.spec, box)
-        tensor = normalize(resize_to_input(crop(pixels, crop_box), self.spec), self.spec)
+        crop_box = model_crop_box(pixels, spec, box)
+        tensor = normalize(resize_to_input(crop(pixels, crop_box), spec), spec)
         return pixels, tensor, crop_box
 
     def predict(self, image: ImageInput, *, box: Sequence[int] | None = None,
-                heatmap: bool = True, name: str | None = None) -> Prediction:
+                heatmap: bool = True, name: str | None = None,
+                pixel_mm: Spacing | Sequence[float] | float | None = None) -> Prediction:
         """Category, name, probabilities and (unless heatmap=False) the class-activation
         heatmap of the predicted class at the input image's size (from the unmirrored image
-        when the bundle uses mirror test-time augmentation). `image` is an HxWx3 (or
-        HxW) uint8 array, a path or encoded bytes; `box` the nodule (x0, y0, x1, y1) in the
-        image's pixels; `name` what errors call the image."""
-        pixels, tensor, crop_box = self.prepare(image, box=box, name=name)
+        when the bundle uses mirror test-time augmentation), and with a localiser the nodule
+        found. `image` is an HxWx3 (or HxW) uint8 array, a path or encoded bytes; `box` the
+        nodule (x0, y0, x1, y1) in the image's pixels (given, it is the classifier's crop;
+        else the localiser's box is); `pixel_mm` the (x, y) pixel size in mm (or one number)
+        for the nodule's axes in mm; `name` what errors call the image."""
+        pixels = _as_rgb(image, name)
+        spacing = mm_or_none(pixel_mm)
+        found = self.localiser.find(pixels, spacing=spacing) if self.localiser else None
+        source = "given" if box is not None else "none"
+        if box is None and found is not None and found.nodule is not None:
+            box, source = found.nodule["box"], "localiser"
+        extra: dict[str, Any] = {"box_source": source}
+        if found is not None:
+            extra.update(localised=True, nodule=found.nodule, nodule_reason=found.reason,
+                         mask=found.mask)
+        if self.spec is None:
+            height, width = pixels.shape[:2]
+            area = crop_box(pixels, self.localiser.spec) if self.localiser else Box(0, 0, width, height)
+            return Prediction(label=None, name=None, probabilities={}, crop_box=tuple(area),
+                              **extra)
+        _, tensor, crop_box_ = self.prepare(pixels, box=box)
         if self.tta:
             # Mirror test-time augmentation, as the run was evaluated: one batch of two.
             logits, features = self.run(np.stack([tensor, tensor[:, :, ::-1]]))
@@ -168,7 +243,7 @@ class Predictor:
         heat = None
         if heatmap:
             cam = class_activation_map(features[0], self._weight, index)
-            heat = heatmap_to_image(cam, self.spec, crop_box, pixels.shape)
+            heat = heatmap_to_image(cam, self.spec, crop_box_, pixels.shape)
         return Prediction(label=label, name=category_name(label, self.class_names),
                           probabilities={c: float(p) for c, p in zip(self.class_names, proba)},
-                          crop_box=tuple(crop_box), heatmap=heat)
+                          crop_box=tuple(crop_box_), heatmap=heat, **extra)
