@@ -36,7 +36,7 @@ from .data import eval_transform, train_transform
 from .losses import balanced_class_weights, multitask_loss
 
 __all__ = ["Phase", "phases_for", "fit", "train_one_epoch", "evaluate", "predict_outputs",
-           "predict_proba", "image_views", "FeatureCache", "FitResult", "LoopOptions",
+           "predict_proba", "pooled_features", "image_views", "FeatureCache", "FitResult", "LoopOptions",
            "LossOptions", "FitOptions", "select_device", "model_heads", "tensor_views", "CATEGORY"]
 
 log = logging.getLogger(__name__)
@@ -281,10 +281,11 @@ def tensor_views(batches: Iterable[np.ndarray | torch.Tensor], loop: LoopOptions
 
 @torch.no_grad()
 def predict_outputs(forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-                    views: Iterable[Sequence[torch.Tensor]], loop: LoopOptions
-                    ) -> dict[str, np.ndarray]:
-    """The one prediction loop: for every batch, each head's softmax averaged over the
-    batch's views (the image, its mirror under TTA). Returns head -> N x K_head."""
+                    views: Iterable[Sequence[torch.Tensor]], loop: LoopOptions, *,
+                    softmax: bool = True) -> dict[str, np.ndarray]:
+    """The one prediction loop: for every batch, each head's softmax (or, with
+    softmax=False, the raw output) averaged over the batch's views (the image, its mirror
+    under TTA). Returns output name -> N x K."""
     outs: dict[str, list[torch.Tensor]] = {}
     for batch in views:
         summed: dict[str, torch.Tensor] = {}
@@ -292,11 +293,24 @@ def predict_outputs(forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
             with _autocast(loop.device, loop.amp):
                 logits = forward(view.to(loop.device))
             for name, value in logits.items():
-                p = value.float().softmax(1)
+                p = value.float().softmax(1) if softmax else value.float()
                 summed[name] = summed[name] + p if name in summed else p
         for name, value in summed.items():
             outs.setdefault(name, []).append((value / len(batch)).cpu())
     return {name: torch.cat(parts).numpy() for name, parts in outs.items()}
+
+
+def pooled_features(model: nn.Module, spec: PreprocessSpec, images: Sequence[np.ndarray],
+                    loop: LoopOptions) -> np.ndarray:
+    """N x C globally pooled last feature maps of the unmirrored images (what the bundle's
+    "features" output gives the predictor's out-of-distribution check)."""
+    model.to(loop.device)
+    model.eval()
+    plain = LoopOptions(loop.batch_size, loop.device, loop.amp, tta=False)
+    out = predict_outputs(lambda x: {"f": model.forward_features(x).mean(dim=(2, 3))},
+                          image_views(images, eval_transform(spec), plain), plain,
+                          softmax=False)
+    return out.get("f", np.zeros((0, 0), np.float32))
 
 
 def predict_proba(model: nn.Module, spec: PreprocessSpec, images: Sequence[np.ndarray],
