@@ -175,7 +175,7 @@ def test_the_rule_path_refuses_unknown_descriptors_in_one_line():
     with pytest.raises(InputError, match="unknown: shape"):
         rule_path({"composition": "solid", "echogenicity": "isoechoic", "margins": "smooth",
                    "echogenic_foci": "none"})
-    with pytest.raises(InputError, match="not a margins value"):
+    with pytest.raises(InputError, match="not in the margins vocabulary"):
         features_from_values({"composition": "solid", "echogenicity": "isoechoic",
                               "shape": "oval", "margins": "wavy", "echogenic_foci": "none"})
 
@@ -184,7 +184,7 @@ def test_descriptor_values_are_normalised_loosely_but_never_guessed():
     assert normalize_descriptor("echogenicity", " Markedly hypoechoic ") == "markedly_hypoechoic"
     assert normalize_descriptor("shape", "taller-than-wide") == "taller_than_wide"
     assert normalize_descriptor("margins", "") == ""
-    with pytest.raises(InputError, match="not a echogenicity value"):
+    with pytest.raises(InputError, match="not in the echogenicity vocabulary"):
         normalize_descriptor("echogenicity", "hypoechoic")
     with pytest.raises(InputError, match="unknown descriptor"):
         normalize_descriptor("colour", "red")

@@ -195,8 +195,8 @@ def normalize_descriptor(name: str, value: str) -> str:
     if cleaned == "":
         return ""
     if cleaned not in DESCRIPTORS[name]:
-        raise InputError(f"{str(value)[:40]!r} is not a {name} value; expected one of "
-                         f"{', '.join(DESCRIPTORS[name])} or empty")
+        raise InputError(f"{str(value)[:40]!r} is not in the {name} vocabulary (expected "
+                         f"one of {', '.join(DESCRIPTORS[name])} or empty)")
     return cleaned
 
 
