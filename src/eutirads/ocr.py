@@ -33,7 +33,7 @@ __all__ = ["text_candidates", "find_text_boxes", "redact_text", "tesseract_avail
 # bright in absolute terms: burned-in text is drawn near white, speckle grain is not
 # both at once.
 _STROKE_CONTRAST = 70.0
-_STROKE_LEVEL = 170.0
+_STROKE_LEVEL = 140.0
 # Glyph heights (pixels) of text a person can read on a scanner screen.
 _MIN_LINE, _MAX_LINE = 6, 64
 _MIN_GLYPHS = 3
