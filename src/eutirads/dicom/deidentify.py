@@ -108,14 +108,15 @@ _DUMMY = {"PN": "ANONYMIZED", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANO
           "IS": "0", "DS": "0", "AS": "000D"}
 
 
-def _walk(ds: Dataset, keyring: Keyring, identity: Identity, depth: int) -> None:
+def _walk(ds: Dataset, keyring: Keyring, identity: Identity, depth: int,
+          parent: str | None = None) -> None:
     if depth > MAX_SEQUENCE_DEPTH:
         raise DeidentifyError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
     for tag in list(ds.keys()):
         # Decide from the tag alone first: a private or unknown element is removed without
         # ever decoding its value.
         raw_vr = getattr(ds.get_item(tag), "VR", None) or profile.dictionary_vr(tag)
-        if profile.rule_for(tag, str(raw_vr)) == "X":
+        if profile.rule_for(tag, str(raw_vr), parent) == "X":
             del ds[tag]
             continue
         try:
@@ -124,7 +125,7 @@ def _walk(ds: Dataset, keyring: Keyring, identity: Identity, depth: int) -> None
             del ds[tag]
             continue
         vr = str(elem.VR)
-        action = profile.rule_for(tag, vr)  # the VR may be known only after decoding
+        action = profile.rule_for(tag, vr, parent)  # the VR may be known only after decoding
         _apply(ds, tag, elem, vr, action, keyring, identity, depth)
 
 
@@ -135,7 +136,7 @@ def _apply(ds: Dataset, tag, elem, vr: str, action: str, keyring: Keyring,
         del ds[tag]
     elif action == "S":
         for item in elem.value:  # a kept sequence: its items get the same treatment
-            _walk(item, keyring, identity, depth + 1)
+            _walk(item, keyring, identity, depth + 1, elem.keyword)
     elif action == "Z":
         elem.value = Sequence() if vr == "SQ" else None
     elif action == "P":

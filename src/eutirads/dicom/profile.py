@@ -22,8 +22,11 @@ applied as the Basic Application Level Confidentiality Profile with these option
 
 The Basic Profile's alternatives (X/Z, X/D, X/Z/D, Z/D) exist so that Type 2 attributes
 stay present and Type 1 keep a value; software does not know each IOD's types, so an
-alternative with Z (or D) empties the attribute, never removes it: the object stays valid
-and nothing identifying is left. X/D becomes Z as well (empty, not a made-up value).
+alternative empties an attribute (valid for Type 2 and 3 alike), never removes it: the
+object stays valid and nothing identifying is left. X/D becomes Z as well (empty, not a
+made-up value). Sequences are the exception: an empty Type 3 sequence is invalid, so an
+alternative removes a sequence (no sequence with an alternative is Type 2 in the
+ultrasound IODs).
 
 Everything the table does not list is removed (the strict catch-all), unless it is on
 `KEEP`: a short list of technical attributes that describe the image, not the person.
@@ -39,7 +42,7 @@ from pydicom.tag import BaseTag
 
 from .profile_table import TABLE
 
-__all__ = ["TABLE", "KEEP", "KEEP_UID_KEYWORDS", "DEID_METHOD_CODES", "UNKNOWN_TABLE_KEYWORDS",
+__all__ = ["TABLE", "KEEP", "KEEP_UID_KEYWORDS", "CODE_SEQUENCES", "CODE_ITEM", "DEID_METHOD_CODES", "UNKNOWN_TABLE_KEYWORDS",
            "action_for", "effective_action", "rule_for", "dictionary_vr"]
 
 # UIDs that name a class or a well-known thing, never an instance: always kept.
@@ -89,17 +92,23 @@ KEEP: frozenset[str] = KEEP_UID_KEYWORDS | frozenset({
     "MechanicalIndex", "BoneThermalIndex", "CranialThermalIndex", "SoftTissueThermalIndex",
     "SoftTissueFocusThermalIndex", "SoftTissueSurfaceThermalIndex", "DepthOfScanField",
     "HeartRate", "TriggerTime",
-    # Coded anatomy and views, and the code items inside those sequences only (a code
-    # sequence not kept here is removed whole, with its codes).
+    # The de-identification record: written by us after the walk.
+    "PatientIdentityRemoved", "LongitudinalTemporalInformationModified",
+})
+
+# Coded anatomy, views and probe geometry: the only code sequences kept, and the only
+# places where the code items (CODE_ITEM) are kept. A code sequence not listed here is
+# removed whole; a code item anywhere else (inside a kept reference, say) is removed.
+CODE_SEQUENCES: frozenset[str] = frozenset({
     "AnatomicRegionSequence", "AnatomicRegionModifierSequence",
     "PrimaryAnatomicStructureSequence", "PrimaryAnatomicStructureModifierSequence",
     "ViewCodeSequence", "ViewModifierCodeSequence", "TransducerScanPatternCodeSequence",
     "TransducerGeometryCodeSequence", "TransducerBeamSteeringCodeSequence",
-    "TransducerApplicationCodeSequence", "CodeValue", "CodingSchemeDesignator",
-    "CodingSchemeVersion", "CodeMeaning", "LongCodeValue", "URNCodeValue",
-    "MappingResource", "ContextIdentifier",
-    # The de-identification record: written by us after the walk.
-    "PatientIdentityRemoved", "LongitudinalTemporalInformationModified",
+    "TransducerApplicationCodeSequence",
+})
+CODE_ITEM: frozenset[str] = frozenset({
+    "CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning",
+    "LongCodeValue", "URNCodeValue", "MappingResource", "ContextIdentifier",
 })
 
 # The CID 7050 codes written into DeidentificationMethodCodeSequence (scheme DCM).
@@ -121,8 +130,8 @@ def _keyword_known(keyword: str) -> bool:
 
 
 # Keep-list keywords this pydicom does not know (a test demands none).
-UNKNOWN_TABLE_KEYWORDS: tuple[str, ...] = tuple(sorted(k for k in KEEP
-                                                       if not _keyword_known(k)))
+UNKNOWN_TABLE_KEYWORDS: tuple[str, ...] = tuple(sorted(
+    k for k in KEEP | CODE_SEQUENCES | CODE_ITEM if not _keyword_known(k)))
 
 
 def effective_action(basic: str, dates_option: str, vr: str) -> str:
@@ -135,9 +144,10 @@ def effective_action(basic: str, dates_option: str, vr: str) -> str:
     if basic == "X/Z/U*":
         return "S" if vr == "SQ" else "U"  # references: kept, their UIDs remapped
     if vr == "SQ":
-        if basic == "X" or basic == "X/D":
-            return "X"
-        return "Z"  # no dummy items can be made up: an empty sequence
+        # An empty sequence is valid only where the IOD makes it Type 2 (dciodvfy rejects
+        # empty Type 3 sequences): the alternatives to X remove it, Z and D (no dummy
+        # items can be made up) empty it.
+        return "Z" if basic in ("Z", "D") else "X"
     if basic == "U":
         return "U" if vr == "UI" else "Z"
     if basic in ("X", "Z"):
@@ -153,9 +163,10 @@ def action_for(tag: BaseTag) -> str | None:
     return entry[0] if entry else None
 
 
-def rule_for(tag: BaseTag, vr: str) -> str:
+def rule_for(tag: BaseTag, vr: str, parent: str | None = None) -> str:
     """The action for any element: fixed rules, then the table, then the keep-list; all
-    else is removed. Returns one of the codes of the module docstring."""
+    else is removed. `parent` is the keyword of the sequence whose item holds the element
+    (None at the top). Returns one of the codes of the module docstring."""
     group = tag.group
     if tag.is_private:  # Table E.1-1 "Private Attributes": X (no Retain Safe Private)
         return "X"
@@ -170,7 +181,12 @@ def rule_for(tag: BaseTag, vr: str) -> str:
     entry = TABLE.get(int(tag))
     if entry is not None:
         return effective_action(entry[0], entry[1], vr)
-    if keyword_for_tag(tag) in KEEP:
+    keyword = keyword_for_tag(tag)
+    if keyword in CODE_SEQUENCES:
+        return "S"
+    if keyword in CODE_ITEM:
+        return "K" if parent in CODE_SEQUENCES else "X"
+    if keyword in KEEP:
         return "S" if vr == "SQ" else "K"
     return "X"
 
