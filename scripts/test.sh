@@ -15,13 +15,17 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
-# gettext's msgfmt: a test checks that the committed .mo catalogues match their .po sources.
-if ! command -v msgfmt >/dev/null 2>&1; then
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null
-    else
-        echo "scripts/test.sh: msgfmt is missing; install Debian's gettext package" >&2
+# De-identification: Tesseract reads burned-in text, dciodvfy (dicom3tools) checks the
+# DICOM objects ingest writes. gettext's msgfmt: a test checks that the committed .mo
+# catalogues match their .po sources.
+for pair in tesseract:tesseract-ocr dciodvfy:dicom3tools msgfmt:gettext; do
+    if ! command -v "${pair%%:*}" >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pair##*:}" >/dev/null
+        else
+            echo "scripts/test.sh: ${pair%%:*} is missing; install Debian's ${pair##*:}" >&2
+        fi
     fi
-fi
+done
 
 exec python3 -m pytest "$@"

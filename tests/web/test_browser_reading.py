@@ -155,7 +155,7 @@ def test_on_a_slow_network_the_old_image_is_hidden_and_saving_is_off_until_the_n
     page.keyboard.press("3")
     page.keyboard.press("Enter")
     # While the next image is on its way: a second verdict must not be accepted.
-    page.wait_for_function("document.getElementById('save').disabled")
+    page.wait_for_function("() => document.getElementById('save').disabled")
     page.keyboard.press("4")
     page.keyboard.press("Enter")
     _wait_position(page, "image #2")

@@ -7,7 +7,6 @@ reading. Reviewers see everyone's labels on the agreement and adjudication pages
 from __future__ import annotations
 
 import json
-import mimetypes
 from io import BytesIO
 
 from django.contrib import messages
@@ -30,7 +29,6 @@ from . import queue, report, vocabulary
 from .forms import ConsensusForm, VerdictForm
 from .models import DESCRIPTOR_MODE, EXCLUDED, Image, Project, Reading
 
-BROWSER_IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
 
 
 def _project(name: str) -> Project:
@@ -204,16 +202,20 @@ def image(request, project, image_id):
         raise Http404("image outside the dataset") from None
     if not path.is_file():
         raise Http404("image file missing")
-    if path.suffix.lower() in BROWSER_IMAGE_TYPES:
-        response = FileResponse(open(path, "rb"),
-                                content_type=mimetypes.guess_type(path.name)[0] or "image/png")
-    else:  # TIFF and the like: decode safely, send as PNG
-        from ...imageio import load_rgb
-        from PIL import Image as PILImage
+    # The one clean-frame rule (eutirads.frame): only the ultrasound area is served, with
+    # burned-in text blanked; same size as the file, so boxes and masks still fit.
+    from PIL import Image as PILImage
 
-        buffer = BytesIO()
-        PILImage.fromarray(load_rgb(path)).save(buffer, format="PNG")
-        response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    from ...frame import NoImageAreaError, clean_frame
+
+    try:
+        pixels = clean_frame(path, name=f"image #{img.pk}", redact_text=True).blanked
+    except NoImageAreaError:
+        raise Http404("no ultrasound image area in this image") from None
+    buffer = BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
+    buffer.seek(0)
+    response = FileResponse(buffer, content_type="image/png")
     _no_store(response)
     return response
 
