@@ -1,13 +1,21 @@
-"""Translated names for the descriptor vocabulary of `eutirads.categories` and the keys
-that set them on the reading screen. The values stay the vocabulary's names; only what a
-person reads is translated."""
+"""The guideline's words for people, translated: descriptor names and values, high-risk
+features, category texts and the FNA advice of `eutirads.categories`. Every web page
+(labeling, diagnosis) takes them from here, so each is translated once. The values sent and
+stored stay the vocabulary's names; only what a person reads is translated.
+
+`advice(number, diameter_mm)` is `categories.fna_advice` in the active language: the
+English sentence is matched against ADVICE_PATTERNS (tests check that every sentence
+fna_advice can say has a pattern), so the rule stays written once, in the library.
+"""
 
 from __future__ import annotations
+
+import re
 
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-from ...categories import DESCRIPTORS
+from ...categories import CATEGORIES, DESCRIPTORS, fna_advice
 
 DESCRIPTOR_LABELS = {
     "composition": _("Composition"),
@@ -73,8 +81,46 @@ def descriptor_groups() -> list[dict]:
 
 
 def categories() -> list[dict]:
-    from ...categories import CATEGORIES
-
     return [{"number": c.number, "name": CATEGORY_TEXT[c.number][0],
              "definition": CATEGORY_TEXT[c.number][1], "features": CATEGORY_TEXT[c.number][2],
              "risk": c.risk_text} for c in CATEGORIES.values()]
+
+
+# fna_advice's sentences (regular expressions on its English text) -> translatable text.
+ADVICE_PATTERNS: list[tuple[re.Pattern, str]] = [
+    (re.compile(r"^No nodule: no FNA\.$"), _("No nodule: no FNA.")),
+    (re.compile(r"^Benign pattern: FNA not indicated \(only to relieve symptoms\)\.$"),
+     _("Benign pattern: FNA not indicated (only to relieve symptoms).")),
+    (re.compile(r"^FNA advised if the largest diameter is over (?P<t>[\d.]+) mm\. At or under "
+                r"10 mm: active surveillance or FNA\.$"),
+     _("FNA advised if the largest diameter is over %(t)s mm. At or under 10 mm: active "
+       "surveillance or FNA.")),
+    (re.compile(r"^FNA advised if the largest diameter is over (?P<t>[\d.]+) mm\.$"),
+     _("FNA advised if the largest diameter is over %(t)s mm.")),
+    (re.compile(r"^FNA advised: (?P<d>[\d.e+-]+) mm is over the (?P<t>[\d.]+) mm threshold\.$"),
+     _("FNA advised: %(d)s mm is over the %(t)s mm threshold.")),
+    (re.compile(r"^(?P<d>[\d.e+-]+) mm is at or under (?P<t>[\d.]+) mm: active surveillance or "
+                r"FNA\.$"),
+     _("%(d)s mm is at or under %(t)s mm: active surveillance or FNA.")),
+    (re.compile(r"^No FNA for now: (?P<d>[\d.e+-]+) mm is at or under the (?P<t>[\d.]+) mm "
+                r"threshold; follow-up\.$"),
+     _("No FNA for now: %(d)s mm is at or under the %(t)s mm threshold; follow-up.")),
+]
+
+
+def translate_advice(english: str) -> str:
+    """One of fna_advice's sentences in the active language (unchanged if unknown)."""
+    from django.utils.formats import number_format
+
+    for pattern, text in ADVICE_PATTERNS:
+        match = pattern.match(english)
+        if match:
+            values = {k: number_format(float(v)) if "." in v else v
+                      for k, v in match.groupdict().items()}
+            return str(text) % values
+    return english
+
+
+def advice(category_number: int, diameter_mm: float | None = None) -> str:
+    """`categories.fna_advice` in the active language."""
+    return translate_advice(fna_advice(category_number, diameter_mm))
