@@ -239,3 +239,13 @@ def test_the_evaluation_report_gives_ece_before_and_after_and_descriptor_accurac
     assert set(metrics["descriptors"]) == set(DESCRIPTORS)
     report = (run / "eval" / "test" / "report.md").read_text()
     assert "before scaling" in report and "## Descriptor heads" in report
+
+
+def test_train_says_which_recipe_it_runs_and_why():
+    from eutirads.training.config import LARGE_DATASET, recipe_note
+
+    line = recipe_note(None, 136)
+    assert line.startswith("recipe: the default (") and "DDTI-dev" in line
+    assert "note:" in recipe_note(None, LARGE_DATASET + 1)
+    assert recipe_note("configs/lite0-frozen.yaml", 136, ["epochs=3"]) == (
+        "recipe: configs/lite0-frozen.yaml with epochs=3 (chosen with --config)")
