@@ -8,13 +8,13 @@ runs in three steps, so that a bad item never stops the rest and nothing is half
 2. *check* every candidate: decode it with `imageio.open_image` (pixel-count limit), read
    its size, fingerprint it (`hashing.hash_image`) and normalise its label; a failure skips
    that one item with a one-line reason naming the file;
-3. *write*: the good files (atomic per file) under names we made, their masks
-   (re-written as 0/255 PNG under `masks/`, same relative name as the image without
-   `images/`), then write the manifest atomically, then `import_report.json`. By default
-   each image goes through the one clean-frame rule (`eutirads.frame.clean_frame`):
-   everything outside the ultrasound image area is blanked and burned-in text inside it
-   redacted, at the same size, so boxes and masks keep their coordinates; an image
-   without an area is skipped. `blank_outside=False` copies the bytes unchanged instead.
+3. *write*: the good files (atomic per file) under names we made, their masks (re-written
+   as 0/255 PNG under `masks/`, same relative name as the image without `images/`), then
+   the manifest atomically, then `import_report.json`. By default each image goes through
+   the one clean-frame rule (`eutirads.frame.clean_frame`): everything outside the
+   ultrasound image area is blanked and burned-in text inside it redacted, at the same
+   size, so boxes and masks keep their coordinates; an image without an area is skipped.
+   `blank_outside=False` copies the bytes unchanged instead.
 
 Masks: `folders` and `csv` take a `mask` column (of SRC/manifest.csv or of the CSV; paths
 relative to that file's folder), else a parallel folder `masks/` beside the class folders
