@@ -45,9 +45,9 @@ def tesseract_available() -> bool:
 
 
 def _gray(pixels: np.ndarray) -> np.ndarray:
-    if pixels.ndim == 3:
-        return pixels[..., :3].max(axis=2).astype(np.float32)  # coloured text counts
-    return pixels.astype(np.float32)
+    """uint8 grey: the brightest channel, so coloured text counts as bright."""
+    gray = pixels[..., :3].max(axis=2) if pixels.ndim == 3 else pixels
+    return gray if gray.dtype == np.uint8 else gray.clip(0, 255).astype(np.uint8)
 
 
 def text_candidates(pixels: np.ndarray) -> list[tuple[Box, int]]:
@@ -57,6 +57,8 @@ def text_candidates(pixels: np.ndarray) -> list[tuple[Box, int]]:
     if gray.shape[0] < _MIN_LINE or gray.shape[1] < _MIN_LINE:
         return []
     # White top-hat: what stands above its 9x9 opening, i.e. structures thinner than 9 px.
+    # (uint8 throughout: the opening never exceeds the pixel, and min/max filters on
+    # bytes are several times faster than on floats.)
     tophat = gray - ndimage.grey_opening(gray, size=(9, 9))
     found: list[tuple[Box, int]] = []
     for contrast in _STROKE_CONTRASTS:
@@ -84,7 +86,11 @@ def _lines(strokes: np.ndarray) -> list[tuple[Box, int]]:
     glyphs, _count = ndimage.label(strokes, structure=np.ones((3, 3), bool))
     glyph_boxes = ndimage.find_objects(glyphs)
     # Glyphs of one word or line: join strokes closer than a glyph's width on a row.
-    lines = ndimage.binary_closing(strokes, structure=np.ones((3, 9), bool), iterations=1)
+    # A closing with a 3x9 box, as a running maximum then minimum (separable, linear in
+    # the pixel count; binary_closing costs 27 operations per pixel and was most of the
+    # gate's time).
+    lines = ndimage.maximum_filter(strokes.view(np.uint8), size=(3, 9), mode="constant")
+    lines = ndimage.minimum_filter(lines, size=(3, 9), mode="constant").astype(bool)
     lines |= strokes
     line_labels, _ = ndimage.label(lines, structure=np.ones((3, 3), bool))
     strong: list[tuple[Box, int]] = []
@@ -140,7 +146,7 @@ def _reads_as_text(pixels: np.ndarray, box: Box) -> bool:
     gray = _gray(pixels)
     y0, y1 = max(0, box.y0 - _PAD), min(gray.shape[0], box.y1 + _PAD)
     x0, x1 = max(0, box.x0 - _PAD), min(gray.shape[1], box.x1 + _PAD)
-    crop = Image.fromarray(255 - gray[y0:y1, x0:x1].clip(0, 255).astype(np.uint8))
+    crop = Image.fromarray(255 - gray[y0:y1, x0:x1])
     scale = max(1, round(32 / max(1, y1 - y0)))
     if scale > 1:
         crop = crop.resize((crop.width * scale, crop.height * scale))
