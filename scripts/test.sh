@@ -16,8 +16,9 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # De-identification: Tesseract reads burned-in text, dciodvfy (dicom3tools) checks the
-# DICOM objects ingest writes.
-for pair in tesseract:tesseract-ocr dciodvfy:dicom3tools; do
+# DICOM objects ingest writes. gettext's msgfmt: a test checks that the committed .mo
+# catalogues match their .po sources.
+for pair in tesseract:tesseract-ocr dciodvfy:dicom3tools msgfmt:gettext; do
     if ! command -v "${pair%%:*}" >/dev/null 2>&1; then
         if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pair##*:}" >/dev/null
