@@ -20,7 +20,7 @@ from ..core.access import ROLES, has_role
 from . import services
 from .requests import request_too_large, upload_from_request
 from .tokens import token_from_header, user_for_token
-from .uploads import UploadError
+from ...inference.uploads import UploadError
 
 SCHEMA_PATH = Path(__file__).with_name("openapi.yaml")
 
@@ -88,7 +88,7 @@ def diagnosis_json(diagnosis, prediction, bundle, *, heatmap: bool) -> dict:
         "advice": diagnosis.advice,
         "diameter_mm": diagnosis.diameter_mm,
         "diameter_source": diagnosis.diameter_source or None,
-        "box": diagnosis.box.as_dict() if diagnosis.box else None,
+        "box": services.box_dict(diagnosis.box),
         "classified": diagnosis.classified,
         "image": {"width": prediction.width, "height": prediction.height},
         "model": {"id": bundle.pk, "name": bundle.name, "version": bundle.version},

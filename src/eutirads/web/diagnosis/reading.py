@@ -17,7 +17,7 @@ from ...categories import EU_TIRADS_LABELS
 from ...errors import InputError
 from ...imageio import load_rgb
 from . import services
-from .uploads import CleanImage
+from ...inference.uploads import CleanImage
 
 __all__ = ["next_item", "item_pixels", "submit", "Outcome"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from .uploads import CleanImage, UploadError, clean_upload
+from ...inference.uploads import CleanImage, UploadError, clean_upload
 
 
 def max_upload_bytes() -> int:

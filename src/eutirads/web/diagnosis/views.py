@@ -12,7 +12,7 @@ from ..core.access import ADMIN, READERS, REVIEWER, ROLES, has_role, role_requir
 from . import comparison, reading as reading_service, services
 from .models import ModelBundle, Prediction
 from .requests import request_too_large, upload_from_request
-from .uploads import UploadError, encode_png
+from ...inference.uploads import UploadError, encode_png
 
 STAFF = ROLES  # radiologists, reviewers and admins may classify
 
@@ -51,7 +51,7 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
         "image_uri": services.data_uri(image.png),
         "heatmap_uri": services.data_uri(services.heatmap_overlay_png(diagnosis.heatmap)),
         "image_width": image.width, "image_height": image.height,
-        "box": diagnosis.box.as_dict() if diagnosis.box else None,
+        "box": services.box_dict(diagnosis.box),
         "disclaimer": services.DISCLAIMER,
         "confidence": round(100 * diagnosis.probabilities.get(diagnosis.label, 0.0), 1),
         **_bundle_context(bundle),
