@@ -43,7 +43,7 @@ def api_view(view):
             return _error("bad Authorization header; use 'Token <token>' or 'Bearer <token>'",
                           401)
         if token is not None:
-            user = user_for_token(token)
+            user = user_for_token(token, request=request)
             if user is None:
                 return _error("invalid or revoked token", 401)
             request.user = user
