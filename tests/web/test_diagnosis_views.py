@@ -52,7 +52,7 @@ def test_a_box_and_dicom_spacing_give_a_measured_size(rad_client, active_bundle)
                          x0="10", y0="10", x1="60", y1="40")
     page = response.content.decode()
     assert response.status_code == 200
-    assert "10.0 mm (measured from the box)" in page  # 50 px x 0.2 mm
+    assert "10 mm (measured from the drawn box)" in page  # 50 px x 0.2 mm
 
 
 @pytest.mark.parametrize("data,name,status,reason", [

@@ -27,7 +27,7 @@ from .uploads import CleanImage, encode_png
 __all__ = [
     "Box", "Diagnosis", "ABSTAIN_REASONS", "DESCRIPTOR_NAMES", "DESCRIPTOR_VALUES", "parse_box", "parse_size_mm",
     "diagnose", "screen_check", "calipers", "heatmap_overlay_png", "heatmap_png", "data_uri",
-    "box_dict", "DISCLAIMER",
+    "box_dict", "outline_geometry", "DISCLAIMER",
 ]
 
 DISCLAIMER = ("This result supports, and does not replace, the radiologist's judgement. "
@@ -344,6 +344,38 @@ def diagnose(predictor, image: CleanImage, *, box: Box | None = None,
     return Diagnosis(**common, name=f"class {label}",
                      advice="" if abstain else "This model's classes are not EU-TIRADS "
                                                "categories: no guideline advice.")
+
+
+def outline_geometry(nodule: dict | None, box: dict | None, box_source: str, *,
+                     offset: tuple[int, int] = (0, 0),
+                     size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """What to draw over an image (SVG-ready numbers): each region's contour as a "points"
+    string, its two calipers as line segments with their lengths, and the nodule box.
+    `offset` is the drawn image's corner in the upload's pixels (a kept image holds the
+    image area only); `size` the drawn image's (width, height), for line widths."""
+    dx, dy = offset
+
+    def pt(p) -> tuple[float, float]:
+        return round(float(p[0]) - dx, 1), round(float(p[1]) - dy, 1)
+
+    regions = []
+    for region in (nodule or {}).get("regions") or []:
+        contour = [pt(p) for p in region.get("contour") or []]
+        lines = []
+        for which, seg in zip(("long", "short"), region.get("calipers") or ()):
+            (x0, y0), (x1, y1) = pt(seg[0]), pt(seg[1])
+            lines.append({"axis": which, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+                          "mm": region.get(f"{which}_axis_mm"),
+                          "px": region.get(f"{which}_axis_px")})
+        regions.append({"points": " ".join(f"{x},{y}" for x, y in contour), "calipers": lines})
+    rect = None
+    if box:
+        rect = {"x": box["x0"] - dx, "y": box["y0"] - dy, "w": box["x1"] - box["x0"],
+                "h": box["y1"] - box["y0"], "source": box_source}
+    # Line widths in image pixels, so they look the same at any image size.
+    stroke = round(max(1.5, max(size or (0, 0)) / 250), 1)
+    return {"regions": regions, "box": rect, "stroke": stroke, "dot": round(stroke * 1.6, 1),
+            "font": round(stroke * 7, 1), "any": bool(regions or rect)}
 
 
 # ---- images for the page and the API -------------------------------------------------------
