@@ -97,3 +97,98 @@ def token(radiologist):
     from eutirads.web.diagnosis.tokens import create_token
 
     return create_token(radiologist)
+
+
+# ---- stand-ins for the bundle parts other issues add (localiser, descriptor heads) --------
+# Used at the service boundary only: the real classifier runs, and its result gains the
+# Prediction contract's optional fields (COMMON.md #2) computed here from the pixels.
+
+FAKE_DESCRIPTORS = {
+    "composition": {"value": "solid", "probabilities": {"solid": 0.8, "mixed": 0.2}},
+    "echogenicity": {"value": "markedly_hypoechoic",
+                     "probabilities": {"markedly_hypoechoic": 0.7, "mildly_hypoechoic": 0.3}},
+    "shape": {"value": "oval", "probabilities": {"oval": 0.9, "non_oval": 0.1}},
+    "margins": {"value": "smooth", "probabilities": {"smooth": 0.85, "irregular": 0.15}},
+    "echogenic_foci": {"value": "none", "probabilities": {"none": 0.95,
+                                                          "microcalcifications": 0.05}},
+}
+
+
+def dark_blob_nodule(pixels, mm_per_pixel=None) -> dict | None:
+    """The dark oval of the sample images as a localiser would report it."""
+    import numpy as np
+    from scipy import ndimage
+
+    gray = pixels[..., :3].mean(axis=2)
+    mask = ndimage.uniform_filter(gray, 5)
+    mask = (mask > 8) & (mask < 75)
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return None
+    sizes = ndimage.sum_labels(mask, labels, range(1, count + 1))
+    region = labels == (int(np.argmax(sizes)) + 1)
+    ys, xs = np.nonzero(region)
+    cy, cx = ys.mean(), xs.mean()
+    edge = region & ~ndimage.binary_erosion(region)
+    ey, ex = np.nonzero(edge)
+    order = np.argsort(np.arctan2(ey - cy, ex - cx))
+    contour = [[int(x), int(y)] for x, y in zip(ex[order], ey[order])]
+    long_px = float(max(xs.max() - xs.min(), ys.max() - ys.min()) + 1)
+    short_px = float(min(xs.max() - xs.min(), ys.max() - ys.min()) + 1)
+    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    return {"box": box, "score": 0.93, "regions": [{
+        "box": box, "area_px": int(region.sum()), "long_axis_px": long_px,
+        "short_axis_px": short_px,
+        "long_axis_mm": round(long_px * mm_per_pixel, 1) if mm_per_pixel else None,
+        "contour": contour}]}
+
+
+class WithParts:
+    """A real Predictor whose results carry a localiser's nodule and descriptor heads."""
+
+    def __init__(self, predictor, *, abstain_reason: str | None = None) -> None:
+        self._predictor = predictor
+        self._abstain = abstain_reason
+
+    def __getattr__(self, name):
+        return getattr(self._predictor, name)
+
+    def predict(self, image, *, box=None, heatmap=True, name=None):
+        from dataclasses import asdict
+        from types import SimpleNamespace
+
+        nodule = dark_blob_nodule(image)
+        used = box or (tuple(nodule["box"]) if nodule else None)
+        result = self._predictor.predict(image, box=used, heatmap=heatmap, name=name)
+        fields = asdict(result)
+        fields["heatmap"] = result.heatmap
+        return SimpleNamespace(
+            **fields, nodule=nodule, nodule_reason=None if nodule else "nothing found",
+            box_source="given" if box else ("localiser" if nodule else "none"),
+            descriptors=FAKE_DESCRIPTORS, rule_path="solid, markedly hypoechoic -> EU-TIRADS 5",
+            abstain=bool(self._abstain), abstain_reason=self._abstain)
+
+
+@pytest.fixture
+def with_parts(monkeypatch, active_bundle):
+    """The active bundle's predictor, with a localiser and descriptor heads stood in."""
+    from eutirads.web.diagnosis import services
+
+    real = services._load_predictor
+    monkeypatch.setattr(services, "_load_predictor", lambda folder: WithParts(real(folder)))
+    services._PREDICTORS.clear()
+    yield active_bundle
+    services._PREDICTORS.clear()
+
+
+@pytest.fixture
+def model_abstains(monkeypatch, active_bundle):
+    from eutirads.web.diagnosis import services
+
+    real = services._load_predictor
+    monkeypatch.setattr(services, "_load_predictor",
+                        lambda folder: WithParts(real(folder),
+                                                 abstain_reason="out-of-distribution"))
+    services._PREDICTORS.clear()
+    yield active_bundle
+    services._PREDICTORS.clear()

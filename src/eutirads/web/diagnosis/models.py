@@ -86,6 +86,10 @@ class Prediction(models.Model):
         return f"prediction #{self.pk}: {self.label}"
 
     @property
+    def confidence(self) -> float:
+        return float((self.probabilities or {}).get(self.label, 0.0))
+
+    @property
     def descriptor_values(self) -> dict[str, str]:
         return {k: str((v or {}).get("value") or "") for k, v in (self.descriptors or {}).items()}
 
@@ -122,10 +126,6 @@ class Decision(models.Model):
     @property
     def differs(self) -> bool:
         return bool(self.changed_fields)
-
-    @property
-    def confidence(self) -> float:
-        return float((self.probabilities or {}).get(self.label, 0.0))
 
 
 class Reading(models.Model):

@@ -67,6 +67,7 @@ def prediction_context(prediction) -> dict:
         decision.label in EU_TIRADS_LABELS else None
     return {
         "p": prediction, "category": cat, "bars": bars(label, prediction.probabilities or {}),
+        "confidence_percent": round(100 * prediction.confidence, 1),
         "decision": decision, "decided_category": decided_cat,
         "decided_advice": fna_advice(decided_cat.number, prediction.diameter_mm)
         if decided_cat else "",
