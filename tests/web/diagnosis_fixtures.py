@@ -114,14 +114,23 @@ FAKE_DESCRIPTORS = {
 }
 
 
+# Masks the stand-in localiser returns for images of a known shape (a phantom's true mask),
+# instead of finding the sample images' dark oval.
+KNOWN_MASKS: dict[tuple[int, int], object] = {}
+
+
 def dark_blob_nodule(pixels, mm_per_pixel=None) -> dict | None:
-    """The dark oval of the sample images as a localiser would report it."""
+    """The dark oval of the sample images (or a known mask) as a localiser reports it."""
     import numpy as np
     from scipy import ndimage
 
-    gray = pixels[..., :3].mean(axis=2)
-    mask = ndimage.uniform_filter(gray, 5)
-    mask = (mask > 8) & (mask < 75)
+    known = KNOWN_MASKS.get(pixels.shape[:2])
+    if known is not None:
+        mask = np.asarray(known) > 0
+    else:
+        gray = pixels[..., :3].mean(axis=2)
+        mask = ndimage.uniform_filter(gray, 5)
+        mask = (mask > 8) & (mask < 75)
     labels, count = ndimage.label(mask)
     if count == 0:
         return None

@@ -27,7 +27,7 @@ from .uploads import CleanImage, encode_png
 __all__ = [
     "Box", "Diagnosis", "ABSTAIN_REASONS", "DESCRIPTOR_NAMES", "DESCRIPTOR_VALUES", "parse_box", "parse_size_mm",
     "diagnose", "screen_check", "calipers", "heatmap_overlay_png", "heatmap_png", "data_uri",
-    "box_dict", "outline_geometry", "DISCLAIMER",
+    "box_dict", "outline_geometry", "descriptor_rule_path", "DISCLAIMER",
 ]
 
 DISCLAIMER = ("This result supports, and does not replace, the radiologist's judgement. "
@@ -281,6 +281,17 @@ def _descriptors(result: Any) -> dict[str, dict[str, Any]] | None:
     return out
 
 
+def descriptor_rule_path(values: dict[str, str] | None) -> str:
+    """The guideline's rule applied to a full set of descriptor values ("" when one is
+    unknown): the same `categories.rule_path` for the model's and the radiologist's."""
+    if not values:
+        return ""
+    try:
+        return _categories.rule_path(values)
+    except (InputError, AttributeError, TypeError):
+        return ""
+
+
 def _no_area_error(exc: Exception) -> bool:
     # The clean-frame function's NoImageAreaError (an InputError subclass), once it lands.
     return type(exc).__name__ == "NoImageAreaError"
@@ -329,12 +340,14 @@ def diagnose(predictor, image: CleanImage, *, box: Box | None = None,
     # box only to measure the nodule.
     spec = getattr(predictor, "spec", None)
     classified = "box" if box is not None and getattr(spec, "crop", "full") == "roi" else "image"
+    descriptors = _descriptors(result)
+    path = str(getattr(result, "rule_path", None) or "") or descriptor_rule_path(
+        {k: v["value"] for k, v in (descriptors or {}).items()})
     common = dict(label=label, probabilities=probabilities, heatmap=heat, box=box,
                   diameter_mm=diameter, diameter_source=source, classified=classified,
                   class_names=tuple(probabilities), box_source=box_source, nodule=nodule,
                   nodule_reason=str(getattr(result, "nodule_reason", None) or ""),
-                  descriptors=_descriptors(result),
-                  rule_path=str(getattr(result, "rule_path", None) or ""),
+                  descriptors=descriptors, rule_path=path,
                   abstain=abstain, abstain_reason=abstain_reason, image_area=area)
     if label in EU_TIRADS_LABELS:
         cat = CATEGORIES[int(label)]

@@ -127,6 +127,13 @@ class Decision(models.Model):
     def differs(self) -> bool:
         return bool(self.changed_fields)
 
+    @property
+    def rule_path(self) -> str:
+        """The guideline's rule on the radiologist's descriptors ("" unless all are given)."""
+        from ...inference.diagnosis import descriptor_rule_path
+
+        return descriptor_rule_path(self.descriptors)
+
 
 class Reading(models.Model):
     """A reader's blind category for an image, stored before the model's answer is shown.
