@@ -125,6 +125,13 @@ def test_done_when_outline_descriptors_decision_history_pdf_and_abstention(
         heading = page.locator("#dx-category").inner_text()
         assert re.match(r"EU-TIRADS [1-5] · ", heading)
         assert page.locator("#dx-advice").inner_text().startswith("FNA is")
+        # the model's box is editable: it comes back into the form, ready to redraw
+        page.click("#dx-reuse")
+        page.locator("#dx-canvas").wait_for(state="visible")
+        page.wait_for_function("document.getElementById('dx-x0').value !== ''")
+        auto = Prediction.objects.get().box
+        assert [int(page.input_value(f"#dx-{k}")) for k in ("x0", "y0", "x1", "y1")] == \
+            [auto[k] for k in ("x0", "y0", "x1", "y1")]
         # the radiologist changes one descriptor and saves
         page.select_option("#dx-d-echogenicity", "mildly_hypoechoic")
         page.click("#dx-decision-save")
