@@ -234,3 +234,23 @@ def test_reading_mode_states_a_difference_in_neutral_styling(client_for, active_
                 "reading_result.html").read_text()
     line = next(t for t in template.splitlines() if 'id="dx-agreement"' in t)
     assert "error" not in line and "you differ" not in line
+
+
+def test_the_readers_report_counts_signed_decisions_against_the_model(client, rad_client,
+                                                                      reviewer, with_parts):
+    from eutirads.web.diagnosis.comparison import decision_report
+    from eutirads.web.diagnosis.models import Prediction
+
+    for _ in range(2):
+        _classify(rad_client, samples.png_bytes())
+    first, second = Prediction.objects.order_by("id")
+    _decide(rad_client, first.pk, first.label, echogenicity="mildly_hypoechoic")
+    other = "1" if second.label != "1" else "2"
+    _decide(rad_client, second.pk, other, echogenicity="markedly_hypoechoic")
+    (row,) = decision_report()["radiologists"]
+    assert row["radiologist"] == "rad" and row["n"] == 2
+    assert row["same_category"] == pytest.approx(0.5)
+    assert row["descriptors"]["echogenicity"] == {"n": 2, "changed": 1}
+    client.force_login(reviewer)
+    page = client.get("/diagnosis/reading/report/").content.decode()
+    assert 'id="dx-decisions-report"' in page and "<td class=\"num\">1/2</td>" in page

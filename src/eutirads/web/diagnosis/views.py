@@ -237,5 +237,6 @@ def reading(request):
 
 @role_required(REVIEWER, ADMIN)
 def reading_report(request):
-    report = comparison.compare_readers()
-    return render(request, "diagnosis/reading_report.html", {"report": report})
+    return render(request, "diagnosis/reading_report.html",
+                  {"report": comparison.compare_readers(),
+                   "decisions": comparison.decision_report()})
