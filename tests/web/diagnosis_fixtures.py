@@ -162,13 +162,13 @@ class WithParts:
     def __getattr__(self, name):
         return getattr(self._predictor, name)
 
-    def predict(self, image, *, box=None, heatmap=True, name=None):
+    def predict(self, image, *, box=None, heatmap=True, name=None, area=None):
         from dataclasses import asdict
         from types import SimpleNamespace
 
         nodule = dark_blob_nodule(image)
         used = box or (tuple(nodule["box"]) if nodule else None)
-        result = self._predictor.predict(image, box=used, heatmap=heatmap, name=name)
+        result = self._predictor.predict(image, box=used, heatmap=heatmap, name=name, area=area)
         fields = asdict(result)
         fields["heatmap"] = result.heatmap
         return SimpleNamespace(

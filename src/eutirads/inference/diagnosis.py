@@ -292,6 +292,24 @@ def descriptor_rule_path(values: dict[str, str] | None) -> str:
         return ""
 
 
+def _optional_arguments(predictor, area: Box | None, mm_per_pixel: float | None) -> dict:
+    """What this predictor's `predict` accepts beyond the image: the image area already
+    found (so it is not searched again at full size) and the pixel size (the localiser's
+    millimetres)."""
+    import inspect
+
+    try:
+        accepted = inspect.signature(predictor.predict).parameters
+    except (TypeError, ValueError):
+        return {}
+    extra: dict[str, Any] = {}
+    if area is not None and "area" in accepted:
+        extra["area"] = area
+    if mm_per_pixel and "pixel_mm" in accepted:
+        extra["pixel_mm"] = mm_per_pixel
+    return extra
+
+
 def _no_area_error(exc: Exception) -> bool:
     # The clean-frame function's NoImageAreaError (an InputError subclass), once it lands.
     return type(exc).__name__ == "NoImageAreaError"
@@ -310,7 +328,8 @@ def diagnose(predictor, image: CleanImage, *, box: Box | None = None,
     reason, area = screen_check(image.pixels) if check else ("", None)
     box_tuple = tuple(box) if box else None
     try:
-        result = predictor.predict(image.pixels, box=box_tuple, heatmap=heatmap)
+        result = predictor.predict(image.pixels, box=box_tuple, heatmap=heatmap,
+                                   **_optional_arguments(predictor, area, mm_per_pixel))
     except InputError as exc:
         if not _no_area_error(exc):
             raise
@@ -318,8 +337,8 @@ def diagnose(predictor, image: CleanImage, *, box: Box | None = None,
                          diameter_source="given" if size_mm is not None else "", advice="",
                          abstain=True, abstain_reason="no-ultrasound-area",
                          box_source="given" if box else "none")
-    probabilities = {str(k): float(v) for k, v in result.probabilities.items()}
-    label = str(result.label)
+    probabilities = {str(k): float(v) for k, v in (result.probabilities or {}).items()}
+    label = "" if result.label is None else str(result.label)  # None: a localiser-only bundle
     nodule = _nodule_with_calipers(getattr(result, "nodule", None), mm_per_pixel)
     box_source = str(getattr(result, "box_source", None) or ("given" if box else "none"))
     if box is None and nodule and nodule.get("box") is not None:

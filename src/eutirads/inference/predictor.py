@@ -140,22 +140,26 @@ class Predictor:
         return logits, features
 
     def prepare(self, image: ImageInput, *, box: Sequence[int] | None = None,
-                name: str | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
+                name: str | None = None, area: Box | None = None
+                ) -> tuple[np.ndarray, np.ndarray, Box]:
         """(RGB pixels, model input 3xHxW, crop box): `preprocess.prepare`, with the crop box
-        kept so the heatmap can be mapped back."""
+        kept so the heatmap can be mapped back. `area`: the image area, when the caller
+        found it already (see `preprocess.crop_box`)."""
         pixels = _as_rgb(image, name)
-        crop_box = model_crop_box(pixels, self.spec, box)
+        crop_box = model_crop_box(pixels, self.spec, box, area=area)
         tensor = normalize(resize_to_input(crop(pixels, crop_box), self.spec), self.spec)
         return pixels, tensor, crop_box
 
     def predict(self, image: ImageInput, *, box: Sequence[int] | None = None,
-                heatmap: bool = True, name: str | None = None) -> Prediction:
+                heatmap: bool = True, name: str | None = None,
+                area: Box | None = None) -> Prediction:
         """Category, name, probabilities and (unless heatmap=False) the class-activation
         heatmap of the predicted class at the input image's size (from the unmirrored image
         when the bundle uses mirror test-time augmentation). `image` is an HxWx3 (or
         HxW) uint8 array, a path or encoded bytes; `box` the nodule (x0, y0, x1, y1) in the
-        image's pixels; `name` what errors call the image."""
-        pixels, tensor, crop_box = self.prepare(image, box=box, name=name)
+        image's pixels; `name` what errors call the image; `area` the image area when
+        already found."""
+        pixels, tensor, crop_box = self.prepare(image, box=box, name=name, area=area)
         if self.tta:
             # Mirror test-time augmentation, as the run was evaluated: one batch of two.
             logits, features = self.run(np.stack([tensor, tensor[:, :, ::-1]]))
