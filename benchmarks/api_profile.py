@@ -90,7 +90,7 @@ def profile_requests(requests: int, bundle: Path | None, model: str, size) -> No
     client = Client()
     for _ in range(3):
         assert post(client, token, data) == 200  # warm: the model loads once
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
     start = time.process_time()
     profiler.enable()
     for _ in range(requests):

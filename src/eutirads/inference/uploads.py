@@ -256,7 +256,8 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float32)
         return _scale_gray(values)
-    return np.asarray(image.convert("RGB"))
+    # An RGB image is used as decoded: convert() would copy it once more.
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _scale_gray(values: np.ndarray) -> np.ndarray:
