@@ -30,6 +30,64 @@ def build_tiny_bundle(out: Path, *, test_metrics: dict | None = None) -> Path:
                                                                   "kappa_quadratic": 0.55}})
 
 
+def _darkness_localiser(torch):
+    """A real localiser network, hand-set instead of trained (the localiser's training is
+    another issue): nodule logits high where the smoothed image is dark. The sample images'
+    nodule is a dark oval in mid-grey speckle."""
+
+    class Darkness(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.smooth = torch.nn.AvgPool2d(7, stride=1, padding=3, count_include_pad=False)
+
+        def forward(self, x):
+            grey = self.smooth(x.mean(dim=1, keepdim=True))
+            return 40.0 * (0.3 - grey)
+
+    return Darkness().eval()
+
+
+def build_full_bundle(out: Path) -> Path:
+    """A real format-2 bundle with every part the diagnosis page shows: a classifier with
+    the five descriptor heads (seed-cnn, random weights) and a localiser, through the real
+    export path (ONNX, parity checks, bundle.json, model card)."""
+    torch = pytest.importorskip("torch", reason="building a bundle needs torch (train extra)")
+    from eutirads.categories import DESCRIPTORS
+    from eutirads.export.exporter import Component, export_models
+    from eutirads.models import create_model
+    from eutirads.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    model = create_model("seed-cnn", num_classes=len(CLASSES), weights="none",
+                         filters=(8, 16), dense=16,
+                         descriptors={k: len(v) for k, v in DESCRIPTORS.items()}).eval()
+    spec = PreprocessSpec(input_size=(48, 64), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                          crop="roi", class_names=CLASSES)
+    classifier = Component(model, spec, "seed-cnn", test_metrics={
+        "split": "test", "n": 40, "summary": {"accuracy": 0.61, "macro_f1": 0.58}},
+        settings={"descriptors": {k: list(v) for k, v in DESCRIPTORS.items()}})
+    localiser = Component(_darkness_localiser(torch),
+                          PreprocessSpec(input_size=(96, 128), mean=(0.0, 0.0, 0.0),
+                                         std=(1.0, 1.0, 1.0), crop="full"),
+                          "darkness", settings={"threshold": 0.5, "min_region_px": 40})
+    return export_models(out, name="full-test-model", classifier=classifier,
+                         localiser=localiser)
+
+
+@pytest.fixture(scope="session")
+def full_bundle(tmp_path_factory) -> Path:
+    return build_full_bundle(tmp_path_factory.mktemp("bundle") / "full")
+
+
+@pytest.fixture
+def active_full(db, dx_home, full_bundle):
+    """The full bundle (localiser + descriptor heads) registered and active."""
+    from eutirads.web.diagnosis import services
+
+    services._PREDICTORS.clear()
+    return services.register_bundle(full_bundle, activate=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     return build_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
@@ -99,95 +157,23 @@ def token(radiologist):
     return create_token(radiologist)
 
 
-# ---- stand-ins for the bundle parts other issues add (localiser, descriptor heads) --------
-# Used at the service boundary only: the real classifier runs, and its result gains the
-# Prediction contract's optional fields (COMMON.md #2) computed here from the pixels.
+# ---- a model that abstains on its own (its out-of-distribution check), at the service
+# boundary: the real predictor runs, and its result says it abstains.
 
-FAKE_DESCRIPTORS = {
-    "composition": {"value": "solid", "probabilities": {"solid": 0.8, "mixed": 0.2}},
-    "echogenicity": {"value": "markedly_hypoechoic",
-                     "probabilities": {"markedly_hypoechoic": 0.7, "mildly_hypoechoic": 0.3}},
-    "shape": {"value": "oval", "probabilities": {"oval": 0.9, "non_oval": 0.1}},
-    "margins": {"value": "smooth", "probabilities": {"smooth": 0.85, "irregular": 0.15}},
-    "echogenic_foci": {"value": "none", "probabilities": {"none": 0.95,
-                                                          "microcalcifications": 0.05}},
-}
+class Abstaining:
+    """A real Predictor whose every result abstains with `reason`."""
 
-
-# Masks the stand-in localiser returns for images of a known shape (a phantom's true mask),
-# instead of finding the sample images' dark oval.
-KNOWN_MASKS: dict[tuple[int, int], object] = {}
-
-
-def dark_blob_nodule(pixels, mm_per_pixel=None) -> dict | None:
-    """The dark oval of the sample images (or a known mask) as a localiser reports it."""
-    import numpy as np
-    from scipy import ndimage
-
-    known = KNOWN_MASKS.get(pixels.shape[:2])
-    if known is not None:
-        mask = np.asarray(known) > 0
-    else:
-        gray = pixels[..., :3].mean(axis=2)
-        mask = ndimage.uniform_filter(gray, 5)
-        mask = (mask > 8) & (mask < 75)
-    labels, count = ndimage.label(mask)
-    if count == 0:
-        return None
-    sizes = ndimage.sum_labels(mask, labels, range(1, count + 1))
-    region = labels == (int(np.argmax(sizes)) + 1)
-    ys, xs = np.nonzero(region)
-    cy, cx = ys.mean(), xs.mean()
-    edge = region & ~ndimage.binary_erosion(region)
-    ey, ex = np.nonzero(edge)
-    order = np.argsort(np.arctan2(ey - cy, ex - cx))
-    contour = [[int(x), int(y)] for x, y in zip(ex[order], ey[order])]
-    long_px = float(max(xs.max() - xs.min(), ys.max() - ys.min()) + 1)
-    short_px = float(min(xs.max() - xs.min(), ys.max() - ys.min()) + 1)
-    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-    return {"box": box, "score": 0.93, "regions": [{
-        "box": box, "area_px": int(region.sum()), "long_axis_px": long_px,
-        "short_axis_px": short_px,
-        "long_axis_mm": round(long_px * mm_per_pixel, 1) if mm_per_pixel else None,
-        "contour": contour}]}
-
-
-class WithParts:
-    """A real Predictor whose results carry a localiser's nodule and descriptor heads."""
-
-    def __init__(self, predictor, *, abstain_reason: str | None = None) -> None:
-        self._predictor = predictor
-        self._abstain = abstain_reason
+    def __init__(self, predictor, reason: str) -> None:
+        self._predictor, self._reason = predictor, reason
 
     def __getattr__(self, name):
         return getattr(self._predictor, name)
 
-    def predict(self, image, *, box=None, heatmap=True, name=None, area=None):
-        from dataclasses import asdict
-        from types import SimpleNamespace
+    def predict(self, image, **kwargs):
+        from dataclasses import replace
 
-        nodule = dark_blob_nodule(image)
-        used = box or (tuple(nodule["box"]) if nodule else None)
-        result = self._predictor.predict(image, box=used, heatmap=heatmap, name=name, area=area)
-        fields = asdict(result)
-        fields["heatmap"] = result.heatmap
-        return SimpleNamespace(
-            **fields, nodule=nodule, nodule_reason=None if nodule else "nothing found",
-            box_source="given" if box else ("localiser" if nodule else "none"),
-            descriptors=FAKE_DESCRIPTORS, rule_path="solid, markedly hypoechoic -> EU-TIRADS 5",
-            abstain=bool(self._abstain), abstain_reason=self._abstain)
-
-
-@pytest.fixture
-def with_parts(monkeypatch, active_bundle):
-    """The active bundle's predictor, with a localiser and descriptor heads stood in."""
-    from eutirads.web.diagnosis import services
-
-    real = services._load_predictor
-    monkeypatch.setattr(services, "_load_predictor", lambda folder: WithParts(real(folder)))
-    services._PREDICTORS.clear()
-    yield active_bundle
-    services._PREDICTORS.clear()
+        return replace(self._predictor.predict(image, **kwargs), abstain=True,
+                       abstain_reason=self._reason)
 
 
 @pytest.fixture
@@ -196,8 +182,7 @@ def model_abstains(monkeypatch, active_bundle):
 
     real = services._load_predictor
     monkeypatch.setattr(services, "_load_predictor",
-                        lambda folder: WithParts(real(folder),
-                                                 abstain_reason="out-of-distribution"))
+                        lambda folder: Abstaining(real(folder), "out-of-distribution"))
     services._PREDICTORS.clear()
     yield active_bundle
     services._PREDICTORS.clear()

@@ -1,6 +1,9 @@
 """Output a radiologist can sign: outline, calipers and size from the localiser, descriptors
 with the rule path, abstention shown plainly, the radiologist's own decision stored beside
-the model's, and the printable report (HTML and PDF)."""
+the model's, and the printable report (HTML and PDF).
+
+`active_full` is a real format-2 bundle (classifier with descriptor heads, and a localiser)
+made through the real export path; the sample images' dark oval is the nodule."""
 
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_api_returns_the_localisers_nodule_with_calipers_and_a_measured_size(
-        client, token, with_parts):
+        client, token, active_full):
+    from eutirads.categories import DESCRIPTORS, rule_path
+
     # 0.01 cm per pixel = 0.1 mm; the sample DICOM's dark oval is measured on its outline
     response = _post(client, token, samples.dicom_bytes(spacing_cm=0.01), "exam.dcm")
     body = _validate(response, "/api/v1/predict")
@@ -30,9 +35,11 @@ def test_the_api_returns_the_localisers_nodule_with_calipers_and_a_measured_size
     assert np.hypot(*np.subtract(short_axis[1], short_axis[0])) < length
     assert body["diameter_source"] == "localiser"
     assert body["diameter_mm"] == pytest.approx(region["long_axis_px"] * 0.1, abs=0.1)
-    assert body["descriptors"]["echogenicity"]["value"] == "markedly_hypoechoic"
-    assert body["rule_path"].endswith("EU-TIRADS 5")
-    assert body["advice"].startswith("FNA is indicated for EU-TIRADS")
+    values = {k: v["value"] for k, v in body["descriptors"].items()}
+    assert set(values) == set(DESCRIPTORS) and all(values[k] in DESCRIPTORS[k] for k in values)
+    assert body["rule_path"] == rule_path(values)
+    assert body["advice"].startswith(("FNA is indicated for EU-TIRADS", "FNA is not indicated",
+                                      "No nodule"))
     assert body["box"] == dict(zip(("x0", "y0", "x1", "y1"), body["nodule"]["box"]))
 
 
@@ -80,12 +87,18 @@ def _classify(client, data: bytes, name: str = "scan.png", **fields):
 
 
 def test_the_page_draws_the_outline_and_calipers_and_lists_the_descriptors(rad_client,
-                                                                          with_parts):
+                                                                          active_full):
+    from eutirads.web.diagnosis.models import Prediction
+
     page = _classify(rad_client, samples.png_bytes(samples.ultrasound_like(320, 240))).content
     page = page.decode()
     assert 'class="dx-contour"' in page and page.count('class="dx-caliper"') == 2
     assert 'data-source="localiser"' in page
-    assert "markedly hypoechoic" in page and "solid, markedly hypoechoic -&gt; EU-TIRADS 5" in page
+    stored = Prediction.objects.get()
+    assert stored.box_source == "localiser" and stored.nodule["regions"][0]["calipers"]
+    for value in stored.descriptor_values.values():
+        assert value.replace("_", " ") in page
+    assert stored.rule_path.replace(">", "&gt;") in page
     assert 'id="dx-advice"' in page and 'id="dx-decision"' in page
 
 
@@ -104,15 +117,15 @@ def _decide(client, pk: int, label: str, **descriptors):
 
 
 def test_the_radiologists_decision_is_stored_beside_the_models_and_history_shows_both(
-        rad_client, radiologist, with_parts):
+        rad_client, radiologist, active_full):
     from eutirads.web.core.models import AuditEvent
     from eutirads.web.diagnosis.models import Decision, Prediction
 
     _classify(rad_client, samples.png_bytes(samples.ultrasound_like(320, 240)))
     prediction = Prediction.objects.get()
-    values = {k: v["value"] for k, v in FAKE_DESCRIPTORS.items()}
-    response = _decide(rad_client, prediction.pk, "4", **{**values,
-                                                          "echogenicity": "mildly_hypoechoic"})
+    values = prediction.descriptor_values
+    other = "isoechoic" if values["echogenicity"] != "isoechoic" else "mildly_hypoechoic"
+    response = _decide(rad_client, prediction.pk, "4", **{**values, "echogenicity": other})
     assert response.status_code == 302
     decision = Decision.objects.get()
     assert decision.user == radiologist and decision.label == "4"
@@ -132,7 +145,7 @@ def test_the_radiologists_decision_is_stored_beside_the_models_and_history_shows
 
 
 def test_a_decision_with_an_unknown_value_is_refused_and_nothing_is_stored(rad_client,
-                                                                           with_parts):
+                                                                           active_full):
     from eutirads.web.diagnosis.models import Decision, Prediction
 
     _classify(rad_client, samples.png_bytes())
@@ -143,7 +156,7 @@ def test_a_decision_with_an_unknown_value_is_refused_and_nothing_is_stored(rad_c
 
 
 def test_nobody_decides_on_someone_elses_prediction(client, rad_client, other_radiologist,
-                                                    with_parts):
+                                                    active_full):
     from eutirads.web.diagnosis.models import Decision, Prediction
 
     _classify(rad_client, samples.png_bytes())
@@ -166,23 +179,25 @@ def _first_page(pdf: bytes):
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_the_pdf_report_holds_outline_size_descriptors_category_decision_and_model(
-        client, rad_client, radiologist, token, with_parts, keep):
+        client, rad_client, radiologist, token, active_full, keep):
     pytest.importorskip("weasyprint", reason="the PDF report needs WeasyPrint")
     from eutirads.web.diagnosis.models import Prediction
 
     body = _validate(_post(client, token, samples.dicom_bytes(spacing_cm=0.01), "exam.dcm",
                            store_image="1" if keep else "0"), "/api/v1/predict")
     prediction = Prediction.objects.get(pk=body["id"])
-    _decide(rad_client, prediction.pk, "4", echogenicity="mildly_hypoechoic")
+    model_value = prediction.descriptor_values["echogenicity"]
+    other = "isoechoic" if model_value != "isoechoic" else "mildly_hypoechoic"
+    _decide(rad_client, prediction.pk, "4", echogenicity=other)
     response = client.get(body["report_pdf"], HTTP_AUTHORIZATION=f"Token {token}")
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     image, text = _first_page(response.content)
     text = " ".join(text.split())
     assert f"Model: EU-TIRADS {prediction.label}" in text
     assert f"{prediction.diameter_mm:g} mm (measured on the model's outline)" in text
-    assert "markedly hypoechoic" in text and "mildly hypoechoic" in text
+    assert model_value.replace("_", " ") in text and other in text
     assert "EU-TIRADS 4 · Intermediate risk" in text and "rad" in text
-    assert "tiny-test-model" in text and "accuracy 0.61" in text
+    assert "full-test-model" in text and "accuracy 0.61" in text
     assert ("not kept" in text) is (not keep)
     # the page shows the outline: yellow contour pixels, and (when kept) the image's grey
     rgb = np.asarray(image).astype(int)
@@ -237,16 +252,18 @@ def test_reading_mode_states_a_difference_in_neutral_styling(client_for, active_
 
 
 def test_the_readers_report_counts_signed_decisions_against_the_model(client, rad_client,
-                                                                      reviewer, with_parts):
+                                                                      reviewer, active_full):
     from eutirads.web.diagnosis.comparison import decision_report
     from eutirads.web.diagnosis.models import Prediction
 
     for _ in range(2):
         _classify(rad_client, samples.png_bytes())
     first, second = Prediction.objects.order_by("id")
-    _decide(rad_client, first.pk, first.label, echogenicity="mildly_hypoechoic")
+    model_value = first.descriptor_values["echogenicity"]
+    changed = "isoechoic" if model_value != "isoechoic" else "mildly_hypoechoic"
+    _decide(rad_client, first.pk, first.label, echogenicity=changed)
     other = "1" if second.label != "1" else "2"
-    _decide(rad_client, second.pk, other, echogenicity="markedly_hypoechoic")
+    _decide(rad_client, second.pk, other, echogenicity=model_value)
     (row,) = decision_report()["radiologists"]
     assert row["radiologist"] == "rad" and row["n"] == 2
     assert row["same_category"] == pytest.approx(0.5)

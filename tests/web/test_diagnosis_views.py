@@ -157,10 +157,15 @@ def test_registering_a_folder_that_is_not_a_bundle_shows_the_reason(client, admi
 
 @pytest.fixture
 def consensus_project(project):
-    """The labeling project's 4 images with consensus labels 2, 3, 4, 5."""
-    for image, label in zip(project.images.order_by("position"), "2345"):
+    """The labeling project's 4 images with consensus labels 2, 3, 4, 5, made grey
+    ultrasound-like (the fixture's colour noise is, rightly, no ultrasound for the model)."""
+    from pathlib import Path
+
+    for seed, (image, label) in enumerate(zip(project.images.order_by("position"), "2345")):
         image.consensus_label = label
         image.save()
+        (Path(project.dataset_root) / image.path).write_bytes(
+            samples.png_bytes(samples.ultrasound_like(64, 48, seed=seed)))
     return project
 
 

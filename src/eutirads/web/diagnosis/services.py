@@ -155,31 +155,26 @@ def get_predictor(bundle):
     return predictor
 
 
-def _image_area(diagnosis: Diagnosis, image: CleanImage) -> Box | None:
-    """Where the ultrasound image lies: the area `diagnose` found (on a reduced copy), else
-    found here; None when there is none (the whole frame is then kept)."""
-    if diagnosis.image_area is not None:
-        return diagnosis.image_area
-    from ...region import find_image_area
+def _keep_image(image: CleanImage) -> tuple[str, Box | None]:
+    """Write the kept image under a generated name: through the one clean-frame rule with
+    its burned-in text check (a kept image is shown again), so only the ultrasound image
+    area is kept, not names and dates around or in it. Returns the name and where the area
+    lies in the upload (None: no area found, the whole frame is kept)."""
+    from ...frame import clean_frame
 
     try:
-        return find_image_area(image.pixels)
+        clean = clean_frame(image.pixels, redact_text=True)
+        png, area = encode_png(clean.pixels), Box(*clean.area_box)
     except InputError:
-        return None
-
-
-def _keep_image(image: CleanImage, area: Box | None) -> str:
-    """Write the kept image (only the ultrasound image area, as in ingest, so names and
-    dates burned in around it on a scanner's screen are not stored) under a generated name."""
+        png, area = image.png, None
     # A generated name only: nothing of the upload's name or content chooses the path.
     image_name = f"{uuid.uuid4().hex}.png"
     folder = image_folder()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{image_name}.tmp"
-    pixels = image.pixels if area is None else image.pixels[area.y0:area.y1, area.x0:area.x1]
-    tmp.write_bytes(image.png if area is None else encode_png(pixels))
+    tmp.write_bytes(png)
     tmp.rename(folder / image_name)
-    return image_name
+    return image_name, area
 
 
 def _json(value):
@@ -194,8 +189,7 @@ def save_prediction(diagnosis: Diagnosis, image: CleanImage, *, user, bundle, ch
 
     image_name, area = "", None
     if keep_image:
-        area = _image_area(diagnosis, image)
-        image_name = _keep_image(image, area)
+        image_name, area = _keep_image(image)
     prediction = Prediction.objects.create(
         user=user, bundle=bundle, channel=channel, label=diagnosis.label,
         probabilities=diagnosis.probabilities, box=box_dict(diagnosis.box),
