@@ -10,10 +10,9 @@ from __future__ import annotations
 import io
 import re
 
+import diagnosis_samples as samples
 import numpy as np
 import pytest
-
-import diagnosis_samples as samples
 from diagnosis_fixtures import *  # noqa: F401,F403 - fixtures
 from test_api import _post, _validate
 

@@ -16,11 +16,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from ...errors import EutiradsError, ModelError
+from ...inference.uploads import UploadError
 from ..core.access import ROLES, has_role
 from . import services
 from .requests import request_too_large, upload_from_request
 from .tokens import token_from_header, user_for_token
-from ...inference.uploads import UploadError
 
 SCHEMA_PATH = Path(__file__).with_name("openapi.yaml")
 

@@ -16,8 +16,8 @@ from django.db import IntegrityError, transaction
 from ...categories import EU_TIRADS_LABELS
 from ...errors import InputError
 from ...imageio import load_rgb
-from . import services
 from ...inference.uploads import CleanImage
+from . import services
 
 __all__ = ["next_item", "item_pixels", "submit", "Outcome"]
 

@@ -16,8 +16,18 @@ from pathlib import Path
 from ...categories import EU_TIRADS_LABELS as CATEGORY_LABELS
 from ...errors import InputError, ModelError
 from ...inference.bundle import model_sha256
-from ...inference.diagnosis import (DISCLAIMER, Box, Diagnosis, box_dict, data_uri, diagnose,
-                                    heatmap_overlay_png, heatmap_png, parse_box, parse_size_mm)
+from ...inference.diagnosis import (
+    DISCLAIMER,
+    Box,
+    Diagnosis,
+    box_dict,
+    data_uri,
+    diagnose,
+    heatmap_overlay_png,
+    heatmap_png,
+    parse_box,
+    parse_size_mm,
+)
 from ...inference.uploads import CleanImage, encode_png
 
 __all__ = [

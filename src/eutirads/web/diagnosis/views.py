@@ -6,14 +6,15 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ...categories import CATEGORIES, EU_TIRADS_LABELS
+from ...categories import CATEGORIES
 from ...errors import EutiradsError, InputError, ModelError
 from ...inference.diagnosis import DESCRIPTOR_VALUES, outline_geometry
+from ...inference.uploads import UploadError, encode_png
 from ..core.access import ADMIN, READERS, REVIEWER, ROLES, has_role, role_required
-from . import comparison, present, reading as reading_service, report, services
+from . import comparison, present, report, services
+from . import reading as reading_service
 from .models import ModelBundle, Prediction
 from .requests import request_too_large, upload_from_request
-from ...inference.uploads import UploadError, encode_png
 
 STAFF = ROLES  # radiologists, reviewers and admins may classify
 
