@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 
 python3 -m pip install -q --disable-pip-version-check -e ".[train,dev]"
 
+# PDF reports (WeasyPrint) need Debian's Pango; the report test renders a page with pypdfium2.
+if ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null
+    else
+        echo "scripts/test.sh: Pango is missing; install Debian's libpango-1.0-0 and libpangoft2-1.0-0 for the PDF report tests" >&2
+    fi
+fi
+
 # The browser tests drive Debian's chromium through Playwright (no browser download).
 if ! command -v chromium >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
