@@ -33,30 +33,31 @@ function gray(rgb, width, height) {
 
 // scipy.ndimage.uniform_filter1d, mode "reflect" (d c b a | a b c d | d c b a): a running
 // sum in float64, each mean stored as float32 -- scipy's own order of operations, so a
-// pixel at the threshold falls on the same side. `stride` walks the line.
-function uniformLine(src, dst, start, stride, length, size) {
+// pixel at the threshold falls on the same side. `stride` walks the line; `line` is a
+// scratch buffer of length + size.
+function uniformLine(src, dst, start, stride, length, size, line) {
   const left = Math.floor(size / 2);
-  const at = (i) => {
-    // reflect about the half-sample edge; the lines here are far longer than `size`
-    let j = i;
+  for (let k = 0; k < length + size - 1; k++) {
+    let j = k - left;
     while (j < 0 || j >= length) j = j < 0 ? -j - 1 : 2 * length - j - 1;
-    return src[start + j * stride];
-  };
+    line[k] = src[start + j * stride];
+  }
   let sum = 0;
-  for (let k = -left; k < size - left; k++) sum += at(k);
+  for (let k = 0; k < size; k++) sum += line[k];
   dst[start] = sum / size;
   for (let i = 1; i < length; i++) {
-    sum += at(i + size - left - 1) - at(i - left - 1);
+    sum += line[i + size - 1] - line[i - 1];
     dst[start + i * stride] = sum / size;
   }
 }
 
 // scipy.ndimage.uniform_filter(values, size): axis 0 (columns) first, then axis 1 (rows).
 export function uniformFilter(values, width, height, size) {
+  const line = new Float64Array(Math.max(width, height) + size);
   const columns = new Float32Array(values.length);
-  for (let x = 0; x < width; x++) uniformLine(values, columns, x, width, height, size);
+  for (let x = 0; x < width; x++) uniformLine(values, columns, x, width, height, size, line);
   const out = new Float32Array(values.length);
-  for (let y = 0; y < height; y++) uniformLine(columns, out, y * width, 1, width, size);
+  for (let y = 0; y < height; y++) uniformLine(columns, out, y * width, 1, width, size, line);
   return out;
 }
 
@@ -64,8 +65,8 @@ export function uniformFilter(values, width, height, size) {
 // mode "constant" with cval 0: counted with running sums, one axis at a time.
 function binaryRunFilter(mask, width, height, size, minimum) {
   const radius = (size - 1) / 2;
+  const prefix = new Int32Array(Math.max(width, height) + 1);
   const pass = (src, start, stride, length, dst) => {
-    const prefix = new Int32Array(length + 1);
     for (let i = 0; i < length; i++) prefix[i + 1] = prefix[i] + src[start + i * stride];
     for (let i = 0; i < length; i++) {
       const lo = Math.max(0, i - radius);
@@ -102,11 +103,14 @@ function label(mask, width, height) {
       area += 1;
       if (y < top) top = y;
       if (y + 1 > bottom) bottom = y + 1;
-      const push = (j) => { if (mask[j] && !labels[j]) { labels[j] = count; stack[sp++] = j; } };
-      if (x > 0) push(i - 1);
-      if (x + 1 < width) push(i + 1);
-      if (y > 0) push(i - width);
-      if (y + 1 < height) push(i + width);
+      let j = i - 1;
+      if (x > 0 && mask[j] && !labels[j]) { labels[j] = count; stack[sp++] = j; }
+      j = i + 1;
+      if (x + 1 < width && mask[j] && !labels[j]) { labels[j] = count; stack[sp++] = j; }
+      j = i - width;
+      if (y > 0 && mask[j] && !labels[j]) { labels[j] = count; stack[sp++] = j; }
+      j = i + width;
+      if (y + 1 < height && mask[j] && !labels[j]) { labels[j] = count; stack[sp++] = j; }
     }
     areas.push(area);
     rows.push([top, bottom]);

@@ -1,0 +1,413 @@
+// The static page: loads the runtime and the model when it opens, then classifies the
+// chosen image on this device. Every step that a bundle may or may not have (localiser,
+// descriptors, calibration, abstention) is one function below, run only when site.json
+// describes that part; the Python predictor is the reference for each.
+import * as ort from "./vendor/onnxruntime-web/ort.wasm.bundle.min.mjs";
+import * as P from "./pipeline.js";
+
+const SITE_FORMAT = 1;
+const BUNDLE_FORMATS = [1];  // as eutirads.export.web.PAGE_BUNDLE_FORMATS
+
+const $ = (id) => document.getElementById(id);
+const state = { site: null, spec: null, session: null, weight: null, texts: null,
+                lang: "en", last: null, image: null, cardText: "", error: null };
+
+// A failure the page explains in the user's language: `key` names an i18n string.
+class PageError extends Error {
+  constructor(key, params = {}) { super(`${key} ${JSON.stringify(params)}`); this.key = key; this.params = params; }
+}
+
+// ---------------------------------------------------------------- text and language
+function t(key, params = {}) {
+  const table = state.texts?.ui?.[state.lang] || state.texts?.ui?.en || {};
+  const text = table[key] ?? state.texts?.ui?.en?.[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? ""));
+}
+
+// Guideline and descriptor texts come in English from eutirads.categories (site.json);
+// the Spanish catalogue is keyed by that English text, so a changed text falls back to
+// English instead of showing a stale translation.
+function g(english) {
+  if (state.lang === "en") return english;
+  return state.texts?.guideline?.[state.lang]?.[english] ?? english;
+}
+
+function chooseLanguage(available) {
+  for (const tag of navigator.languages || [navigator.language || "en"]) {
+    const base = String(tag).toLowerCase().split("-")[0];
+    if (available.includes(base)) return base;
+  }
+  return "en";
+}
+
+function applyLanguage() {
+  document.documentElement.lang = state.lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  if (state.error) showMessage(state.error);
+  if (state.last) renderResult(state.last);
+}
+
+// ---------------------------------------------------------------- status and messages
+function setState(name) {
+  document.body.dataset.state = name;
+  const key = { loading: "loading", ready: "ready", busy: "busy" }[name];
+  if (key) { $("status").dataset.i18n = key; $("status").textContent = t(key); }
+}
+
+function showMessage(error) {
+  state.error = error;
+  const box = $("message");
+  if (!error) { box.hidden = true; box.textContent = ""; return; }
+  box.hidden = false;
+  box.textContent = error instanceof PageError
+    ? t(error.key, error.params) : t("err_unexpected", { detail: String(error?.message || error) });
+}
+
+// ---------------------------------------------------------------- loading
+async function fetchOk(url) {
+  const response = await fetch(url, { cache: "no-cache" });
+  if (!response.ok) throw new PageError("err_load", { detail: `${url}: HTTP ${response.status}` });
+  return response;
+}
+
+function checkSite(site) {
+  if (site.site_format !== SITE_FORMAT) {
+    throw new PageError("err_site_format", { detail: `site.json format ${site.site_format} (this page reads ${SITE_FORMAT})` });
+  }
+  if (!BUNDLE_FORMATS.includes(site.bundle_format)) {
+    throw new PageError("err_site_format", { detail: `bundle format ${site.bundle_format} (this page reads ${BUNDLE_FORMATS.join(", ")})` });
+  }
+}
+
+// After this, the page cannot reach the network at all: a second CSP, enforced together
+// with the first, forbids every connection (fetch, XHR, WebSocket, beacons).
+function closeNetwork() {
+  const meta = document.createElement("meta");
+  meta.httpEquiv = "Content-Security-Policy";
+  meta.content = "connect-src 'none'";
+  document.head.appendChild(meta);
+}
+
+async function load() {
+  setState("loading");
+  state.texts = await (await fetchOk("i18n.json")).json();
+  const languages = Object.keys(state.texts.languages);
+  state.lang = chooseLanguage(languages);
+  const select = $("lang");
+  for (const code of languages) select.add(new Option(state.texts.languages[code], code));
+  select.value = state.lang;
+  select.addEventListener("change", () => { state.lang = select.value; applyLanguage(); });
+  applyLanguage();
+
+  const site = await (await fetchOk("site.json")).json();
+  checkSite(site);
+  state.site = site;
+  const c = site.classifier;
+  const [spec, head, model, card] = await Promise.all([
+    fetchOk(c.preprocess).then((r) => r.json()),
+    fetchOk(c.head.file).then((r) => r.arrayBuffer()),
+    fetchOk(c.model).then((r) => r.arrayBuffer()),
+    site.card ? fetchOk(site.card).then((r) => r.text()) : Promise.resolve(""),
+  ]);
+  if (spec.format_version !== 1) {
+    throw new PageError("err_site_format", { detail: `preprocess.json format ${spec.format_version}` });
+  }
+  state.spec = spec;
+  const [k, channels] = c.head.shape;
+  state.weight = new Float32Array(head, 0, k * channels);
+  state.cardText = card;
+  // Threads need a cross-origin-isolated page (COOP/COEP headers), which static hosts
+  // rarely give; one thread works everywhere.
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  ort.env.wasm.proxy = false;
+  ort.env.logLevel = "error";
+  try {
+    state.session = await ort.InferenceSession.create(new Uint8Array(model),
+      { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  } catch (error) {
+    throw new PageError("err_load", { detail: String(error?.message || error).split("\n")[0].slice(0, 200) });
+  }
+  await warmUp();
+  closeNetwork();
+  renderCard();
+  setState("ready");
+}
+
+// One run on a made-up frame, so the first image pays neither for the runtime's set-up
+// nor for compiling the preprocessing.
+async function warmUp() {
+  const width = 320, height = 240;
+  const rgb = new Uint8Array(width * height * 3);
+  for (let y = 40; y < 200; y++) {
+    for (let x = 40; x < 280; x++) rgb.fill((x * 7 + y * 13) % 200 + 30, (y * width + x) * 3, (y * width + x) * 3 + 3);
+  }
+  for (let i = 0; i < 3; i++) P.prepare(rgb, width, height, state.spec);
+  const [h, w] = state.spec.input_size;
+  await runModel(new Float32Array(3 * h * w), 1);
+}
+
+// ---------------------------------------------------------------- decoding
+function sniff(bytes) {
+  const png = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  if (bytes.length >= 24 && png.every((v, i) => bytes[i] === v)) return "image/png";
+  if (bytes.length >= 4 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "image/jpeg";
+  return null;
+}
+
+// The declared size, read from the header before any pixel is decoded (as imageio does),
+// so a decompression bomb costs nothing. null when the header is unreadable.
+function declaredSize(bytes, type) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (type === "image/png") return { width: view.getUint32(16), height: view.getUint32(20) };
+  let i = 2;
+  while (i + 9 < bytes.length) {
+    if (bytes[i] !== 0xff) return null;
+    const marker = bytes[i + 1];
+    if (marker === 0xff) { i += 1; continue; }
+    const length = view.getUint16(i + 2);
+    // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC)
+    if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) {
+      return { width: view.getUint16(i + 7), height: view.getUint16(i + 5) };
+    }
+    i += 2 + length;
+  }
+  return null;
+}
+
+// RGB pixels of a JPEG/PNG file, decoded without colour management so they are the
+// file's own values, as Pillow reads them.
+async function decode(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const type = sniff(bytes);
+  if (!type) throw new PageError("err_not_image");
+  const size = declaredSize(bytes, type);
+  if (!size || size.width <= 0 || size.height <= 0) throw new PageError("err_corrupt");
+  if (size.width * size.height > state.site.max_pixels) {
+    throw new PageError("err_too_large", { width: size.width, height: size.height,
+                                           limit: state.site.max_pixels.toLocaleString(state.lang) });
+  }
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(new Blob([bytes], { type }),
+      { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  } catch {
+    throw new PageError("err_corrupt");
+  }
+  const { width, height } = bitmap;
+  const canvas = new OffscreenCanvas(width, height);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+    rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
+  }
+  return { rgb, width, height, rgba };
+}
+
+// ---------------------------------------------------------------- prediction (Predictor.predict)
+async function runModel(batch, n) {
+  const c = state.site.classifier;
+  const [h, w] = state.spec.input_size;
+  const feeds = { [c.input]: new ort.Tensor("float32", batch, [n, 3, h, w]) };
+  const outputs = await state.session.run(feeds);
+  return { logits: outputs[c.outputs[0]], features: outputs[c.outputs[1]] };
+}
+
+function categoryName(label) {
+  const c = state.site.classifier;
+  if (c.scheme === "eu-tirads") return `EU-TIRADS ${label}: ${state.site.guideline.categories[label].name}`;
+  return `TI-RADS ${label}`;
+}
+
+async function predict(image) {
+  const c = state.site.classifier, spec = state.spec;
+  const [h, w] = spec.input_size;
+  const started = performance.now();
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec);
+  const prepared = performance.now();
+  const n = c.tta ? 2 : 1;
+  let batch = tensor;
+  if (c.tta) {
+    batch = new Float32Array(2 * tensor.length);
+    batch.set(tensor);
+    batch.set(P.mirror(tensor, h, w), tensor.length);
+  }
+  const { logits, features } = await runModel(batch, n);
+  const modelMs = performance.now() - prepared;
+  const k = c.class_names.length;
+  const proba = new Array(k).fill(0);
+  for (let i = 0; i < n; i++) {
+    const p = P.softmax(Array.from(logits.data.subarray(i * k, (i + 1) * k)));
+    for (let j = 0; j < k; j++) proba[j] += p[j] / n;
+  }
+  let index = 0;
+  for (let j = 1; j < k; j++) if (proba[j] > proba[index]) index = j;
+  const label = c.class_names[index];
+  const [, channels, fh, fw] = features.dims;
+  // The heatmap of the unmirrored image, as the Python predictor draws it.
+  const cam = P.classActivationMap(features.data.subarray(0, channels * fh * fw), channels, fh, fw,
+                                   state.weight, index);
+  const heat = P.heatmapToImage(cam, fh, fw, spec, box, image.width, image.height);
+  const result = {
+    label, name: categoryName(label), confidence: proba[index],
+    probabilities: Object.fromEntries(c.class_names.map((name, j) => [name, proba[j]])),
+    crop_box: [box.x0, box.y0, box.x1, box.y1],
+    abstain: false, abstain_reason: null, descriptors: null, nodule: null,
+    timing: { preprocess_ms: prepared - started, model_ms: modelMs },
+  };
+  return { result, heat };
+}
+
+// ---------------------------------------------------------------- rendering
+function fill(id, text) { $(id).textContent = text; }
+
+function renderResult({ result, heat, image }) {
+  $("result").hidden = false;
+  const cats = state.site.guideline.categories;
+  const eu = state.site.classifier.scheme === "eu-tirads";
+  fill("category", eu ? `EU-TIRADS ${result.label} · ${g(cats[result.label].name)}` : `TI-RADS ${result.label}`);
+  const table = $("probabilities");
+  table.replaceChildren();
+  for (const [name, p] of Object.entries(result.probabilities)) {
+    const row = table.insertRow();
+    if (name === result.label) row.className = "top";
+    row.insertCell().textContent = eu ? `${name} · ${g(cats[name].name)}` : name;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.width = `${(100 * p).toFixed(1)}%`;
+    const cell = row.insertCell();
+    cell.className = "bar-cell";
+    cell.appendChild(bar);
+    row.insertCell().textContent = p.toFixed(3);
+  }
+  // An abstention keeps the numbers for whoever looks, but gives no advice.
+  const advise = eu && !result.abstain;
+  $("guideline").hidden = !advise;
+  $("scheme-note").hidden = eu;
+  $("abstain").hidden = !result.abstain;
+  if (result.abstain) fill("abstain", t("abstain", { reason: t(`abstain_${result.abstain_reason}`) }));
+  if (advise) {
+    const cat = cats[result.label];
+    fill("definition", g(cat.definition));
+    fill("features", g(cat.features));
+    fill("risk", g(cat.risk));
+    fill("advice", g(cat.advice));
+  }
+  renderDescriptors(result.descriptors);
+  fill("timing", t("timing", { model: result.timing.model_ms.toFixed(1), total: (result.timing.total_ms ?? 0).toFixed(1) }));
+  if (image && heat) drawImage(image, heat);
+}
+
+function renderDescriptors(descriptors) {
+  $("descriptors-box").hidden = !descriptors;
+  if (!descriptors) return;
+  const table = $("descriptors");
+  table.replaceChildren();
+  for (const [name, value] of Object.entries(descriptors)) {
+    const row = table.insertRow();
+    row.insertCell().textContent = g(name);
+    row.insertCell().textContent = g(value.value);
+    row.insertCell().textContent = (value.probabilities?.[value.value] ?? NaN).toFixed(2);
+  }
+}
+
+function drawImage(image, heat) {
+  for (const id of ["image", "heat", "outline"]) {
+    $(id).width = image.width;
+    $(id).height = image.height;
+  }
+  $("image").getContext("2d").putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
+  const colours = P.colorize(heat, state.site.heatmap_colors);
+  $("heat").getContext("2d").putImageData(new ImageData(colours, image.width, image.height), 0, 0);
+  $("heat").style.opacity = String($("opacity").value / 100);
+  $("outline").getContext("2d").clearRect(0, 0, image.width, image.height);
+}
+
+// The model card (Markdown) as headings, list items, table rows and paragraphs, built
+// with textContent only: nothing in it can run as HTML.
+function renderCard() {
+  const meta = state.site.bundle || {};
+  fill("model-name", `${meta.name ?? "?"} ${meta.version ?? ""} (${meta.model_name ?? ""})`);
+  const root = $("card");
+  root.replaceChildren();
+  let table = null, list = null;
+  const plain = (s) => s.replace(/\*\*|`/g, "");
+  for (const line of state.cardText.split("\n")) {
+    const text = line.trim();
+    if (!text.startsWith("|")) table = null;
+    if (!text.startsWith("- ")) list = null;
+    if (!text) continue;
+    const heading = /^(#+)\s+(.*)$/.exec(text);
+    if (heading) {
+      const el = document.createElement(`h${Math.min(6, heading[1].length + 2)}`);
+      el.textContent = plain(heading[2]);
+      root.appendChild(el);
+    } else if (text.startsWith("|")) {
+      if (/^\|[\s|:-]+\|$/.test(text)) continue;
+      if (!table) { table = document.createElement("table"); root.appendChild(table); }
+      const row = table.insertRow();
+      for (const cell of text.slice(1, -1).split("|")) row.insertCell().textContent = plain(cell.trim());
+    } else if (text.startsWith("- ")) {
+      if (!list) { list = document.createElement("ul"); root.appendChild(list); }
+      const item = document.createElement("li");
+      item.textContent = plain(text.slice(2));
+      list.appendChild(item);
+    } else {
+      const p = document.createElement("p");
+      p.textContent = plain(text);
+      root.appendChild(p);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- events
+async function onFile(file) {
+  if (!file || !state.session) return;
+  const started = performance.now();
+  setState("busy");
+  showMessage(null);
+  try {
+    const image = await decode(file);
+    const { result, heat } = await predict(image);
+    state.last = { result, heat, image };
+    renderResult(state.last);
+    // Shown when the browser has painted the result.
+    await new Promise((resolve) => requestAnimationFrame(() => resolve()));
+    result.timing.total_ms = performance.now() - started;
+    fill("timing", t("timing", { model: result.timing.model_ms.toFixed(1), total: result.timing.total_ms.toFixed(1) }));
+    window.eutiradsPage.last = result;
+    window.eutiradsPage.heat = heat;
+    setState("done");
+  } catch (error) {
+    state.last = null;
+    window.eutiradsPage.last = null;
+    window.eutiradsPage.heat = null;
+    $("result").hidden = true;
+    showMessage(error);
+    setState("rejected");
+  }
+}
+
+function wire() {
+  $("file").addEventListener("change", (event) => onFile(event.target.files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    onFile(event.dataTransfer.files[0]);
+  });
+  $("opacity").addEventListener("input", () => { $("heat").style.opacity = String($("opacity").value / 100); });
+}
+
+// For tests and benchmarks: the last result (as Prediction.to_dict) and its heatmap.
+window.eutiradsPage = { last: null, heat: null, ready: null };
+wire();
+window.eutiradsPage.ready = load().then(() => true, (error) => {
+  showMessage(error);
+  setState("failed");
+  return false;
+});
