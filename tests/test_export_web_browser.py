@@ -281,7 +281,7 @@ def test_a_site_of_another_bundle_format_says_so(browser, site, tmp_path, open_p
         page = open_page(address)
         assert page.ready is False
         assert page.page.evaluate("document.body.dataset.state") == "failed"
-        assert "bundle format 99 (this page reads 1)" in page.text("#message")
+        assert "bundle format 99 (this page reads 1, 2)" in page.text("#message")
         assert page.errors == []
     finally:
         server.shutdown()

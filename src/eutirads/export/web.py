@@ -20,13 +20,18 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import __version__
-from ..categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice
+from ..categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice, rule_table
 from ..errors import ModelError
 from ..imageio import DEFAULT_MAX_PIXELS
-from ..inference.bundle import (CARD_FILE, INPUT_NAME, MODEL_FILE, OUTPUT_NAMES,
-                                PREPROCESS_FILE, read_head, read_metadata)
+from ..inference.bundle import (CARD_FILE, HEAD_FILE, INPUT_NAME, METADATA_FILE, MODEL_FILE,
+                                OUTPUT_NAMES, PREPROCESS_FILE, read_head, read_metadata)
 from ..inference.heatmap import COLOR_ANCHORS
 from ..preprocess import PreprocessSpec
+
+try:  # the localiser arrives with bundle format 2 (inference.localiser)
+    from ..inference.localiser import NO_NODULE
+except ImportError:  # pragma: no cover - until then no bundle has one
+    NO_NODULE = "no region above the localiser's threshold and minimum size"
 
 __all__ = ["SITE_FORMAT", "PAGE_BUNDLE_FORMATS", "export_web", "site_description",
            "category_texts", "STATIC_DIR"]
@@ -35,7 +40,7 @@ __all__ = ["SITE_FORMAT", "PAGE_BUNDLE_FORMATS", "export_web", "site_description
 SITE_FORMAT = 1
 # Bundle formats the page's JavaScript reads (app.js has the same list and says so when a
 # site holds another one).
-PAGE_BUNDLE_FORMATS = (1,)
+PAGE_BUNDLE_FORMATS = (1, 2)
 STATIC_DIR = Path(__file__).with_name("webpage")
 SITE_FILE = "site.json"
 MODEL_DIR = "model"
@@ -63,40 +68,75 @@ def _public_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {key: meta.get(key) for key in keep if key in meta}
 
 
-def site_description(meta: Mapping[str, Any], spec: PreprocessSpec,
+def _components(meta: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The bundle's components with their file names: format 2 lists them; a format-1
+    description is its classifier (inference.bundle's own reading, where it does it)."""
+    if isinstance(meta.get("components"), dict):
+        return dict(meta["components"])
+    return {"classifier": {**meta, "model": MODEL_FILE, "preprocess": PREPROCESS_FILE,
+                           "cam_head": HEAD_FILE}}
+
+
+def _classifier_site(settings: Mapping[str, Any], spec: PreprocessSpec,
                      head_shape: tuple[int, int]) -> dict[str, Any]:
-    """site.json: where the page finds each part and how to read it."""
     class_names = list(spec.class_names)
+    return {
+        "model": f"{MODEL_DIR}/{settings['model']}",
+        "preprocess": f"{MODEL_DIR}/{settings['preprocess']}",
+        "input": INPUT_NAME,
+        "outputs": list(OUTPUT_NAMES),
+        # weight (K x C) then bias (K), float32 little-endian
+        "head": {"file": f"{MODEL_DIR}/{HEAD_BIN}", "shape": list(head_shape)},
+        "class_names": class_names,
+        "tta": bool(settings.get("tta", False)),
+        "scheme": "eu-tirads" if set(class_names) <= set(EU_TIRADS_LABELS) else "other",
+    }
+
+
+def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        threshold = float(settings.get("threshold", 0.5))
+        min_region_px = int(settings.get("min_region_px", 0))
+    except (TypeError, ValueError):
+        raise ModelError("the localiser's threshold/min_region_px are not numbers") from None
+    return {
+        "model": f"{MODEL_DIR}/{settings['model']}",
+        "preprocess": f"{MODEL_DIR}/{settings['preprocess']}",
+        "input": INPUT_NAME,
+        "outputs": ["logits"],
+        "threshold": threshold,
+        "min_region_px": min_region_px,
+        "no_nodule_reason": NO_NODULE,
+    }
+
+
+def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any] | None]
+                     ) -> dict[str, Any]:
+    """site.json: where the page finds each part and how to read it. `parts` holds the
+    page's description of each component present ("classifier", "localiser")."""
+    classifier = _components(meta).get("classifier") or {}
+    public = {**_public_metadata(classifier), **_public_metadata(meta)}
     return {
         "site_format": SITE_FORMAT,
         "bundle_format": meta.get("format_version"),
         "eutirads_version": __version__,
-        "bundle": _public_metadata(meta),
-        "classifier": {
-            "model": f"{MODEL_DIR}/{MODEL_FILE}",
-            "preprocess": f"{MODEL_DIR}/{PREPROCESS_FILE}",
-            "input": INPUT_NAME,
-            "outputs": list(OUTPUT_NAMES),
-            # weight (K x C) then bias (K), float32 little-endian
-            "head": {"file": f"{MODEL_DIR}/{HEAD_BIN}", "shape": list(head_shape)},
-            "class_names": class_names,
-            "tta": bool(meta.get("tta", False)),
-            "scheme": "eu-tirads" if set(class_names) <= set(EU_TIRADS_LABELS) else "other",
-        },
-        # Filled by bundles that carry them (format 2): the page shows each part it finds.
-        "localiser": None,
+        "bundle": public,
+        "classifier": parts.get("classifier"),
+        "localiser": parts.get("localiser"),
+        # Filled once bundles carry them: the page shows each part it finds.
         "descriptors": None,
         "calibration": None,
         "abstain": None,
         "card": f"{MODEL_DIR}/{CARD_FILE}",
         "guideline": category_texts(),
+        "rule": rule_table(),
         "heatmap_colors": COLOR_ANCHORS.astype(int).tolist(),
         "max_pixels": DEFAULT_MAX_PIXELS,
     }
 
 
-def _write_head(bundle: Path, target: Path) -> tuple[int, int]:
-    weight, bias = read_head(bundle)
+def _write_head(bundle: Path, file_name: str, target: Path) -> tuple[int, int]:
+    weight, bias = read_head(bundle, file_name) if file_name != HEAD_FILE else read_head(bundle)
     data = np.concatenate([weight.ravel(), bias.ravel()]).astype("<f4")
     target.write_bytes(data.tobytes())
     return int(weight.shape[0]), int(weight.shape[1])
@@ -111,6 +151,38 @@ def _check_target(out: Path) -> None:
                          f"({SITE_FILE}); choose an empty or new folder")
 
 
+def _plain_name(bundle: Path, value: Any) -> str:
+    if not isinstance(value, str) or not value or Path(value).name != value or value in (".", ".."):
+        raise ModelError(f"{bundle / METADATA_FILE}: file name {value!r} is not a plain file name")
+    if not (bundle / value).is_file():
+        raise ModelError(f"{bundle}: incomplete bundle ({value} missing)")
+    return value
+
+
+def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str, Any]:
+    """Copy each component's files into `models` and describe them for the page."""
+    parts: dict[str, Any] = {}
+    for name, settings in _components(meta).items():
+        if name not in ("classifier", "localiser"):
+            raise ModelError(f"{bundle}: component {name!r} has no web page yet")
+        files = ("model", "preprocess", "cam_head") if name == "classifier" else ("model", "preprocess")
+        settings = {**settings, **{key: _plain_name(bundle, settings.get(key)) for key in files}}
+        spec = PreprocessSpec.load(bundle / settings["preprocess"])
+        for key in ("model", "preprocess"):
+            shutil.copy2(bundle / settings[key], models / settings[key])
+        if name == "localiser":
+            parts[name] = _localiser_site(settings)
+            continue
+        if not spec.class_names:
+            raise ModelError(f"{bundle}: {settings['preprocess']} names no classes")
+        head_shape = _write_head(bundle, settings["cam_head"], models / HEAD_BIN)
+        if head_shape[0] != len(spec.class_names):
+            raise ModelError(f"{bundle}: {len(spec.class_names)} classes but a head for "
+                             f"{head_shape[0]}")
+        parts[name] = _classifier_site(settings, spec, head_shape)
+    return parts
+
+
 def export_web(bundle: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """Write the static site for `bundle` into `out` and return `out`.
 
@@ -123,9 +195,6 @@ def export_web(bundle: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
     if meta.get("format_version") not in PAGE_BUNDLE_FORMATS:
         raise ModelError(f"{bundle}: bundle format {meta.get('format_version')!r} has no web "
                          f"page yet (export-web reads {PAGE_BUNDLE_FORMATS})")
-    spec = PreprocessSpec.load(bundle / PREPROCESS_FILE)
-    if not spec.class_names:
-        raise ModelError(f"{bundle}: preprocess.json names no classes")
     _check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-web-", dir=out.parent))
@@ -134,14 +203,10 @@ def export_web(bundle: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
                         ignore=shutil.ignore_patterns("__pycache__", "VENDOR.json"))
         models = work / MODEL_DIR
         models.mkdir()
-        for name in (MODEL_FILE, PREPROCESS_FILE, CARD_FILE):
-            if (bundle / name).is_file():
-                shutil.copy2(bundle / name, models / name)
-        head_shape = _write_head(bundle, models / HEAD_BIN)
-        if head_shape[0] != len(spec.class_names):
-            raise ModelError(f"{bundle}: {len(spec.class_names)} classes but a head for "
-                             f"{head_shape[0]}")
-        site = site_description(meta, spec, head_shape)
+        parts = _copy_parts(bundle, meta, models)
+        if (bundle / CARD_FILE).is_file():
+            shutil.copy2(bundle / CARD_FILE, models / CARD_FILE)
+        site = site_description(meta, parts)
         (work / SITE_FILE).write_text(json.dumps(site, indent=1) + "\n", encoding="utf-8")
         if out.is_dir():
             shutil.rmtree(out)

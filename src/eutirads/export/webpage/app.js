@@ -4,13 +4,16 @@
 // describes that part; the Python predictor is the reference for each.
 import * as ort from "./vendor/onnxruntime-web/ort.wasm.bundle.min.mjs";
 import * as P from "./pipeline.js";
+import * as L from "./localiser.js";
 
 const SITE_FORMAT = 1;
-const BUNDLE_FORMATS = [1];  // as eutirads.export.web.PAGE_BUNDLE_FORMATS
+const BUNDLE_FORMATS = [1, 2];  // as eutirads.export.web.PAGE_BUNDLE_FORMATS
 
 const $ = (id) => document.getElementById(id);
-const state = { site: null, spec: null, session: null, weight: null, texts: null,
-                lang: "en", last: null, image: null, cardText: "", error: null };
+// classifier: {spec, session, weight, ...site.classifier}; localiser: {spec, session,
+// ...site.localiser}; either may be null (a bundle holds one or both).
+const state = { site: null, classifier: null, localiser: null, texts: null,
+                lang: "en", last: null, cardText: "", error: null };
 
 // A failure the page explains in the user's language: `key` names an i18n string.
 class PageError extends Error {
@@ -102,35 +105,51 @@ async function load() {
   const site = await (await fetchOk("site.json")).json();
   checkSite(site);
   state.site = site;
-  const c = site.classifier;
-  const [spec, head, model, card] = await Promise.all([
-    fetchOk(c.preprocess).then((r) => r.json()),
-    fetchOk(c.head.file).then((r) => r.arrayBuffer()),
-    fetchOk(c.model).then((r) => r.arrayBuffer()),
-    site.card ? fetchOk(site.card).then((r) => r.text()) : Promise.resolve(""),
-  ]);
-  if (spec.format_version !== 1) {
-    throw new PageError("err_site_format", { detail: `preprocess.json format ${spec.format_version}` });
-  }
-  state.spec = spec;
-  const [k, channels] = c.head.shape;
-  state.weight = new Float32Array(head, 0, k * channels);
-  state.cardText = card;
   // Threads need a cross-origin-isolated page (COOP/COEP headers), which static hosts
   // rarely give; one thread works everywhere.
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   ort.env.wasm.proxy = false;
   ort.env.logLevel = "error";
-  try {
-    state.session = await ort.InferenceSession.create(new Uint8Array(model),
-      { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
-  } catch (error) {
-    throw new PageError("err_load", { detail: String(error?.message || error).split("\n")[0].slice(0, 200) });
-  }
+  const [classifier, localiser, card] = await Promise.all([
+    site.classifier ? loadClassifier(site.classifier) : null,
+    site.localiser ? loadLocaliser(site.localiser) : null,
+    site.card ? fetchOk(site.card).then((r) => r.text()) : "",
+  ]);
+  Object.assign(state, { classifier, localiser, cardText: card });
   await warmUp();
   closeNetwork();
   renderCard();
   setState("ready");
+}
+
+async function loadSpec(url) {
+  const spec = await (await fetchOk(url)).json();
+  if (spec.format_version !== 1) {
+    throw new PageError("err_site_format", { detail: `${url}: preprocess format ${spec.format_version} (this page reads 1)` });
+  }
+  return spec;
+}
+
+async function createSession(url) {
+  const bytes = await (await fetchOk(url)).arrayBuffer();
+  try {
+    return await ort.InferenceSession.create(new Uint8Array(bytes),
+      { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  } catch (error) {
+    throw new PageError("err_load", { detail: `${url}: ${String(error?.message || error).split("\n")[0].slice(0, 200)}` });
+  }
+}
+
+async function loadClassifier(c) {
+  const [spec, head, session] = await Promise.all([
+    loadSpec(c.preprocess), fetchOk(c.head.file).then((r) => r.arrayBuffer()), createSession(c.model)]);
+  const [k, channels] = c.head.shape;
+  return { ...c, spec, session, weight: new Float32Array(head, 0, k * channels) };
+}
+
+async function loadLocaliser(l) {
+  const [spec, session] = await Promise.all([loadSpec(l.preprocess), createSession(l.model)]);
+  return { ...l, spec, session };
 }
 
 // One run on a made-up frame, so the first image pays neither for the runtime's set-up
@@ -141,9 +160,7 @@ async function warmUp() {
   for (let y = 40; y < 200; y++) {
     for (let x = 40; x < 280; x++) rgb.fill((x * 7 + y * 13) % 200 + 30, (y * width + x) * 3, (y * width + x) * 3 + 3);
   }
-  for (let i = 0; i < 3; i++) P.prepare(rgb, width, height, state.spec);
-  const [h, w] = state.spec.input_size;
-  await runModel(new Float32Array(3 * h * w), 1);
+  await predict({ rgb, width, height });
 }
 
 // ---------------------------------------------------------------- decoding
@@ -207,36 +224,50 @@ async function decode(file) {
 }
 
 // ---------------------------------------------------------------- prediction (Predictor.predict)
-async function runModel(batch, n) {
-  const c = state.site.classifier;
-  const [h, w] = state.spec.input_size;
-  const feeds = { [c.input]: new ort.Tensor("float32", batch, [n, 3, h, w]) };
-  const outputs = await state.session.run(feeds);
-  return { logits: outputs[c.outputs[0]], features: outputs[c.outputs[1]] };
+let modelMs = 0;  // time inside onnxruntime-web for the current image
+
+async function run(part, batch, n, outputs) {
+  const [h, w] = part.spec.input_size;
+  const feeds = { [part.input]: new ort.Tensor("float32", batch, [n, 3, h, w]) };
+  const started = performance.now();
+  const result = await part.session.run(feeds);
+  modelMs += performance.now() - started;
+  return outputs.map((name) => result[name]);
 }
 
 function categoryName(label) {
-  const c = state.site.classifier;
-  if (c.scheme === "eu-tirads") return `EU-TIRADS ${label}: ${state.site.guideline.categories[label].name}`;
+  if (state.classifier.scheme === "eu-tirads") return `EU-TIRADS ${label}: ${state.site.guideline.categories[label].name}`;
   return `TI-RADS ${label}`;
 }
 
-async function predict(image) {
-  const c = state.site.classifier, spec = state.spec;
+// Localiser.find: the nodule (or null) and the mask, from the localiser's map.
+async function localise(image) {
+  const part = state.localiser;
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, part.spec);
+  const [logits] = await run(part, tensor, 1, part.outputs);
+  const [, , gh, gw] = logits.dims;
+  const prob = L.probabilityToImage(L.sigmoid(logits.data), gh, gw, part.spec, box, image.width, image.height);
+  const binary = new Uint8Array(prob.length);
+  for (let i = 0; i < prob.length; i++) binary[i] = prob[i] >= part.threshold ? 1 : 0;
+  const { mask, nodule } = L.noduleFromMask(binary, prob, image.width, image.height,
+                                            L.imageMinRegion(part.min_region_px, part.spec, box));
+  return { mask, nodule, area: box };
+}
+
+// The classifier on the image, its crop from the nodule box when given (Predictor.prepare).
+async function classify(image, nodule) {
+  const part = state.classifier, spec = part.spec;
   const [h, w] = spec.input_size;
-  const started = performance.now();
-  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec);
-  const prepared = performance.now();
-  const n = c.tta ? 2 : 1;
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec, nodule);
+  const n = part.tta ? 2 : 1;
   let batch = tensor;
-  if (c.tta) {
+  if (part.tta) {
     batch = new Float32Array(2 * tensor.length);
     batch.set(tensor);
     batch.set(P.mirror(tensor, h, w), tensor.length);
   }
-  const { logits, features } = await runModel(batch, n);
-  const modelMs = performance.now() - prepared;
-  const k = c.class_names.length;
+  const [logits, features] = await run(part, batch, n, part.outputs);
+  const k = part.class_names.length;
   const proba = new Array(k).fill(0);
   for (let i = 0; i < n; i++) {
     const p = P.softmax(Array.from(logits.data.subarray(i * k, (i + 1) * k)));
@@ -244,30 +275,55 @@ async function predict(image) {
   }
   let index = 0;
   for (let j = 1; j < k; j++) if (proba[j] > proba[index]) index = j;
-  const label = c.class_names[index];
   const [, channels, fh, fw] = features.dims;
   // The heatmap of the unmirrored image, as the Python predictor draws it.
   const cam = P.classActivationMap(features.data.subarray(0, channels * fh * fw), channels, fh, fw,
-                                   state.weight, index);
+                                   part.weight, index);
   const heat = P.heatmapToImage(cam, fh, fw, spec, box, image.width, image.height);
-  const result = {
-    label, name: categoryName(label), confidence: proba[index],
-    probabilities: Object.fromEntries(c.class_names.map((name, j) => [name, proba[j]])),
-    crop_box: [box.x0, box.y0, box.x1, box.y1],
-    abstain: false, abstain_reason: null, descriptors: null, nodule: null,
-    timing: { preprocess_ms: prepared - started, model_ms: modelMs },
-  };
-  return { result, heat };
+  return { index, proba, box, heat };
+}
+
+// Predictor.predict: result as Prediction.to_dict, plus the heatmap and the mask.
+async function predict(image) {
+  const started = performance.now();
+  modelMs = 0;
+  const result = { label: null, name: null, confidence: null, probabilities: {}, crop_box: null,
+                   box_source: "none", abstain: false, abstain_reason: null, descriptors: null };
+  let nodule = null, mask = null, heat = null;
+  if (state.localiser) {
+    const found = await localise(image);
+    mask = found.mask;
+    result.nodule = found.nodule;
+    if (!found.nodule) result.nodule_reason = state.localiser.no_nodule_reason;
+    else { nodule = found.nodule.box; result.box_source = "localiser"; }
+    result.crop_box = [found.area.x0, found.area.y0, found.area.x1, found.area.y1];
+  }
+  if (state.classifier) {
+    const c = await classify(image, nodule);
+    const names = state.classifier.class_names;
+    result.label = names[c.index];
+    result.name = categoryName(result.label);
+    result.confidence = c.proba[c.index];
+    result.probabilities = Object.fromEntries(names.map((name, j) => [name, c.proba[j]]));
+    result.crop_box = [c.box.x0, c.box.y0, c.box.x1, c.box.y1];
+    heat = c.heat;
+  }
+  result.timing = { compute_ms: performance.now() - started, model_ms: modelMs };
+  return { result, heat, mask };
 }
 
 // ---------------------------------------------------------------- rendering
 function fill(id, text) { $(id).textContent = text; }
 
-function renderResult({ result, heat, image }) {
+function renderResult({ result, heat, mask, image }) {
   $("result").hidden = false;
   const cats = state.site.guideline.categories;
-  const eu = state.site.classifier.scheme === "eu-tirads";
-  fill("category", eu ? `EU-TIRADS ${result.label} · ${g(cats[result.label].name)}` : `TI-RADS ${result.label}`);
+  const classified = result.label !== null;
+  const eu = classified && state.classifier.scheme === "eu-tirads";
+  let heading = t(result.nodule ? "nodule_found" : "no_nodule");
+  if (classified) heading = eu ? `EU-TIRADS ${result.label} · ${g(cats[result.label].name)}` : `TI-RADS ${result.label}`;
+  fill("category", heading);
+  $("probabilities-box").hidden = !classified;
   const table = $("probabilities");
   table.replaceChildren();
   for (const [name, p] of Object.entries(result.probabilities)) {
@@ -285,7 +341,7 @@ function renderResult({ result, heat, image }) {
   // An abstention keeps the numbers for whoever looks, but gives no advice.
   const advise = eu && !result.abstain;
   $("guideline").hidden = !advise;
-  $("scheme-note").hidden = eu;
+  $("scheme-note").hidden = !classified || eu;
   $("abstain").hidden = !result.abstain;
   if (result.abstain) fill("abstain", t("abstain", { reason: t(`abstain_${result.abstain_reason}`) }));
   if (advise) {
@@ -295,9 +351,26 @@ function renderResult({ result, heat, image }) {
     fill("risk", g(cat.risk));
     fill("advice", g(cat.advice));
   }
+  renderNodule(result.nodule);
   renderDescriptors(result.descriptors);
   fill("timing", t("timing", { model: result.timing.model_ms.toFixed(1), total: (result.timing.total_ms ?? 0).toFixed(1) }));
-  if (image && heat) drawImage(image, heat);
+  if (image) drawImage(image, heat, result.nodule);
+}
+
+// The localiser's regions: size in pixels (and mm when the image says its pixel size).
+function renderNodule(nodule) {
+  $("nodule-box").hidden = nodule === undefined;
+  if (nodule === undefined) return;
+  const list = $("nodule");
+  list.replaceChildren();
+  for (const region of nodule?.regions ?? []) {
+    const item = document.createElement("li");
+    const mm = region.long_axis_mm !== null
+      ? ` (${region.long_axis_mm.toFixed(1)} x ${region.short_axis_mm.toFixed(1)} mm)` : "";
+    item.textContent = t("region", { long: region.long_axis_px.toFixed(0), short: region.short_axis_px.toFixed(0), mm,
+                                     score: region.score.toFixed(2) });
+    list.appendChild(item);
+  }
 }
 
 function renderDescriptors(descriptors) {
@@ -313,16 +386,31 @@ function renderDescriptors(descriptors) {
   }
 }
 
-function drawImage(image, heat) {
+function drawImage(image, heat, nodule) {
   for (const id of ["image", "heat", "outline"]) {
     $(id).width = image.width;
     $(id).height = image.height;
   }
   $("image").getContext("2d").putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
-  const colours = P.colorize(heat, state.site.heatmap_colors);
-  $("heat").getContext("2d").putImageData(new ImageData(colours, image.width, image.height), 0, 0);
-  $("heat").style.opacity = String($("opacity").value / 100);
-  $("outline").getContext("2d").clearRect(0, 0, image.width, image.height);
+  $("heat-controls").hidden = !heat;
+  if (heat) {
+    const colours = P.colorize(heat, state.site.heatmap_colors);
+    $("heat").getContext("2d").putImageData(new ImageData(colours, image.width, image.height), 0, 0);
+    $("heat").style.opacity = String($("opacity").value / 100);
+  }
+  const pen = $("outline").getContext("2d");
+  pen.clearRect(0, 0, image.width, image.height);
+  pen.strokeStyle = "#00e5ff";
+  pen.lineWidth = Math.max(1, Math.round(image.width / 300));
+  for (const region of nodule?.regions ?? []) {
+    const points = region.contour;
+    if (!points.length) continue;
+    pen.beginPath();
+    pen.moveTo(points[0][0] + 0.5, points[0][1] + 0.5);
+    for (const [x, y] of points.slice(1)) pen.lineTo(x + 0.5, y + 0.5);
+    pen.closePath();
+    pen.stroke();
+  }
 }
 
 // The model card (Markdown) as headings, list items, table rows and paragraphs, built
@@ -364,14 +452,14 @@ function renderCard() {
 
 // ---------------------------------------------------------------- events
 async function onFile(file) {
-  if (!file || !state.session) return;
+  if (!file || !(state.classifier || state.localiser)) return;
   const started = performance.now();
   setState("busy");
   showMessage(null);
   try {
     const image = await decode(file);
-    const { result, heat } = await predict(image);
-    state.last = { result, heat, image };
+    const { result, heat, mask } = await predict(image);
+    state.last = { result, heat, mask, image };
     renderResult(state.last);
     // Shown when the browser has painted the result.
     await new Promise((resolve) => requestAnimationFrame(() => resolve()));
