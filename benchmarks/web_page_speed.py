@@ -9,6 +9,9 @@ in Debian's chromium, waits for the model to load, then chooses each of --images
 screens (560x360) --rounds times and reads the page's own timings: "total" from the file
 input's change event to the frame after the result is drawn (decode, frame finding,
 preprocessing, model, heatmap, drawing), and "model" the onnxruntime-web run alone.
+Also the CPU time all browser processes spent per image, and per model run (the machine
+is shared: wall time waits for a core, CPU time is the work itself), and onnxruntime's
+native CPU build on the same model at the same time, one thread, for scale.
 Prints medians and 90th percentiles, and the page's load time, as Markdown.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import json
 import os
 import platform
 import statistics
@@ -57,6 +61,47 @@ def _bundle(model_name: str, out: Path) -> Path:
     return export_model(model, spec, out, name="bench", model_name=model_name)
 
 
+def _tree_cpu_s() -> float:
+    """CPU seconds (user + system) of the chromium processes descending from this one."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        comm = Path(f"/proc/{entry}/comm").read_text().strip() if fields else ""
+        ticks = int(fields[11]) + int(fields[12]) if comm.startswith("chrom") else 0
+        children.setdefault(int(fields[1]), []).append((int(entry), ticks))
+    total, todo = 0, [os.getpid()]
+    while todo:  # the Playwright driver (node) is on the way but counts 0
+        for child, ticks in children.get(todo.pop(), []):
+            total += ticks
+            todo.append(child)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _native_ms(model: Path, runs: int = 20) -> tuple[float, float]:
+    """(wall, CPU) ms of onnxruntime's CPU build, one thread, batch 1: medians."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    shape = [1 if not isinstance(d, int) else d for d in session.get_inputs()[0].shape]
+    x = np.zeros(shape, np.float32)
+    session.run(None, {"input": x})
+    walls, cpus = [], []
+    for _ in range(runs):
+        start, cpu = time.perf_counter(), time.process_time()
+        session.run(None, {"input": x})
+        walls.append((time.perf_counter() - start) * 1000)
+        cpus.append((time.process_time() - cpu) * 1000)
+    return statistics.median(walls), statistics.median(cpus)
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -70,7 +115,7 @@ def _measure(site: Path, images: list[Path], rounds: int, isolate: bool) -> dict
         ("127.0.0.1", 0), functools.partial(handler, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    totals, models = [], []
+    totals, models, parts = [], [], []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -81,6 +126,10 @@ def _measure(site: Path, images: list[Path], rounds: int, isolate: bool) -> dict
                 raise SystemExit(f"the page did not load: {page.inner_text('#message')}")
             load_s = time.perf_counter() - started
             threads = page.evaluate("self.crossOriginIsolated")
+            cpu = _tree_cpu_s()
+            model_alone = page.evaluate("window.eutiradsPage.timeModel(20)")
+            model_cpu = (_tree_cpu_s() - cpu) * 1000 / 20
+            cpu = _tree_cpu_s()
             for _ in range(rounds):
                 for image in images:
                     page.evaluate("document.body.dataset.state = 'ready'")
@@ -89,10 +138,15 @@ def _measure(site: Path, images: list[Path], rounds: int, isolate: bool) -> dict
                     timing = page.evaluate("window.eutiradsPage.last.timing")
                     totals.append(timing["total_ms"])
                     models.append(timing["model_ms"])
+                    parts.append(timing)
+            page_cpu = (_tree_cpu_s() - cpu) * 1000 / len(totals)
             browser.close()
     finally:
         server.shutdown()
-    return {"load_s": load_s, "isolated": threads, "total": totals, "model": models}
+    return {"load_s": load_s, "isolated": threads, "total": totals, "model": models,
+            "page_cpu": page_cpu, "model_alone": model_alone, "model_cpu": model_cpu,
+            "parts": {key: statistics.median(p[key] for p in parts)
+                      for key in ("decode_ms", "compute_ms", "model_ms", "render_ms")}}
 
 
 def main() -> None:
@@ -118,18 +172,26 @@ def main() -> None:
         if args.isolated:
             runs.append(("cross-origin isolated", _measure(site, images, args.rounds, True)))
         spec = (bundle / "preprocess.json").read_text()
+        native = _native_ms(bundle / "model.onnx")
     chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; {chromium.strip()}; "
           f"bundle {args.bundle or args.model}; {len(images)} phantom 560x360 screens x "
-          f"{args.rounds} rounds; input {spec.split('input_size')[1].split(']')[0]}]")
+          f"{args.rounds} rounds; input {json.loads(spec)['input_size']}")
     print()
-    print("| serving | page load s | file chosen -> result shown ms (median / p90) "
-          "| model alone ms (median / p90) |")
-    print("|---|---|---|---|")
+    print("| serving | page load s | file chosen -> result shown ms, median / p90 (CPU) "
+          "| model in the page ms, median / p90 | model alone ms (CPU) |")
+    print("|---|---|---|---|---|")
     for name, run in runs:
         print(f"| {name}{' (threads on)' if run['isolated'] else ''} | {run['load_s']:.1f} | "
-              f"{statistics.median(run['total']):.1f} / {_percentile(run['total'], 0.9):.1f} | "
-              f"{statistics.median(run['model']):.1f} / {_percentile(run['model'], 0.9):.1f} |")
+              f"{statistics.median(run['total']):.0f} / {_percentile(run['total'], 0.9):.0f} "
+              f"({run['page_cpu']:.0f}) | {statistics.median(run['model']):.0f} / "
+              f"{_percentile(run['model'], 0.9):.0f} | {run['model_alone']:.0f} "
+              f"({run['model_cpu']:.0f}) |")
+    for name, run in runs:
+        print(f"\n{name}, medians: " + ", ".join(f"{k[:-3]} {v:.0f} ms" for k, v in run["parts"].items())
+              + " (compute = frame finding, preprocessing, model, heatmap)")
+    print(f"\nonnxruntime {__import__('onnxruntime').__version__} native CPU, 1 thread, same model: "
+          f"{native[0]:.1f} ms ({native[1]:.1f} CPU ms)")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 

@@ -458,9 +458,13 @@ async function onFile(file) {
   showMessage(null);
   try {
     const image = await decode(file);
+    const decoded = performance.now();
     const { result, heat, mask } = await predict(image);
+    const computed = performance.now();
     state.last = { result, heat, mask, image };
     renderResult(state.last);
+    result.timing.decode_ms = decoded - started;
+    result.timing.render_ms = performance.now() - computed;
     // Shown when the browser has painted the result.
     await new Promise((resolve) => requestAnimationFrame(() => resolve()));
     result.timing.total_ms = performance.now() - started;
@@ -491,8 +495,22 @@ function wire() {
   $("opacity").addEventListener("input", () => { $("heat").style.opacity = String($("opacity").value / 100); });
 }
 
-// For tests and benchmarks: the last result (as Prediction.to_dict) and its heatmap.
-window.eutiradsPage = { last: null, heat: null, ready: null };
+// For tests and benchmarks: the last result (as Prediction.to_dict) and its heatmap, and
+// the classifier's time alone on a blank input (median ms of `runs`).
+window.eutiradsPage = {
+  last: null, heat: null, ready: null,
+  async timeModel(runs = 10) {
+    const part = state.classifier || state.localiser;
+    const [h, w] = part.spec.input_size;
+    const times = [];
+    for (let i = 0; i < runs; i++) {
+      modelMs = 0;
+      await run(part, new Float32Array(3 * h * w), 1, part.outputs);
+      times.push(modelMs);
+    }
+    return times.sort((a, b) => a - b)[Math.floor(runs / 2)];
+  },
+};
 wire();
 window.eutiradsPage.ready = load().then(() => true, (error) => {
   showMessage(error);
