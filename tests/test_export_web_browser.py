@@ -185,6 +185,21 @@ def test_the_page_gives_the_cli_answer_on_ddti_images(open_page, bundle, ddti_di
     _assert_same_answers(page, capsys, bundle, images)
 
 
+def test_an_image_dropped_on_the_page_is_classified(open_page, phantom_images):
+    page = open_page()
+    page.page.evaluate(
+        """async (b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], "scan.png", { type: "image/png" }));
+            document.getElementById("drop").dispatchEvent(
+                new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+        }""", base64.b64encode(phantom_images[1].read_bytes()).decode())
+    page.page.locator(FINISHED).wait_for()
+    assert page.page.evaluate("window.eutiradsPage.last.label") in "12345"
+    assert page.page.locator("#result").is_visible() and page.errors == []
+
+
 def test_the_javascript_preprocessing_equals_python_to_the_bit(open_page, phantom_images,
                                                                tmp_path):
     """pipeline.js on the very pixels Python decoded: the same crop box and the same model
