@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eutirads.categories import CATEGORIES
+from eutirads.categories import CATEGORIES, rule_table
 from eutirads.cli import main
 from eutirads.export.web import STATIC_DIR, category_texts, export_web
 
@@ -72,8 +72,10 @@ def test_the_site_names_no_other_host_and_no_cdn(bundle, tmp_path):
 
 def test_guideline_texts_come_from_categories_and_are_all_translated(bundle, tmp_path):
     site = export_web(bundle, tmp_path / "site")
-    guideline = json.loads((site / "site.json").read_text())["guideline"]
+    description = json.loads((site / "site.json").read_text())
+    guideline = description["guideline"]
     assert guideline == category_texts()
+    assert description["rule"] == rule_table()
     for number, cat in CATEGORIES.items():
         entry = guideline["categories"][str(number)]
         assert entry["name"] == cat.name and entry["definition"] == cat.definition

@@ -316,3 +316,25 @@ def test_the_page_speaks_the_browsers_language_and_switches(open_page, phantom_i
     assert page.text("#category") == f"EU-TIRADS {label} · {CATEGORIES[int(label)].name}"
     assert "never replaces" in page.text("#disclaimer")
     assert page.page.evaluate("document.documentElement.lang") == "en"
+
+
+def test_the_rule_in_the_browser_gives_python_s_category_and_path(open_page):
+    import itertools
+
+    from eutirads.categories import (DESCRIPTORS, NoduleFeatures, classify, rule_path,
+                                     rule_table)
+
+    combos = [dict(zip(DESCRIPTORS, values))
+              for values in itertools.product(*DESCRIPTORS.values())] + [{"nodule": False}]
+    page = open_page()
+    # The page's network is closed after load: the test hands it the table site.json holds
+    # (test_export_web checks they are the same).
+    got = page.page.evaluate(
+        """async ([table, combos]) => {
+            const G = await import("./guideline.js");
+            return combos.map((v) => [G.ruleCategory(table, v), G.rulePath(table, v)]);
+        }""", [rule_table(), combos])
+    for values, (category, path) in zip(combos, got):
+        features = NoduleFeatures(**values)
+        assert category == classify(features) and path == rule_path(features), values
+    assert page.errors == []
