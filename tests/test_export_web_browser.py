@@ -338,3 +338,15 @@ def test_the_rule_in_the_browser_gives_python_s_category_and_path(open_page):
         features = NoduleFeatures(**values)
         assert category == classify(features) and path == rule_path(features), values
     assert page.errors == []
+
+
+def test_opened_as_a_file_the_page_says_to_use_a_web_server(browser, site):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto((site / "index.html").as_uri())
+        page.wait_for_timeout(500)
+        note = page.locator("#no-script")
+        assert note.is_visible() and "through a web" in note.inner_text()
+    finally:
+        context.close()

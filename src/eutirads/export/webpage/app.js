@@ -93,6 +93,7 @@ function closeNetwork() {
 
 async function load() {
   setState("loading");
+  $("no-script").hidden = true;  // this script runs, so the page was opened right
   state.texts = await (await fetchOk("i18n.json")).json();
   const languages = Object.keys(state.texts.languages);
   state.lang = chooseLanguage(languages);
@@ -482,15 +483,19 @@ async function onFile(file) {
   }
 }
 
+// One image at a time, in the order chosen (the sessions run one input at a time).
+let queue = Promise.resolve();
+function enqueue(file) { queue = queue.then(() => onFile(file)); }
+
 function wire() {
-  $("file").addEventListener("change", (event) => onFile(event.target.files[0]));
+  $("file").addEventListener("change", (event) => enqueue(event.target.files[0]));
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    onFile(event.dataTransfer.files[0]);
+    enqueue(event.dataTransfer.files[0]);
   });
   $("opacity").addEventListener("input", () => { $("heat").style.opacity = String($("opacity").value / 100); });
 }
@@ -513,6 +518,7 @@ window.eutiradsPage = {
 };
 wire();
 window.eutiradsPage.ready = load().then(() => true, (error) => {
+  closeNetwork();
   showMessage(error);
   setState("failed");
   return false;
