@@ -15,4 +15,16 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# De-identification: Tesseract reads burned-in text, dciodvfy (dicom3tools) checks the
+# DICOM objects ingest writes.
+for pair in tesseract:tesseract-ocr dciodvfy:dicom3tools; do
+    if ! command -v "${pair%%:*}" >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pair##*:}" >/dev/null
+        else
+            echo "scripts/test.sh: ${pair%%:*} is missing; install Debian's ${pair##*:}" >&2
+        fi
+    fi
+done
+
 exec python3 -m pytest "$@"

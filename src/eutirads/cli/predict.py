@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import EutiradsError, InputError
+from ..errors import EutiradsError, InputError, NoImageAreaError
 
 
 def _box(text: str) -> tuple[int, int, int, int]:
@@ -66,17 +66,30 @@ def _run(args: argparse.Namespace) -> int:
                 target = heat_dir / f"heatmap_{index:04d}.png"
                 save_png(overlay_heatmap(pixels, result.heatmap, args.opacity), target)
                 entry["heatmap"] = str(target)
+        except NoImageAreaError as exc:
+            # No ultrasound area (a screen of text, a blank frame): an abstention, not an
+            # error; nothing is shown or advised for it.
+            tqdm.write(f"eutirads: abstained: {exc}", file=sys.stderr)
+            entry = {"index": index, "image": image, "label": None, "abstain": True,
+                     "abstain_reason": "no-ultrasound-area"}
         except EutiradsError as exc:
             failed += 1
             tqdm.write(f"eutirads: error: {exc}", file=sys.stderr)
             entry = {"index": index, "image": image, "error": str(exc)}
         results.append(entry)
-        if not args.json and "error" not in entry:
+        if not args.json and entry.get("label") is None and "error" not in entry:
+            tqdm.write(f"{image}: abstained ({entry['abstain_reason']})", file=sys.stdout)
+        elif not args.json and "error" not in entry:
             probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
             extra = f"  heatmap: {entry['heatmap']}" if "heatmap" in entry else ""
+            if entry.get("rule_path"):
+                extra += f"  rule: {entry['rule_path']}"
+            # An abstention is a result (exit 0), shown as such, never as a category to act on.
+            said = (f"ABSTAIN ({entry['abstain_reason']}; model's guess {entry['label']})"
+                    if entry.get("abstain") else f"{entry['label']} ({entry['name']})")
             # tqdm.write keeps the line clear of the progress bar on a terminal.
-            tqdm.write(f"{image}: {entry['label']} ({entry['name']}) "
-                       f"p={entry['confidence']:.3f}  [{probs}]{extra}", file=sys.stdout)
+            tqdm.write(f"{image}: {said} p={entry['confidence']:.3f}  [{probs}]{extra}",
+                       file=sys.stdout)
     if args.json:
         meta = predictor.metadata
         print(json.dumps({"bundle": {"name": meta.get("name"), "version": meta.get("version"),
