@@ -23,15 +23,16 @@ from .. import __version__
 from ..categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice, rule_table
 from ..errors import ModelError
 from ..imageio import DEFAULT_MAX_PIXELS
-from ..inference.bundle import (CARD_FILE, HEAD_FILE, INPUT_NAME, METADATA_FILE, MODEL_FILE,
-                                OUTPUT_NAMES, PREPROCESS_FILE, read_head, read_metadata)
+from ..inference.abstention import (COLOUR_SPREAD, COLOURED_FRACTION, WHITE_FRACTION,
+                                    AbstainRule)
+from ..inference.bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, LOCALISER_OUTPUTS,
+                                METADATA_FILE, OUTPUT_NAMES, component_file, read_head,
+                                read_metadata)
+from ..inference.descriptors import CATEGORY_SOURCES, rule_applies
+from ..inference.localiser import NO_NODULE
 from ..inference.heatmap import COLOR_ANCHORS
 from ..preprocess import PreprocessSpec
 
-try:  # the localiser arrives with bundle format 2 (inference.localiser)
-    from ..inference.localiser import NO_NODULE
-except ImportError:  # pragma: no cover - until then no bundle has one
-    NO_NODULE = "no region above the localiser's threshold and minimum size"
 
 __all__ = ["SITE_FORMAT", "PAGE_BUNDLE_FORMATS", "export_web", "site_description",
            "category_texts", "STATIC_DIR"]
@@ -45,6 +46,7 @@ STATIC_DIR = Path(__file__).with_name("webpage")
 SITE_FILE = "site.json"
 MODEL_DIR = "model"
 HEAD_BIN = "cam_head.bin"
+OOD_BIN = "ood_reference.f16"
 
 
 def category_texts() -> dict[str, Any]:
@@ -68,29 +70,52 @@ def _public_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {key: meta.get(key) for key in keep if key in meta}
 
 
-def _components(meta: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The bundle's components with their file names: format 2 lists them; a format-1
-    description is its classifier (inference.bundle's own reading, where it does it)."""
-    if isinstance(meta.get("components"), dict):
-        return dict(meta["components"])
-    return {"classifier": {**meta, "model": MODEL_FILE, "preprocess": PREPROCESS_FILE,
-                           "cam_head": HEAD_FILE}}
-
-
-def _classifier_site(settings: Mapping[str, Any], spec: PreprocessSpec,
-                     head_shape: tuple[int, int]) -> dict[str, Any]:
+def _classifier_site(bundle: Path, settings: Mapping[str, Any], spec: PreprocessSpec,
+                     head_shape: tuple[int, int], models: Path) -> dict[str, Any]:
+    """The page's description of the classifier: its files, outputs, descriptor heads and
+    the numbers its abstention needs (as `Predictor` reads them from bundle.json)."""
     class_names = list(spec.class_names)
+    descriptors = {name: {"output": head["output"], "values": list(head["values"])}
+                   for name, head in (settings.get("descriptors") or {}).items()}
+    rule = AbstainRule.from_settings(settings)
+    source = str(settings.get("category_source", "head"))
+    applies = rule_applies(class_names, list(descriptors))
+    if source not in CATEGORY_SOURCES or (source != "head" and not applies):
+        source = "head"
     return {
         "model": f"{MODEL_DIR}/{settings['model']}",
         "preprocess": f"{MODEL_DIR}/{settings['preprocess']}",
         "input": INPUT_NAME,
-        "outputs": list(OUTPUT_NAMES),
+        "outputs": list(OUTPUT_NAMES) + [head["output"] for head in descriptors.values()],
         # weight (K x C) then bias (K), float32 little-endian
         "head": {"file": f"{MODEL_DIR}/{HEAD_BIN}", "shape": list(head_shape)},
         "class_names": class_names,
         "tta": bool(settings.get("tta", False)),
         "scheme": "eu-tirads" if set(class_names) <= set(EU_TIRADS_LABELS) else "other",
+        "descriptors": descriptors,
+        "rule_applies": applies,
+        "category_source": source,
+        "temperature": rule.temperature,
+        "low_confidence": rule.low_confidence,
+        "ood": _ood_site(bundle, settings, rule, models),
     }
+
+
+def _ood_site(bundle: Path, settings: Mapping[str, Any], rule: AbstainRule,
+              models: Path) -> dict[str, Any] | None:
+    """The out-of-distribution reference (pooled training features) as raw float16."""
+    name = (settings.get("ood") or {}).get("reference")
+    if not name or rule.ood_threshold is None:
+        return None
+    try:
+        reference = np.asarray(np.load(bundle / _plain_name(bundle, name), allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{bundle / name}: not readable ({type(exc).__name__})") from None
+    if reference.ndim != 2:
+        raise ModelError(f"{bundle / name}: expected N x C features, got {reference.shape}")
+    (models / OOD_BIN).write_bytes(reference.astype("<f2").tobytes())
+    return {"reference": f"{MODEL_DIR}/{OOD_BIN}", "shape": list(reference.shape),
+            "k": rule.ood_k, "threshold": float(rule.ood_threshold)}
 
 
 def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,7 +128,7 @@ def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
         "model": f"{MODEL_DIR}/{settings['model']}",
         "preprocess": f"{MODEL_DIR}/{settings['preprocess']}",
         "input": INPUT_NAME,
-        "outputs": ["logits"],
+        "outputs": list(LOCALISER_OUTPUTS),
         "threshold": threshold,
         "min_region_px": min_region_px,
         "no_nodule_reason": NO_NODULE,
@@ -114,7 +139,7 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
                      ) -> dict[str, Any]:
     """site.json: where the page finds each part and how to read it. `parts` holds the
     page's description of each component present ("classifier", "localiser")."""
-    classifier = _components(meta).get("classifier") or {}
+    classifier = meta["components"].get(CLASSIFIER) or {}
     public = {**_public_metadata(classifier), **_public_metadata(meta)}
     return {
         "site_format": SITE_FORMAT,
@@ -123,10 +148,9 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
         "bundle": public,
         "classifier": parts.get("classifier"),
         "localiser": parts.get("localiser"),
-        # Filled once bundles carry them: the page shows each part it finds.
-        "descriptors": None,
-        "calibration": None,
-        "abstain": None,
+        # inference.abstention's not-ultrasound check, which every prediction runs
+        "not_ultrasound": {"coloured_fraction": COLOURED_FRACTION, "colour_spread": COLOUR_SPREAD,
+                           "white_fraction": WHITE_FRACTION},
         "card": f"{MODEL_DIR}/{CARD_FILE}",
         "guideline": category_texts(),
         "rule": rule_table(),
@@ -136,7 +160,7 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
 
 
 def _write_head(bundle: Path, file_name: str, target: Path) -> tuple[int, int]:
-    weight, bias = read_head(bundle, file_name) if file_name != HEAD_FILE else read_head(bundle)
+    weight, bias = read_head(bundle, file_name)
     data = np.concatenate([weight.ravel(), bias.ravel()]).astype("<f4")
     target.write_bytes(data.tobytes())
     return int(weight.shape[0]), int(weight.shape[1])
@@ -162,24 +186,23 @@ def _plain_name(bundle: Path, value: Any) -> str:
 def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str, Any]:
     """Copy each component's files into `models` and describe them for the page."""
     parts: dict[str, Any] = {}
-    for name, settings in _components(meta).items():
-        if name not in ("classifier", "localiser"):
-            raise ModelError(f"{bundle}: component {name!r} has no web page yet")
-        files = ("model", "preprocess", "cam_head") if name == "classifier" else ("model", "preprocess")
-        settings = {**settings, **{key: _plain_name(bundle, settings.get(key)) for key in files}}
-        spec = PreprocessSpec.load(bundle / settings["preprocess"])
+    for name, settings in meta["components"].items():
+        files = ("model", "preprocess", "cam_head") if name == CLASSIFIER else ("model", "preprocess")
+        for key in files:
+            component_file(bundle, meta, name, key)  # a plain name inside the bundle, present
         for key in ("model", "preprocess"):
             shutil.copy2(bundle / settings[key], models / settings[key])
-        if name == "localiser":
+        if name == LOCALISER:
             parts[name] = _localiser_site(settings)
             continue
+        spec = PreprocessSpec.load(bundle / settings["preprocess"])
         if not spec.class_names:
             raise ModelError(f"{bundle}: {settings['preprocess']} names no classes")
         head_shape = _write_head(bundle, settings["cam_head"], models / HEAD_BIN)
         if head_shape[0] != len(spec.class_names):
             raise ModelError(f"{bundle}: {len(spec.class_names)} classes but a head for "
                              f"{head_shape[0]}")
-        parts[name] = _classifier_site(settings, spec, head_shape)
+        parts[name] = _classifier_site(bundle, settings, spec, head_shape, models)
     return parts
 
 
