@@ -81,6 +81,11 @@ def test_guideline_texts_come_from_categories_and_are_all_translated(bundle, tmp
         assert entry["name"] == cat.name and entry["definition"] == cat.definition
     spanish = json.loads((STATIC_DIR / "i18n.json").read_text())["guideline"]["es"]
     texts = {v for entry in guideline["categories"].values() for v in entry.values()}
+    rule = description["rule"]
+    texts |= {w for words in rule["words"].values() for w in words.values()}
+    texts |= {w for said in rule["high_risk"].values() for w in said.values()}
+    texts |= set(rule["descriptors"]) | {v for vs in rule["descriptors"].values() for v in vs}
+    texts.add(rule["path"]["no_nodule"])
     missing = sorted(t for t in texts if re.search("[A-Za-z]", t) and t not in spanish)
     assert missing == []
 

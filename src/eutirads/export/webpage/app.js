@@ -5,6 +5,8 @@
 import * as ort from "./vendor/onnxruntime-web/ort.wasm.bundle.min.mjs";
 import * as P from "./pipeline.js";
 import * as L from "./localiser.js";
+import * as A from "./abstention.js";
+import * as G from "./guideline.js";
 
 const SITE_FORMAT = 1;
 const BUNDLE_FORMATS = [1, 2];  // as eutirads.export.web.PAGE_BUNDLE_FORMATS
@@ -142,10 +144,12 @@ async function createSession(url) {
 }
 
 async function loadClassifier(c) {
-  const [spec, head, session] = await Promise.all([
-    loadSpec(c.preprocess), fetchOk(c.head.file).then((r) => r.arrayBuffer()), createSession(c.model)]);
+  const [spec, head, session, reference] = await Promise.all([
+    loadSpec(c.preprocess), fetchOk(c.head.file).then((r) => r.arrayBuffer()), createSession(c.model),
+    c.ood ? fetchOk(c.ood.reference).then((r) => r.arrayBuffer()) : null]);
   const [k, channels] = c.head.shape;
-  return { ...c, spec, session, weight: new Float32Array(head, 0, k * channels) };
+  return { ...c, spec, session, weight: new Float32Array(head, 0, k * channels),
+           reference: reference ? A.halfToFloat(new Uint16Array(reference)) : null };
 }
 
 async function loadLocaliser(l) {
@@ -159,7 +163,7 @@ async function warmUp() {
   const width = 320, height = 240;
   const rgb = new Uint8Array(width * height * 3);
   for (let y = 40; y < 200; y++) {
-    for (let x = 40; x < 280; x++) rgb.fill((x * 7 + y * 13) % 200 + 30, (y * width + x) * 3, (y * width + x) * 3 + 3);
+    for (let x = 40; x < 280; x++) rgb.fill(((x * 7919 + y * 104729) % 97) * 2 + 30, (y * width + x) * 3, (y * width + x) * 3 + 3);
   }
   await predict({ rgb, width, height });
 }
@@ -221,7 +225,7 @@ async function decode(file) {
   for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
     rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
   }
-  return { rgb, width, height, rgba };
+  return { rgb, width, height };
 }
 
 // ---------------------------------------------------------------- prediction (Predictor.predict)
@@ -255,9 +259,23 @@ async function localise(image) {
   return { mask, nodule, area: box };
 }
 
-// The classifier on the image, its crop from the nodule box when given (Predictor.prepare).
+// Mean over the batch (the image and its mirror) of each row's softmax.
+function meanSoftmax(tensor, n) {
+  const k = tensor.dims[1], mean = new Array(k).fill(0);
+  for (let i = 0; i < n; i++) {
+    const p = P.softmax(Array.from(tensor.data.subarray(i * k, (i + 1) * k)));
+    for (let j = 0; j < k; j++) mean[j] += p[j] / n;
+  }
+  return mean;
+}
+
+const argmax = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
+
+// The classifier on the image, its crop from the nodule box when given: the category from
+// the head (calibrated), the descriptor heads and the rule, the heatmap, and the reason
+// to abstain if any -- the steps and their order of Predictor.predict.
 async function classify(image, nodule) {
-  const part = state.classifier, spec = part.spec;
+  const part = state.classifier, spec = part.spec, names = part.class_names;
   const [h, w] = spec.input_size;
   const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec, nodule);
   const n = part.tta ? 2 : 1;
@@ -267,30 +285,79 @@ async function classify(image, nodule) {
     batch.set(tensor);
     batch.set(P.mirror(tensor, h, w), tensor.length);
   }
-  const [logits, features] = await run(part, batch, n, part.outputs);
-  const k = part.class_names.length;
-  const proba = new Array(k).fill(0);
-  for (let i = 0; i < n; i++) {
-    const p = P.softmax(Array.from(logits.data.subarray(i * k, (i + 1) * k)));
-    for (let j = 0; j < k; j++) proba[j] += p[j] / n;
+  const outputs = await run(part, batch, n, part.outputs);
+  const byName = Object.fromEntries(part.outputs.map((name, i) => [name, outputs[i]]));
+  const head = A.applyTemperature(meanSoftmax(byName.logits, n), part.temperature);
+  const sources = { head };
+  let descriptors = null, rule = null;
+  if (Object.keys(part.descriptors).length) {
+    descriptors = {};
+    const heads = {};
+    for (const [name, d] of Object.entries(part.descriptors)) {
+      const p = meanSoftmax(byName[d.output], n);
+      heads[name] = { values: d.values, p };
+      descriptors[name] = { value: d.values[argmax(p)],
+                            probabilities: Object.fromEntries(d.values.map((v, i) => [v, p[i]])) };
+    }
+    if (part.rule_applies) {
+      rule = G.ruleDistribution(state.site.rule, heads, names, head);
+      sources.rule = rule.probabilities;
+      sources.combined = head.map((v, i) => (v + rule.probabilities[i]) / 2);
+    }
   }
-  let index = 0;
-  for (let j = 1; j < k; j++) if (proba[j] > proba[index]) index = j;
+  const proba = sources[part.category_source];
+  const index = part.category_source === "rule" ? names.indexOf(rule.label) : argmax(proba);
+  let categorySources = null;
+  if (descriptors) {
+    categorySources = {};
+    for (const [key, p] of Object.entries(sources)) {
+      categorySources[key] = { label: key === "rule" ? rule.label : names[argmax(p)],
+                               probabilities: Object.fromEntries(names.map((c, i) => [c, p[i]])) };
+    }
+  }
+  const features = byName.features;
   const [, channels, fh, fw] = features.dims;
+  const first = features.data.subarray(0, channels * fh * fw);
+  const reason = abstainReason(image, first, channels, fh * fw, proba[index]);
   // The heatmap of the unmirrored image, as the Python predictor draws it.
-  const cam = P.classActivationMap(features.data.subarray(0, channels * fh * fw), channels, fh, fw,
-                                   part.weight, index);
+  const cam = P.classActivationMap(first, channels, fh, fw, part.weight, index);
   const heat = P.heatmapToImage(cam, fh, fw, spec, box, image.width, image.height);
-  return { index, proba, box, heat };
+  return { index, proba, box, heat, descriptors, categorySources, rulePath: rule?.path ?? null,
+           ruleTop: rule?.top ?? null, reason };
 }
 
-// Predictor.predict: result as Prediction.to_dict, plus the heatmap and the mask.
-async function predict(image) {
+// The first reason not to answer (abstention.ABSTAIN_REASONS order), or null.
+function abstainReason(image, features, channels, plane, confidence) {
+  const part = state.classifier;
+  if (A.noImageArea(image.rgb)) return "no-ultrasound-area";
+  if (A.notUltrasound(image.rgb, image.width, image.height, state.site.not_ultrasound)) return "not-ultrasound";
+  if (part.ood) {
+    const [rows] = part.ood.shape;
+    const distance = A.knnDistance(features, channels, plane, part.reference, rows, part.ood.k);
+    if (distance > part.ood.threshold) return "out-of-distribution";
+  }
+  if (confidence < part.low_confidence) return "low-confidence";
+  return null;
+}
+
+// `eutirads predict`: the clean frame (frame.clean_frame: blanked outside the image area;
+// none is an abstention), then Predictor.predict on it. The result as Prediction.to_dict,
+// plus the heatmap, the mask and the frame the models saw.
+async function predict(decoded) {
   const started = performance.now();
   modelMs = 0;
   const result = { label: null, name: null, confidence: null, probabilities: {}, crop_box: null,
-                   box_source: "none", abstain: false, abstain_reason: null, descriptors: null };
-  let nodule = null, mask = null, heat = null;
+                   box_source: "none", abstain: false, abstain_reason: null };
+  let nodule = null, mask = null, heat = null, ruleTop = null, image;
+  try {
+    const { blanked } = P.cleanFrame(decoded.rgb, decoded.width, decoded.height);
+    image = { ...decoded, rgb: blanked };
+  } catch (error) {
+    if (!(error instanceof P.NoImageAreaError)) throw error;
+    Object.assign(result, { abstain: true, abstain_reason: "no-ultrasound-area" });
+    result.timing = { compute_ms: performance.now() - started, model_ms: 0 };
+    return { result, heat, mask, ruleTop, image: decoded };
+  }
   if (state.localiser) {
     const found = await localise(image);
     mask = found.mask;
@@ -307,21 +374,31 @@ async function predict(image) {
     result.confidence = c.proba[c.index];
     result.probabilities = Object.fromEntries(names.map((name, j) => [name, c.proba[j]]));
     result.crop_box = [c.box.x0, c.box.y0, c.box.x1, c.box.y1];
+    result.abstain = c.reason !== null;
+    result.abstain_reason = c.reason;
+    if (c.descriptors) {
+      result.descriptors = c.descriptors;
+      result.category_sources = c.categorySources;
+      result.category_source = state.classifier.category_source;
+    }
+    if (c.rulePath !== null) result.rule_path = c.rulePath;
     heat = c.heat;
+    ruleTop = c.ruleTop;
   }
   result.timing = { compute_ms: performance.now() - started, model_ms: modelMs };
-  return { result, heat, mask };
+  return { result, heat, mask, ruleTop, image };
 }
 
 // ---------------------------------------------------------------- rendering
 function fill(id, text) { $(id).textContent = text; }
 
-function renderResult({ result, heat, mask, image }) {
+function renderResult({ result, heat, mask, image, ruleTop }) {
   $("result").hidden = false;
   const cats = state.site.guideline.categories;
   const classified = result.label !== null;
   const eu = classified && state.classifier.scheme === "eu-tirads";
   let heading = t(result.nodule ? "nodule_found" : "no_nodule");
+  if (!classified && result.abstain) heading = t("no_answer");
   if (classified) heading = eu ? `EU-TIRADS ${result.label} · ${g(cats[result.label].name)}` : `TI-RADS ${result.label}`;
   fill("category", heading);
   $("probabilities-box").hidden = !classified;
@@ -353,7 +430,7 @@ function renderResult({ result, heat, mask, image }) {
     fill("advice", g(cat.advice));
   }
   renderNodule(result.nodule);
-  renderDescriptors(result.descriptors);
+  renderDescriptors(result.descriptors, ruleTop);
   fill("timing", t("timing", { model: result.timing.model_ms.toFixed(1), total: (result.timing.total_ms ?? 0).toFixed(1) }));
   if (image) drawImage(image, heat, result.nodule);
 }
@@ -374,7 +451,8 @@ function renderNodule(nodule) {
   }
 }
 
-function renderDescriptors(descriptors) {
+// The descriptor heads' answers and, with all five, the guideline rule's reasoning.
+function renderDescriptors(descriptors, ruleTop) {
   $("descriptors-box").hidden = !descriptors;
   if (!descriptors) return;
   const table = $("descriptors");
@@ -383,8 +461,10 @@ function renderDescriptors(descriptors) {
     const row = table.insertRow();
     row.insertCell().textContent = g(name);
     row.insertCell().textContent = g(value.value);
-    row.insertCell().textContent = (value.probabilities?.[value.value] ?? NaN).toFixed(2);
+    row.insertCell().textContent = value.probabilities[value.value].toFixed(2);
   }
+  $("rule-box").hidden = !ruleTop;
+  if (ruleTop) fill("rule-path", G.rulePath(state.site.rule, ruleTop, g));
 }
 
 function drawImage(image, heat, nodule) {
@@ -392,7 +472,12 @@ function drawImage(image, heat, nodule) {
     $(id).width = image.width;
     $(id).height = image.height;
   }
-  $("image").getContext("2d").putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
+  // The frame the models saw: blanked outside the image area, as `eutirads predict` has it.
+  const rgba = new Uint8ClampedArray(image.width * image.height * 4);
+  for (let i = 0, j = 0; j < image.rgb.length; i += 4, j += 3) {
+    rgba[i] = image.rgb[j]; rgba[i + 1] = image.rgb[j + 1]; rgba[i + 2] = image.rgb[j + 2]; rgba[i + 3] = 255;
+  }
+  $("image").getContext("2d").putImageData(new ImageData(rgba, image.width, image.height), 0, 0);
   $("heat-controls").hidden = !heat;
   if (heat) {
     const colours = P.colorize(heat, state.site.heatmap_colors);
@@ -458,11 +543,11 @@ async function onFile(file) {
   setState("busy");
   showMessage(null);
   try {
-    const image = await decode(file);
+    const decodedImage = await decode(file);
     const decoded = performance.now();
-    const { result, heat, mask } = await predict(image);
+    const { result, heat, mask, ruleTop, image } = await predict(decodedImage);
     const computed = performance.now();
-    state.last = { result, heat, mask, image };
+    state.last = { result, heat, mask, image, ruleTop };
     renderResult(state.last);
     result.timing.decode_ms = decoded - started;
     result.timing.render_ms = performance.now() - computed;

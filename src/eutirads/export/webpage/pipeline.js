@@ -84,17 +84,18 @@ function binaryRunFilter(mask, width, height, size, minimum) {
 }
 
 // scipy.ndimage.label with its default (4-connected) structure; labels numbered in raster
-// order of their first pixel, as scipy numbers them. Returns {labels, count, areas, rows}.
+// order of their first pixel, as scipy numbers them. Returns {labels, count, areas, boxes}
+// with each label's [x0, y0, x1, y1) (ndimage.find_objects).
 function label(mask, width, height) {
   const labels = new Int32Array(mask.length);
   const areas = [0];
-  const rows = [null]; // [top, bottom) rows of each label (ndimage.find_objects)
+  const boxes = [null];
   const stack = new Int32Array(mask.length);
   let count = 0;
   for (let start = 0; start < mask.length; start++) {
     if (!mask[start] || labels[start]) continue;
     count += 1;
-    let top = height, bottom = 0, area = 0, sp = 0;
+    let top = height, bottom = 0, left = width, right = 0, area = 0, sp = 0;
     stack[sp++] = start;
     labels[start] = count;
     while (sp > 0) {
@@ -103,6 +104,8 @@ function label(mask, width, height) {
       area += 1;
       if (y < top) top = y;
       if (y + 1 > bottom) bottom = y + 1;
+      if (x < left) left = x;
+      if (x + 1 > right) right = x + 1;
       let j = i - 1;
       if (x > 0 && mask[j] && !labels[j]) { labels[j] = count; stack[sp++] = j; }
       j = i + 1;
@@ -113,18 +116,60 @@ function label(mask, width, height) {
       if (y + 1 < height && mask[j] && !labels[j]) { labels[j] = count; stack[sp++] = j; }
     }
     areas.push(area);
-    rows.push([top, bottom]);
+    boxes.push([left, top, right, bottom]);
   }
-  return { labels, count, areas, rows };
+  return { labels, count, areas, boxes };
 }
 
-// region._panes: the largest block and the blocks beside it (dual-view screens).
-function panes(areas, rows, best) {
-  const [top, bottom] = rows[best];
+// region.MIN_SIDE_FRACTION, MAX_ASPECT, MIN_SPECKLE, _GRAIN
+const MIN_SIDE_FRACTION = 0.15, MAX_ASPECT = 4.0, MIN_SPECKLE = 0.6, GRAIN = 3.0;
+
+// region.speckle_fraction on one block's bounding box `b` of the grey image: the share of
+// its lit pixels whose 5x5 neighbourhood varies by at least GRAIN grey levels (the filters
+// run on the box alone, as numpy slices it, every step in float32).
+function speckleFraction(values, width, b, inside) {
+  const [x0, y0, x1, y1] = b, w = x1 - x0, h = y1 - y0;
+  const sub = new Float32Array(w * h), squares = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const v = values[(y0 + y) * width + x0 + x];
+      sub[y * w + x] = v;
+      squares[y * w + x] = v * v;
+    }
+  }
+  const mean = uniformFilter(sub, w, h, 5), meanSq = uniformFilter(squares, w, h, 5);
+  let lit = 0, grainy = 0;
+  for (let i = 0; i < sub.length; i++) {
+    if (!inside[i]) continue;
+    lit += 1;
+    const variance = f32(meanSq[i] - f32(mean[i] * mean[i]));
+    if (f32(Math.sqrt(Math.max(variance, 0))) >= GRAIN) grainy += 1;
+  }
+  return lit ? grainy / lit : 0.0;
+}
+
+// region._is_image_block: size, shape and texture of one block.
+function isImageBlock(values, labels, l, b, width, height, background) {
+  const [x0, y0, x1, y1] = b, bw = x1 - x0, bh = y1 - y0;
+  if (bh < MIN_SIDE_FRACTION * height || bw < MIN_SIDE_FRACTION * width) return false;
+  if (Math.max(bw / bh, bh / bw) > MAX_ASPECT) return false;
+  const inside = new Uint8Array(bw * bh);
+  for (let y = 0; y < bh; y++) {
+    for (let x = 0; x < bw; x++) {
+      const i = (y0 + y) * width + x0 + x;
+      inside[y * bw + x] = labels[i] === l && values[i] > background ? 1 : 0;
+    }
+  }
+  return speckleFraction(values, width, b, inside) >= MIN_SPECKLE;
+}
+
+// region._panes: the largest accepted block and the accepted blocks beside it.
+function panes(areas, boxes, best, accepted) {
+  const top = boxes[best][1], bottom = boxes[best][3];
   const chosen = [best];
-  for (let l = 1; l < areas.length; l++) {
+  for (const l of accepted) {
     if (l === best || areas[l] < areas[best] / 3) continue;
-    const [start, stop] = rows[l];
+    const start = boxes[l][1], stop = boxes[l][3];
     const shared = Math.min(bottom, stop) - Math.max(top, start);
     if (shared >= 0.6 * Math.min(bottom - top, stop - start)) chosen.push(l);
   }
@@ -144,15 +189,17 @@ export function findImageArea(rgb, width, height,
   for (let i = 0; i < mask.length; i++) mask[i] = smooth[i] > background ? 1 : 0;
   mask = binaryRunFilter(mask, width, height, size, true);
   mask = binaryRunFilter(mask, width, height, size, false);
-  const { labels, count, areas, rows } = label(mask, width, height);
+  const { labels, count, areas, boxes } = label(mask, width, height);
   if (count === 0) throw new NoImageAreaError("no image area found (the frame is blank or only text)");
-  let best = 1;
-  for (let l = 2; l <= count; l++) if (areas[l] > areas[best]) best = l;
-  if (areas[best] < minFraction * height * width) {
-    throw new NoImageAreaError("no image area found (largest block is too small)");
+  // Largest first (ties in label order), each judged as an image block.
+  const order = Array.from({ length: count }, (_, i) => i + 1).sort((a, b) => areas[b] - areas[a] || a - b);
+  const accepted = order.filter((l) => areas[l] >= minFraction * height * width &&
+                                       isImageBlock(values, labels, l, boxes[l], width, height, background));
+  if (!accepted.length) {
+    throw new NoImageAreaError("no image area found (no large, speckled block; only text, bands or a blank screen)");
   }
   const chosen = new Uint8Array(count + 1);
-  for (const l of panes(areas, rows, best)) chosen[l] = 1;
+  for (const l of panes(areas, boxes, accepted[0], accepted)) chosen[l] = 1;
   // The box of the raw non-background pixels inside the chosen blocks (or the blocks).
   const bounds = (test) => {
     let x0 = width, y0 = height, x1 = -1, y1 = -1;
@@ -169,6 +216,18 @@ export function findImageArea(rgb, width, height,
     return x1 < 0 ? null : { x0, y0, x1: x1 + 1, y1: y1 + 1 };
   };
   return bounds((i) => values[i] > background) || bounds(() => true);
+}
+
+// frame.clean_frame for a plain image: the frame with everything outside its image area
+// set to zero (same size), and the area. Throws NoImageAreaError when there is none.
+export function cleanFrame(rgb, width, height) {
+  const area = findImageArea(rgb, width, height);
+  const blanked = new Uint8Array(rgb.length);
+  for (let y = area.y0; y < area.y1; y++) {
+    const from = (y * width + area.x0) * 3, to = (y * width + area.x1) * 3;
+    blanked.set(rgb.subarray(from, to), from);
+  }
+  return { blanked, area };
 }
 
 // preprocess._roi_box: the nodule box widened by `margin` on each side, inside `area`.
