@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Longitudinal Modified Dates and Clean Descriptors); blank and crop to the "
                     "ultrasound regions; write one PNG per kept frame and manifest rows. "
                     "Resumable: a rerun skips what is done. Bad files go to quarantine.csv.")
-    parser.add_argument("sources", nargs="+", metavar="SRC",
+    parser.add_argument("sources", nargs="*", metavar="SRC",
                         help="DICOM/JPEG/PNG file, folder or zip archive")
     parser.add_argument("--out", required=True, metavar="DATASET", help="dataset folder")
     parser.add_argument("--key", metavar="KEYFILE",
@@ -32,11 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-mb", type=int, default=1024,
                         help="largest decoded image per file, in MiB (default 1024)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from . import _dicomweb
+
+    _dicomweb.add_arguments(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..dicom import ingest, parse_frames
+
+    if args.dicomweb:
+        from . import _dicomweb
+
+        return _dicomweb.run(args)
+    if not args.sources:
+        from ..errors import ConfigError
+
+        raise ConfigError("ingest: give at least one SRC, or --dicomweb URL")
 
     report = ingest(args.sources, args.out, key_path=args.key,
                     frames=parse_frames(args.frames), keep_dicom=args.keep_dicom,
