@@ -1,7 +1,12 @@
+import itertools
+import json
+
 import pytest
 
-from eutirads.categories import (CATEGORIES, NoduleFeatures, category, classify, fna_advice,
-                                 high_risk_features, label_sort_key, normalize_label, sort_labels)
+from eutirads.categories import (CATEGORIES, DESCRIPTORS, NoduleFeatures, category, classify,
+                                 features_from_values, fna_advice, high_risk_features,
+                                 label_sort_key, normalize_descriptor, normalize_label,
+                                 rule_path, rule_table, sort_labels)
 from eutirads.errors import InputError
 
 
@@ -98,3 +103,88 @@ def test_category_lookup_refuses_other_schemes():
 def test_labels_sort_by_suspicion():
     assert sort_labels(["5", "4b", "2", "4a", "", "3", "4c", "2"]) == ["2", "3", "4a", "4b", "4c", "5"]
     assert label_sort_key("4a") < label_sort_key("4b") < label_sort_key("5")
+
+
+# ----------------------------------------------------------------------------- rule as data
+
+
+
+def _evaluate_table(table: dict, values: dict[str, str] | None) -> int:
+    """What a browser does with `rule_table()`: first rule with a matching condition."""
+    if values is None:
+        return table["no_nodule_category"]
+    for rule in table["rules"]:
+        if any(all(values[name] in allowed for name, allowed in condition.items())
+               for condition in rule["any_of"]):
+            return rule["category"]
+    raise AssertionError("no rule applied")
+
+
+def _path_from_table(table: dict, values: dict[str, str] | None) -> str:
+    path = table["path"]
+    number = _evaluate_table(table, values)
+    label = path["label_format"].format(category=number)
+    if values is None:
+        return f"{path['no_nodule']}{path['arrow']}{label}"
+    parts = [table["words"][name][values[name]] for name in path["descriptors"]]
+    parts += [said[values[name]] for name, said in table["high_risk"].items()
+              if name not in path["descriptors"] and values[name] in said]
+    return f"{path['separator'].join(parts)}{path['arrow']}{label}"
+
+
+def _every_combination():
+    names = list(DESCRIPTORS)
+    for combo in itertools.product(*(DESCRIPTORS[name] for name in names)):
+        yield dict(zip(names, combo))
+
+
+def test_the_rule_table_survives_json_and_gives_classify_for_every_combination():
+    table = json.loads(json.dumps(rule_table()))
+    count = 0
+    for values in _every_combination():
+        features = NoduleFeatures(**values)
+        assert _evaluate_table(table, values) == classify(features), values
+        assert _path_from_table(table, values) == rule_path(features), values
+        count += 1
+    assert count == 4 * 5 * 3 * 2 * 3
+    assert _evaluate_table(table, None) == classify(NoduleFeatures(nodule=False)) == 1
+    assert _path_from_table(table, None) == rule_path(NoduleFeatures(nodule=False))
+
+
+def test_the_rule_table_lists_the_vocabulary():
+    table = rule_table()
+    assert table["descriptors"] == {name: list(values) for name, values in DESCRIPTORS.items()}
+    assert list(DESCRIPTORS) == ["composition", "echogenicity", "shape", "margins",
+                                 "echogenic_foci"]
+
+
+def test_the_rule_path_names_composition_echogenicity_and_high_risk_features():
+    values = {"composition": "solid", "echogenicity": "markedly_hypoechoic", "shape": "oval",
+              "margins": "smooth", "echogenic_foci": "none"}
+    assert rule_path(values) == "solid, markedly hypoechoic -> EU-TIRADS 5"
+    assert rule_path(NoduleFeatures(nodule=False)) == "no nodule -> EU-TIRADS 1"
+    assert rule_path({"nodule": False}) == "no nodule -> EU-TIRADS 1"
+    assert rule_path(NoduleFeatures(composition="spongiform", margins="irregular",
+                                    echogenic_foci="microcalcifications")) == (
+        "spongiform, isoechoic, irregular margins, microcalcifications -> EU-TIRADS 5")
+    assert rule_path(NoduleFeatures(echogenicity="mildly_hypoechoic")) == (
+        "solid, mildly hypoechoic -> EU-TIRADS 4")
+
+
+def test_the_rule_path_refuses_unknown_descriptors_in_one_line():
+    with pytest.raises(InputError, match="unknown: shape"):
+        rule_path({"composition": "solid", "echogenicity": "isoechoic", "margins": "smooth",
+                   "echogenic_foci": "none"})
+    with pytest.raises(InputError, match="not in the margins vocabulary"):
+        features_from_values({"composition": "solid", "echogenicity": "isoechoic",
+                              "shape": "oval", "margins": "wavy", "echogenic_foci": "none"})
+
+
+def test_descriptor_values_are_normalised_loosely_but_never_guessed():
+    assert normalize_descriptor("echogenicity", " Markedly hypoechoic ") == "markedly_hypoechoic"
+    assert normalize_descriptor("shape", "taller-than-wide") == "taller_than_wide"
+    assert normalize_descriptor("margins", "") == ""
+    with pytest.raises(InputError, match="not in the echogenicity vocabulary"):
+        normalize_descriptor("echogenicity", "hypoechoic")
+    with pytest.raises(InputError, match="unknown descriptor"):
+        normalize_descriptor("colour", "red")

@@ -81,9 +81,13 @@ def test_export_writes_every_file_of_the_bundle(exported):
     assert names == ["bundle.json", "cam_head.npz", "model.onnx", "model_card.md",
                      "preprocess.json"]
     meta = read_metadata(bundle)
-    assert meta["class_names"] == CLASSES and meta["name"] == "run"
-    assert meta["outputs"] == ["logits", "features"]
-    assert meta["parity"]["max_abs_logits"] < 1e-4
+    assert meta["format_version"] == 2 and meta["name"] == "run"
+    assert list(meta["components"]) == ["classifier"]
+    classifier = meta["components"]["classifier"]
+    assert classifier["class_names"] == CLASSES and classifier["model"] == "model.onnx"
+    assert classifier["preprocess"] == "preprocess.json" and classifier["tta"] is False
+    assert classifier["outputs"] == ["logits", "features"]
+    assert classifier["parity"]["max_abs_logits"] < 1e-4
     assert PreprocessSpec.load(bundle / "preprocess.json") == SPEC
 
 
@@ -186,7 +190,7 @@ def test_export_cli_exports_a_run_with_mirror_tta_quietly(tmp_path):
                            str(tmp_path / "bundle"), "--name", "demo-model"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("exported seed-cnn (5 classes) to ")
+    assert proc.stdout.startswith("exported seed-cnn (5 classes, ONNX max |diff| ")
     assert proc.stdout.count("\n") == 1
     assert "INFO" not in proc.stderr
     predictor = Predictor(tmp_path / "bundle")
@@ -200,3 +204,47 @@ def test_export_cli_exports_a_run_with_mirror_tta_quietly(tmp_path):
     np.testing.assert_allclose([got.probabilities[c] for c in CLASSES], expected.numpy(),
                                atol=1e-5)
     assert got.heatmap.shape == image.shape[:2]
+
+
+def _copy_bundle(source, target):
+    target.mkdir()
+    for file in source.iterdir():
+        (target / file.name).write_bytes(file.read_bytes())
+    return target
+
+
+def test_a_format_1_bundle_still_loads_as_a_classifier(exported, tmp_path):
+    """Bundles exported (and registered in the web app) before format 2 keep working: their
+    settings at the top level of bundle.json become the classifier's."""
+    bundle = _copy_bundle(exported[0], tmp_path / "v1")
+    meta = json.loads((bundle / "bundle.json").read_text())
+    classifier = meta.pop("components")["classifier"]
+    for key in ("model", "preprocess", "cam_head"):
+        classifier.pop(key)
+    (bundle / "bundle.json").write_text(json.dumps({**meta, **classifier, "format_version": 1}))
+    old, new = Predictor(bundle), Predictor(exported[0])
+    assert old.class_names == CLASSES and old.metadata["test_metrics"]["n"] == 12
+    assert read_metadata(bundle)["components"]["classifier"]["model"] == "model.onnx"
+    assert not old.has_localiser and old.localiser is None
+    image = _frame(7)
+    assert old.predict(image).probabilities == new.predict(image).probabilities
+    assert "nodule" not in old.predict(image).to_dict()
+    assert old.predict(image).to_dict()["box_source"] == "none"
+
+
+def test_a_bundle_naming_a_file_outside_itself_is_refused(exported, tmp_path):
+    bundle = _copy_bundle(exported[0], tmp_path / "evil")
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["components"]["classifier"]["model"] = "../model.onnx"
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="not a plain file name"):
+        Predictor(bundle)
+
+
+def test_a_bundle_without_components_is_a_one_line_error(exported, tmp_path):
+    bundle = _copy_bundle(exported[0], tmp_path / "empty")
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["components"] = {}
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="lists no components"):
+        Predictor(bundle)

@@ -236,3 +236,31 @@ def test_a_class_folder_that_cannot_be_made_gives_a_one_line_error(tmp_path):
         generate_dataset(out, n=2, seed=1, progress=False, workers=1, overwrite=True)
     assert "\n" not in str(error.value)
     assert (out / "1").read_text().startswith("a file")  # nothing already there is lost
+
+
+def test_every_image_has_its_true_mask_all_zero_for_category_1_and_boxed_by_the_box(
+        small_dataset):
+    from eutirads.data.manifest import load_mask, row_bbox
+
+    for row in read_manifest(small_dataset):
+        assert row["mask"] == f"masks/{row['path']}"
+        mask = load_mask(small_dataset, row)
+        image = load_gray(small_dataset / row["path"])
+        assert mask.shape == image.shape and mask.dtype == bool
+        if row["label"] == "1":
+            assert not mask.any() and row_bbox(row) is None
+            continue
+        ys, xs = np.nonzero(mask)
+        assert row_bbox(row) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        # A nodule, not a speck: a solid share of its box.
+        x0, y0, x1, y1 = row_bbox(row)
+        assert mask.sum() > 0.4 * (x1 - x0) * (y1 - y0)
+
+
+def test_the_drawn_descriptors_use_the_vocabulary_of_categories(small_dataset):
+    from eutirads.categories import DESCRIPTORS
+
+    assert FEATURE_COLUMNS == tuple(DESCRIPTORS)
+    for row in read_manifest(small_dataset):
+        for column, values in DESCRIPTORS.items():
+            assert row[column] in values or (row["label"] == "1" and row[column] == "")

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Mapping
 
 from .errors import InputError
 
 __all__ = [
     "Category",
     "CATEGORIES",
+    "DESCRIPTORS",
+    "COMPOSITIONS",
+    "ECHOGENICITIES",
+    "SHAPES",
+    "MARGINS",
+    "ECHOGENIC_FOCI",
+    "descriptor_word",
+    "normalize_descriptor",
+    "features_from_values",
+    "rule_path",
+    "rule_table",
     "EU_TIRADS_LABELS",
     "NoduleFeatures",
     "classify",
@@ -39,6 +50,16 @@ ECHOGENICITIES: tuple[str, ...] = (
 SHAPES: tuple[str, ...] = ("oval", "non_oval", "taller_than_wide")
 MARGINS: tuple[str, ...] = ("smooth", "irregular")
 ECHOGENIC_FOCI: tuple[str, ...] = ("none", "macrocalcifications", "microcalcifications")
+
+# The one descriptor vocabulary: manifest columns, model heads, the labeling form, the
+# diagnosis display and the static page all use these names and values (empty = unknown).
+DESCRIPTORS: dict[str, tuple[str, ...]] = {
+    "composition": COMPOSITIONS,
+    "echogenicity": ECHOGENICITIES,
+    "shape": SHAPES,
+    "margins": MARGINS,
+    "echogenic_foci": ECHOGENIC_FOCI,
+}
 
 
 @dataclass(frozen=True)
@@ -113,28 +134,30 @@ class NoduleFeatures:
     echogenic_foci: EchogenicFoci = "none"
 
     def __post_init__(self) -> None:
-        for field, allowed in (("composition", COMPOSITIONS), ("echogenicity", ECHOGENICITIES),
-                               ("shape", SHAPES), ("margins", MARGINS),
-                               ("echogenic_foci", ECHOGENIC_FOCI)):
+        for field, allowed in DESCRIPTORS.items():
             value = getattr(self, field)
             if value not in allowed:
                 raise InputError(f"unknown {field} {value!r}; expected one of {', '.join(allowed)}")
+
+
+# The guideline's high-risk features, as data: descriptor -> value -> how it is said.
+# `high_risk_features`, `rule_path` and `rule_table` all read this one table.
+_HIGH_RISK: dict[str, dict[str, str]] = {
+    "shape": {"non_oval": "non-oval shape", "taller_than_wide": "taller-than-wide shape"},
+    "margins": {"irregular": "irregular margins"},
+    "echogenic_foci": {"microcalcifications": "microcalcifications"},
+    "echogenicity": {"markedly_hypoechoic": "marked hypoechogenicity"},
+}
+# What `rule_path` always names; a high-risk feature of these is said by their value.
+_PATH_DESCRIPTORS: tuple[str, ...] = ("composition", "echogenicity")
 
 
 def high_risk_features(features: NoduleFeatures) -> list[str]:
     """The guideline's high-risk features present in `features` (empty when none)."""
     if not features.nodule:
         return []
-    found = []
-    if features.shape != "oval":
-        found.append("non-oval shape" if features.shape == "non_oval" else "taller-than-wide shape")
-    if features.margins == "irregular":
-        found.append("irregular margins")
-    if features.echogenic_foci == "microcalcifications":
-        found.append("microcalcifications")
-    if features.echogenicity == "markedly_hypoechoic":
-        found.append("marked hypoechogenicity")
-    return found
+    return [said[getattr(features, name)] for name, said in _HIGH_RISK.items()
+            if getattr(features, name) in said]
 
 
 def classify(features: NoduleFeatures) -> int:
@@ -154,6 +177,95 @@ def classify(features: NoduleFeatures) -> int:
     if features.echogenicity == "mildly_hypoechoic":
         return 4
     return 3
+
+
+def descriptor_word(value: str) -> str:
+    """How a descriptor value reads in text: "markedly_hypoechoic" -> "markedly hypoechoic"."""
+    return value.replace("_", " ")
+
+
+def normalize_descriptor(name: str, value: str) -> str:
+    """Our value for a loosely written one of our own names ("Markedly hypoechoic",
+    "non-oval" -> "markedly_hypoechoic", "non_oval"); "" for empty. Raises `InputError`
+    (one line) for an unknown descriptor or a value outside the vocabulary: other
+    vocabularies (DDTI, ACR TI-RADS) are mapped by `eutirads.data.vocabularies`."""
+    if name not in DESCRIPTORS:
+        raise InputError(f"unknown descriptor {name!r}; expected one of {', '.join(DESCRIPTORS)}")
+    cleaned = re.sub(r"[\s_-]+", "_", str(value).strip().lower())
+    if cleaned == "":
+        return ""
+    if cleaned not in DESCRIPTORS[name]:
+        raise InputError(f"{str(value)[:40]!r} is not in the {name} vocabulary (expected "
+                         f"one of {', '.join(DESCRIPTORS[name])} or empty)")
+    return cleaned
+
+
+def features_from_values(values: Mapping[str, str]) -> NoduleFeatures:
+    """`NoduleFeatures` from a descriptor -> value mapping (a manifest row, a model's
+    predictions). Every descriptor must be known; `{"nodule": False}` (or "no") gives no
+    nodule. Raises `InputError` naming the missing or bad descriptor."""
+    nodule = values.get("nodule", True)
+    if nodule is False or str(nodule).strip().lower() in ("false", "no", "0"):
+        return NoduleFeatures(nodule=False)
+    missing = [name for name in DESCRIPTORS if not values.get(name)]
+    if missing:
+        raise InputError(f"the rule needs every descriptor; unknown: {', '.join(missing)}")
+    return NoduleFeatures(**{name: normalize_descriptor(name, values[name])
+                             for name in DESCRIPTORS})
+
+
+def rule_path(features: NoduleFeatures | Mapping[str, str]) -> str:
+    """The guideline's reasoning in one line, e.g. "solid, markedly hypoechoic -> EU-TIRADS 5".
+
+    Names composition and echogenicity, then each other high-risk feature found; a
+    finding without a nodule reads "no nodule -> EU-TIRADS 1". Accepts what
+    `features_from_values` accepts.
+    """
+    if not isinstance(features, NoduleFeatures):
+        features = features_from_values(features)
+    number = classify(features)
+    if not features.nodule:
+        return f"no nodule -> EU-TIRADS {number}"
+    parts = [descriptor_word(getattr(features, name)) for name in _PATH_DESCRIPTORS]
+    parts += [said[getattr(features, name)] for name, said in _HIGH_RISK.items()
+              if name not in _PATH_DESCRIPTORS and getattr(features, name) in said]
+    return f"{', '.join(parts)} -> EU-TIRADS {number}"
+
+
+def rule_table() -> dict:
+    """The guideline rule as JSON-able data, for consumers that cannot call `classify`
+    (the static in-browser page).
+
+    How to read it: with no nodule the category is `no_nodule_category`. Otherwise go
+    through `rules` in order; a rule applies when any one of its `any_of` conditions holds,
+    and a condition holds when every descriptor it names has one of the listed values (an
+    empty condition always holds). The first rule that applies gives the category.
+    `rule_path` is built from `path`: the `words` of the `path.descriptors` values, then the
+    `high_risk` text of each other descriptor whose value is listed there, joined by ", ",
+    then " -> " and `label_format` of the category. tests/test_categories.py evaluates the
+    table for every combination of values and checks it against `classify`.
+    """
+    return {
+        "system": "EU-TIRADS",
+        "descriptors": {name: list(values) for name, values in DESCRIPTORS.items()},
+        "words": {name: {value: descriptor_word(value) for value in values}
+                  for name, values in DESCRIPTORS.items()},
+        "no_nodule_category": 1,
+        "rules": [
+            {"category": 5, "why": "at least one high-risk feature",
+             "any_of": [{name: list(said)} for name, said in _HIGH_RISK.items()]},
+            {"category": 2, "why": "pure cyst or entirely spongiform nodule",
+             "any_of": [{"composition": ["cystic", "spongiform"]},
+                        {"echogenicity": ["anechoic"]}]},
+            {"category": 4, "why": "mildly hypoechoic, no high-risk feature",
+             "any_of": [{"echogenicity": ["mildly_hypoechoic"]}]},
+            {"category": 3, "why": "iso- or hyperechoic, no high-risk feature",
+             "any_of": [{}]},
+        ],
+        "high_risk": {name: dict(said) for name, said in _HIGH_RISK.items()},
+        "path": {"descriptors": list(_PATH_DESCRIPTORS), "separator": ", ", "arrow": " -> ",
+                 "label_format": "EU-TIRADS {category}", "no_nodule": "no nodule"},
+    }
 
 
 def fna_advice(category_number: int, diameter_mm: float | None = None) -> str:

@@ -74,9 +74,14 @@ def _run(args: argparse.Namespace) -> int:
         if not args.json and "error" not in entry:
             probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
             extra = f"  heatmap: {entry['heatmap']}" if "heatmap" in entry else ""
+            if entry.get("rule_path"):
+                extra += f"  rule: {entry['rule_path']}"
+            # An abstention is a result (exit 0), shown as such, never as a category to act on.
+            said = (f"ABSTAIN ({entry['abstain_reason']}; model's guess {entry['label']})"
+                    if entry.get("abstain") else f"{entry['label']} ({entry['name']})")
             # tqdm.write keeps the line clear of the progress bar on a terminal.
-            tqdm.write(f"{image}: {entry['label']} ({entry['name']}) "
-                       f"p={entry['confidence']:.3f}  [{probs}]{extra}", file=sys.stdout)
+            tqdm.write(f"{image}: {said} p={entry['confidence']:.3f}  [{probs}]{extra}",
+                       file=sys.stdout)
     if args.json:
         meta = predictor.metadata
         print(json.dumps({"bundle": {"name": meta.get("name"), "version": meta.get("version"),

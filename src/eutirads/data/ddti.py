@@ -3,9 +3,9 @@
 A case file holds the nodule's fields (age, sex, composition, echogenicity, margins,
 calcifications, tirads) and one `<mark>` per image: `<image>k</image>` and `<svg>`, a JSON
 list of regions whose `points` outline the nodule. Some images show two views side by side
-(two regions); the nodule box is the union of every region of that image. The `<svg>` text
-is empty for some images and cut off mid-way (invalid JSON) for others: such an image gets
-no box, and the importer warns.
+(two regions); the nodule box and mask are the union of every region of that image. The
+`<svg>` text is empty for some images and cut off mid-way (invalid JSON) for others: such
+an image gets no box and no mask (unknown, not "no nodule"), and the importer warns.
 
 Everything here is pure: text in, values out.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 
-__all__ = ["CASE_FIELDS", "Outline", "DdtiCase", "parse_case", "outline_box", "IMAGE_NAME"]
+__all__ = ["CASE_FIELDS", "Outline", "Polygon", "DdtiCase", "parse_case", "outline_box", "IMAGE_NAME"]
 
 # Fields kept as manifest columns, under these names. `tirads` becomes the label.
 CASE_FIELDS: tuple[str, ...] = ("age", "sex", "composition", "echogenicity", "margins",
@@ -30,14 +30,19 @@ IMAGE_NAME = re.compile(r"^(\d{1,9})_(\d{1,4})\.jpe?g$", re.IGNORECASE)
 _CASE_NUMBER = re.compile(r"^\d{1,9}$")
 
 
+Polygon = tuple[tuple[float, float], ...]
+
+
 @dataclass(frozen=True)
 class Outline:
-    """The nodule box of one image: `status` is "ok", "empty" (no outline drawn) or
-    "broken" (outline text is not valid JSON); `box` is (x0, y0, x1, y1), x1/y1 exclusive."""
+    """The nodule outline of one image: `status` is "ok", "empty" (no outline drawn) or
+    "broken" (outline text is not valid JSON); `box` is (x0, y0, x1, y1), x1/y1 exclusive;
+    `polygons` holds each region's points (x, y) in pixels."""
 
     status: str
     box: tuple[int, int, int, int] | None = None
     regions: int = 0
+    polygons: tuple[Polygon, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,15 +60,16 @@ def outline_box(svg: str) -> Outline:
         return Outline("empty")
     try:
         regions = json.loads(text)
-        points = [(float(p["x"]), float(p["y"]))
-                  for region in regions for p in region.get("points", [])]
+        polygons = tuple(tuple((float(p["x"]), float(p["y"])) for p in region.get("points", []))
+                         for region in regions)
     except (ValueError, TypeError, KeyError, AttributeError):
         return Outline("broken")
+    points = [point for polygon in polygons for point in polygon]
     if not points:
         return Outline("empty", regions=len(regions))
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     box = (int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1)
-    return Outline("ok", box, len(regions))
+    return Outline("ok", box, len(regions), tuple(p for p in polygons if p))
 
 
 def _union(a: Outline, b: Outline) -> Outline:
@@ -74,7 +80,7 @@ def _union(a: Outline, b: Outline) -> Outline:
         return a
     box = (min(a.box[0], b.box[0]), min(a.box[1], b.box[1]),
            max(a.box[2], b.box[2]), max(a.box[3], b.box[3]))
-    return Outline("ok", box, a.regions + b.regions)
+    return Outline("ok", box, a.regions + b.regions, a.polygons + b.polygons)
 
 
 def parse_case(text: str | bytes, *, name: str) -> DdtiCase:

@@ -9,7 +9,17 @@ runs in three steps, so that a bad item never stops the rest and nothing is half
    its size, fingerprint it (`hashing.hash_image`) and normalise its label; a failure skips
    that one item with a one-line reason naming the file;
 3. *write*: copy the good files (bytes unchanged, atomic per file) under names we made,
-   then write the manifest atomically, then `import_report.json`.
+   their masks (re-written as 0/255 PNG under `masks/`, same relative name as the image
+   without `images/`), then write the manifest atomically, then `import_report.json`.
+
+Masks: `folders` and `csv` take a `mask` column (of SRC/manifest.csv or of the CSV; paths
+relative to that file's folder), else a parallel folder `masks/` beside the class folders
+(or the CSV) holding `<same relative path as the image>` with the suffix `.png`; `ddti`
+fills each image's outline polygons. A mask at another size than its image, an all-white
+or undecodable one is dropped with one warning line; the row stays, without mask.
+Descriptor columns (`eutirads.categories.DESCRIPTORS`) must hold our values: any other
+value is cleared with one warning naming the row and the column. DDTI's own fields are
+kept as `ddti_<field>` and mapped (`vocabularies.map_ddti`) into the descriptor columns.
 
 With `strict=True` any skipped item makes the import fail before step 3 writes anything.
 """
@@ -31,9 +41,12 @@ from tqdm import tqdm
 from ..categories import normalize_label, sort_labels
 from ..errors import EutiradsError, InputError, ManifestError
 from ..imageio import DEFAULT_MAX_PIXELS, open_image
-from .ddti import CASE_FIELDS, IMAGE_NAME, DdtiCase, parse_case
+from .ddti import CASE_FIELDS, IMAGE_NAME, DdtiCase, Polygon, parse_case
 from .hashing import hash_image
-from .manifest import CORE_COLUMNS, MANIFEST_NAME, read_manifest, write_manifest
+from .manifest import (CORE_COLUMNS, MANIFEST_NAME, MASK_COLUMN, read_manifest,
+                       row_descriptors, write_manifest)
+from .masks import MASKS_DIR, polygons_mask, read_mask, save_mask
+from .vocabularies import DDTI_FIELDS, map_ddti
 
 __all__ = ["FORMATS", "IMAGE_SUFFIXES", "IMPORT_REPORT_NAME", "ImportReport", "import_dataset"]
 
@@ -65,6 +78,7 @@ class ImportReport:
     imported: int = 0
     labelled: int = 0
     unlabelled: int = 0
+    masks: int = 0
     per_label: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -72,8 +86,8 @@ class ImportReport:
     def summary_line(self) -> str:
         labels = ", ".join(f"{k}: {v}" for k, v in self.per_label.items()) or "none"
         return (f"imported {self.imported} image(s) into {self.dataset} "
-                f"({self.labelled} labelled [{labels}], {self.unlabelled} unlabelled); "
-                f"skipped {len(self.skipped)}, warnings {len(self.warnings)}")
+                f"({self.labelled} labelled [{labels}], {self.unlabelled} unlabelled, "
+                f"{self.masks} with mask); skipped {len(self.skipped)}, warnings {len(self.warnings)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +99,11 @@ class _Candidate:
     name: str                   # how messages call it (the path as the user gave SRC)
     target_dir: str             # folder under the dataset, made of safe names
     fields: dict[str, str]      # manifest columns; "label" still raw here
+    where: str = ""             # how messages call its row ("list.csv:3"); "" = name
+    mask_file: Path | None = None           # a mask file to check and copy
+    mask_name: str = ""                     # how messages call it
+    polygons: tuple[Polygon, ...] | None = None  # outline polygons to draw (ddti)
+    has_mask: bool = False                  # set by _check: the mask is usable
 
 
 class _Log:
@@ -102,6 +121,10 @@ class _Log:
         self.report.warnings.append(line)
         if self.notify:
             self.notify(f"warning: {line}")
+
+    def warn_line(self, line: str) -> None:
+        """`warn` for a line that already starts with "warning: " (manifest helpers)."""
+        self.warn(line.removeprefix("warning: "))
 
 
 # --------------------------------------------------------------------------- naming
@@ -136,6 +159,8 @@ def _scan_folders(src: Path, log: _Log) -> list[_Candidate]:
         rel = path.relative_to(src)
         if any(part.startswith(".") for part in rel.parts) or not _is_image_name(path):
             continue
+        if rel.parts[0] == MASKS_DIR:
+            continue  # the parallel masks folder: found below, per image
         listed = extra.pop(rel.as_posix(), {})
         parts = list(rel.parts[:-1])
         split = ""
@@ -166,7 +191,9 @@ def _scan_folders(src: Path, log: _Log) -> list[_Candidate]:
         fields = {**listed, "label": label, "split": split or listed.get("split", ""),
                   "source": listed.get("source") or "folders"}
         target = "/".join(filter(None, [IMAGES_DIR, split, _label_dir(label), _safe_dir(below)]))
-        candidates.append(_Candidate(path, str(path), target, fields))
+        candidate = _Candidate(path, str(path), target, fields)
+        _find_mask(candidate, src, rel, fields.pop(MASK_COLUMN, ""), str(path), log)
+        candidates.append(candidate)
     for folder, count in sorted(unknown.items()):
         log.skip(f"{folder}: unknown label folder ({count} image(s) skipped); expected e.g. "
                  "'TIRADS 3', 'EU-TIRADS 3', '3' or '4a'")
@@ -191,6 +218,30 @@ def _folder_manifest(src: Path, log: _Log) -> dict[str, dict[str, str]]:
         key = Path(row["path"].replace("\\", "/")).as_posix()
         by_path[key] = {k: v for k, v in row.items() if k != "path"}
     return by_path
+
+
+def _find_mask(candidate: _Candidate, root: Path, rel: Path, listed: str, where: str,
+               log: _Log) -> None:
+    """Point the candidate at its mask: the `mask` column's path (relative to `root`), or
+    else `root/masks/<rel>` with a .png suffix when that file exists."""
+    listed = listed.strip().replace("\\", "/")
+    if listed:
+        if listed.startswith("/") or re.match(r"^[A-Za-z]:", listed):
+            log.warn(f"{where}: absolute mask path refused (paths are relative to "
+                     f"{root}); row kept without mask")
+            return
+        path = (root.resolve() / listed).resolve()
+        if not path.is_relative_to(root.resolve()):
+            log.warn(f"{where}: mask path leaves {root}; row kept without mask")
+            return
+        if not path.is_file():
+            log.warn(f"{where}: mask {root / listed} not found; row kept without mask")
+            return
+        candidate.mask_file, candidate.mask_name = path, str(root / listed)
+        return
+    parallel = root / MASKS_DIR / rel.with_suffix(".png")
+    if parallel.is_file():
+        candidate.mask_file, candidate.mask_name = parallel, str(parallel)
 
 
 def _scan_csv(src: Path, log: _Log) -> list[_Candidate]:
@@ -226,7 +277,9 @@ def _scan_csv(src: Path, log: _Log) -> list[_Candidate]:
         fields = {k: v for k, v in row.items()}
         fields["source"] = fields.get("source") or "csv"
         target = "/".join(filter(None, [IMAGES_DIR, _safe_dir(rel.parts[:-1])]))
-        candidates.append(_Candidate(path, str(src.parent / rel), target, fields))
+        candidate = _Candidate(path, str(src.parent / rel), target, fields, where=where)
+        _find_mask(candidate, src.parent, rel, fields.pop(MASK_COLUMN, ""), where, log)
+        candidates.append(candidate)
     return candidates
 
 
@@ -266,17 +319,21 @@ def _scan_ddti(src: Path, log: _Log) -> list[_Candidate]:
         seen_marks.add((number, image))
         outline = case.outlines.get(image)
         fields = {"label": case.tirads, "patient_id": number, "source": "ddti",
-                  "case": number, "image": image, **case.fields,
+                  "case": number, "image": image, **_ddti_fields(case.fields),
                   "outline": outline.status if outline else "none"}
         if outline is None:
-            log.warn(f"{path}: no outline in {xml_dir / (number + '.xml')}; no box")
+            log.warn(f"{path}: no outline in {xml_dir / (number + '.xml')}; no box, no mask")
         elif outline.status == "broken":
-            log.warn(f"{path}: outline in {xml_dir / (number + '.xml')} is not valid JSON; no box")
+            log.warn(f"{path}: outline in {xml_dir / (number + '.xml')} is not valid JSON; "
+                     "no box, no mask")
         elif outline.status == "empty":
-            log.warn(f"{path}: outline in {xml_dir / (number + '.xml')} is empty; no box")
+            log.warn(f"{path}: outline in {xml_dir / (number + '.xml')} is empty; "
+                     "no box, no mask")
         if outline is not None and outline.box is not None:
             fields.update(zip(BOX_COLUMNS, (str(v) for v in outline.box)))
-        candidates.append(_Candidate(path, str(path), IMAGES_DIR, fields))
+        candidates.append(_Candidate(path, str(path), IMAGES_DIR, fields,
+                                     mask_name=f"outline of {path} in {number}.xml",
+                                     polygons=outline.polygons if outline else None))
     for number, case in sorted(cases.items()):
         for image in sorted(case.outlines if case else ()):
             if (number, image) not in seen_marks:
@@ -285,10 +342,17 @@ def _scan_ddti(src: Path, log: _Log) -> list[_Candidate]:
     return candidates
 
 
+def _ddti_fields(case_fields: dict[str, str]) -> dict[str, str]:
+    """DDTI's own fields (descriptor ones as `ddti_<field>`) and our descriptor columns."""
+    fields = {f"ddti_{k}" if k in DDTI_FIELDS else k: v for k, v in case_fields.items()}
+    return {**fields, **map_ddti(case_fields)}
+
+
 _SCANNERS = {"folders": _scan_folders, "csv": _scan_csv, "ddti": _scan_ddti}
 
 # DDTI's feature columns, in the order a reader expects them (after the core columns).
-_DDTI_COLUMNS = ("case", "image") + CASE_FIELDS + ("outline",)
+_DDTI_COLUMNS = ("case", "image") + tuple(f"ddti_{k}" if k in DDTI_FIELDS else k
+                                          for k in CASE_FIELDS) + ("outline",)
 
 
 # --------------------------------------------------------------------------- checking
@@ -337,7 +401,32 @@ def _check(candidate: _Candidate, log: _Log, max_pixels: int) -> dict[str, str] 
     fields["width"], fields["height"] = str(image.width), str(image.height)
     fields["pixel_sha256"], fields["phash"] = hashes.pixel_sha256, hashes.phash
     _clean_box(fields, image.width, image.height, candidate.name, log)
+    fields.update(row_descriptors(fields, where=candidate.where or candidate.name,
+                                  on_problem=log.warn_line))
+    try:
+        candidate.has_mask = _candidate_mask(candidate, image.width, image.height) is not None
+    except EutiradsError as exc:
+        log.warn(f"{exc}; row kept without mask")
     return fields
+
+
+def _candidate_mask(candidate: _Candidate, width: int, height: int):
+    """The candidate's mask as HxW bool, None when it has none; InputError (one line)
+    when it has one that cannot be used. Called when checking and again when writing,
+    so that no mask is held in memory between the two."""
+    if candidate.polygons is not None:
+        mask = polygons_mask(candidate.polygons, width, height)
+        if not mask.any():
+            if candidate.polygons:
+                raise InputError(f"{candidate.mask_name}: no polygon with three points")
+            return None
+        if mask.all():
+            raise InputError(f"{candidate.mask_name}: covers the whole image")
+        return mask
+    if candidate.mask_file is None:
+        return None
+    return read_mask(candidate.mask_file, name=candidate.mask_name,
+                     image_size=(width, height), image_name=candidate.name)
 
 
 # --------------------------------------------------------------------------- writing
@@ -359,6 +448,16 @@ def _target_name(candidate: _Candidate, fields: dict[str, str], used: set[str],
     while path.lower() in used:  # a name clash (e.g. two slugs that coincide)
         number += 1_000_000
         path = f"{candidate.target_dir}/img-{number:06d}{suffix}"
+    used.add(path.lower())
+    return path
+
+
+def _mask_target(image: str, used: set[str]) -> str:
+    """masks/<the image's path below images/>.png; a.jpg beside a.png gets a.jpg.png."""
+    below = Path(image.removeprefix(f"{IMAGES_DIR}/"))
+    path = f"{MASKS_DIR}/{below.with_suffix('.png').as_posix()}"
+    if path.lower() in used:
+        path = f"{MASKS_DIR}/{below.as_posix()}.png"
     used.add(path.lower())
     return path
 
@@ -433,7 +532,12 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
                  leave=False), start=1):
         path = _target_name(candidate, fields, used, number)
         _copy(candidate.source, out / path)
-        rows.append({"path": path, **fields})
+        mask = ""
+        if candidate.has_mask:
+            mask = _mask_target(path, used)
+            save_mask(_candidate_mask(candidate, int(fields["width"]), int(fields["height"])),
+                      out / mask)
+        rows.append({"path": path, **fields, MASK_COLUMN: mask})
 
     extras = [c for c in _DDTI_COLUMNS if fmt == "ddti"]
     columns = list(CORE_COLUMNS) + extras
@@ -444,6 +548,7 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     labels = Counter(row["label"] for row in rows if row["label"])
     report.imported = len(rows)
     report.labelled = sum(labels.values())
+    report.masks = sum(1 for row in rows if row[MASK_COLUMN])
     report.unlabelled = report.imported - report.labelled
     report.per_label = {label: labels[label] for label in sort_labels(labels)}
     (out / IMPORT_REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -1,8 +1,11 @@
 """The manifest: one CSV beside the images that links every stage.
 
 Core columns are `path` (relative to the dataset folder), `label` (may be empty),
-`patient_id`, `split`, the optional nodule box `x0, y0, x1, y1` and `source`. Any further
-column is kept as it is, so a spreadsheet user or a later stage can add its own.
+`patient_id`, `split`, the optional nodule box `x0, y0, x1, y1`, `source`, `mask` (a PNG
+at the image's size, 0 = background, 255 = nodule, relative to the dataset folder) and the
+five EU-TIRADS descriptors named in `eutirads.categories.DESCRIPTORS`. Empty means
+unknown everywhere. Any further column is kept as it is, so a spreadsheet user or a later
+stage can add its own.
 """
 
 from __future__ import annotations
@@ -11,13 +14,20 @@ import csv
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
-from ..errors import ManifestError
+import numpy as np
+from PIL import Image
+
+from ..categories import DESCRIPTORS, normalize_descriptor
+from ..errors import InputError, ManifestError
+from .masks import MASK_COLUMN, read_mask
 
 __all__ = [
     "MANIFEST_NAME",
     "CORE_COLUMNS",
+    "DESCRIPTOR_COLUMNS",
+    "MASK_COLUMN",
     "Row",
     "read_manifest",
     "write_manifest",
@@ -25,11 +35,17 @@ __all__ = [
     "image_path",
     "row_bbox",
     "rows_in_split",
+    "mask_path",
+    "load_mask",
+    "row_descriptors",
+    "clean_descriptors",
 ]
 
 MANIFEST_NAME = "manifest.csv"
+DESCRIPTOR_COLUMNS: tuple[str, ...] = tuple(DESCRIPTORS)
 CORE_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "split",
-                                 "x0", "y0", "x1", "y1", "source")
+                                 "x0", "y0", "x1", "y1", "source", MASK_COLUMN,
+                                 *DESCRIPTOR_COLUMNS)
 REQUIRED_COLUMNS: tuple[str, ...] = ("path",)
 
 Row = dict[str, str]
@@ -98,15 +114,83 @@ def write_manifest(dataset: str | os.PathLike[str], rows: Sequence[Mapping[str, 
     return file
 
 
-def image_path(dataset: str | os.PathLike[str], row: Mapping[str, str]) -> Path:
-    """Absolute path of a row's image; refuses paths that leave the dataset folder."""
+def _inside(dataset: str | os.PathLike[str], relative: str, column: str) -> Path:
     root = Path(dataset).resolve()
     if root.suffix.lower() == ".csv":
         root = root.parent
-    path = (root / row["path"]).resolve()
+    path = (root / relative).resolve()
     if not path.is_relative_to(root):
-        raise ManifestError(f"{root / MANIFEST_NAME}: path {row['path']!r} leaves the dataset folder")
+        raise ManifestError(f"{root / MANIFEST_NAME}: {column} {relative!r} leaves the "
+                            "dataset folder")
     return path
+
+
+def image_path(dataset: str | os.PathLike[str], row: Mapping[str, str]) -> Path:
+    """Absolute path of a row's image; refuses paths that leave the dataset folder."""
+    return _inside(dataset, row["path"], "path")
+
+
+def mask_path(dataset: str | os.PathLike[str], row: Mapping[str, str]) -> Path | None:
+    """Absolute path of a row's mask, None when unknown; refuses paths leaving the dataset."""
+    relative = (row.get(MASK_COLUMN) or "").strip()
+    return _inside(dataset, relative, MASK_COLUMN) if relative else None
+
+
+def load_mask(dataset: str | os.PathLike[str], row: Mapping[str, str], *,
+              image_size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """A row's nodule mask as a HxW bool array (True = nodule), or None when unknown.
+
+    The mask must be at its image's size: `image_size` (width, height) when the caller has
+    decoded the image already, else the image file's header is read. Raises `InputError`
+    (one line naming the mask, and the image when sizes differ) for a missing, undecodable,
+    wrongly sized or all-white mask.
+    """
+    path = mask_path(dataset, row)
+    if path is None:
+        return None
+    if image_size is None:
+        image = image_path(dataset, row)
+        try:
+            with Image.open(image) as handle:
+                image_size = handle.size
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{image}: cannot read its size for mask {path} "
+                             f"({type(exc).__name__})") from None
+    return read_mask(path, image_size=image_size, image_name=row["path"])
+
+
+def row_descriptors(row: Mapping[str, str], *, where: str = "",
+                    on_problem: Callable[[str], None] | None = None) -> dict[str, str]:
+    """The row's five descriptor values in our vocabulary ("" = unknown).
+
+    A value outside the vocabulary is kept as unknown, with one warning line naming the
+    row (`where`, e.g. "D/manifest.csv row 12") and the column passed to `on_problem`.
+    """
+    values = {}
+    for column in DESCRIPTOR_COLUMNS:
+        try:
+            values[column] = normalize_descriptor(column, row.get(column) or "")
+        except InputError as exc:
+            values[column] = ""
+            if on_problem:
+                on_problem(f"warning: {where or row.get('path', '?')}: column {column}: "
+                           f"{exc}; kept as unknown")
+    return values
+
+
+def clean_descriptors(rows: Sequence[Row], *, dataset: str | os.PathLike[str] = "",
+                      on_problem: Callable[[str], None] | None = None) -> int:
+    """Put every row's descriptors into our vocabulary in place (bad values become
+    unknown, each with one warning naming manifest row and column); returns how many
+    values were cleared. Rows are numbered as in the CSV file (the header is line 1)."""
+    file = _manifest_file(dataset) if dataset else Path(MANIFEST_NAME)
+    cleared = 0
+    for number, row in enumerate(rows, start=2):
+        values = row_descriptors(row, where=f"{file} row {number} ({row.get('path', '?')})",
+                                 on_problem=on_problem)
+        cleared += sum(1 for c in DESCRIPTOR_COLUMNS if (row.get(c) or "") and not values[c])
+        row.update(values)
+    return cleared
 
 
 def row_bbox(row: Mapping[str, str]) -> tuple[int, int, int, int] | None:

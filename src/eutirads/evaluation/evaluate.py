@@ -68,48 +68,46 @@ def _dataset_of(payload: dict[str, Any], dataset: str | os.PathLike[str] | None)
 
 
 def predict_rows(model, spec: PreprocessSpec, root: Path, rows: Sequence[dict[str, str]], *,
-                 tta: bool = False, batch_size: int = 16, progress: bool = True
-                 ) -> tuple[np.ndarray, list[int], list[str]]:
-    """Class probabilities (N_kept x K) for manifest rows, through `preprocess.prepare`.
+                 tta: bool = False, batch_size: int = 16, progress: bool = True,
+                 heads: bool = False) -> tuple[Any, list[int], list[str]]:
+    """Class probabilities (N_kept x K) for manifest rows, through `preprocess.prepare` and
+    the training engine's one prediction loop; with `heads`, every head's probabilities
+    by name (the category under "category", descriptor heads beside it).
 
     Returns (probabilities, indices of the rows kept, one-line messages for rows skipped):
     an image that cannot be read is reported and the rest go on.
     """
-    import torch
+    from ..training.engine import CATEGORY, LoopOptions, model_heads, predict_outputs, tensor_views
 
     kept: list[int] = []
     skipped: list[str] = []
-    outputs: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
 
-    def flush() -> None:
-        if not batch:
-            return
-        x = torch.from_numpy(np.stack(batch))
-        with torch.no_grad():
-            proba = model(x).float().softmax(1)
-            if tta:  # mirror test-time augmentation, as the run's config asks
-                proba = (proba + model(torch.flip(x, dims=[3])).float().softmax(1)) / 2
-        outputs.append(proba.numpy())
-        batch.clear()
+    def batches():
+        batch: list[np.ndarray] = []
+        for index, row in enumerate(tqdm(rows, desc="evaluate", unit="img",
+                                         disable=not progress, leave=False)):
+            try:
+                path = image_path(root, row)
+                box = row_bbox(row) if spec.crop == "roi" else None
+                batch.append(prepare(load_rgb(path, name=row["path"]), spec, box))
+            except EutiradsError as exc:
+                skipped.append(str(exc))
+                log.warning("skipped %s", exc)
+                continue
+            kept.append(index)
+            if len(batch) == batch_size:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
 
     model.eval()
-    for index, row in enumerate(tqdm(rows, desc="evaluate", unit="img", disable=not progress,
-                                     leave=False)):
-        try:
-            path = image_path(root, row)
-            box = row_bbox(row) if spec.crop == "roi" else None
-            batch.append(prepare(load_rgb(path, name=row["path"]), spec, box))
-        except EutiradsError as exc:
-            skipped.append(str(exc))
-            log.warning("skipped %s", exc)
-            continue
-        kept.append(index)
-        if len(batch) == batch_size:
-            flush()
-    flush()
-    proba = np.concatenate(outputs) if outputs else np.zeros((0, len(spec.class_names)))
-    return proba, kept, skipped
+    loop = LoopOptions(batch_size=batch_size, tta=tta, amp=False)
+    out = predict_outputs(lambda x: model_heads(model, model.forward_features(x)),
+                          tensor_views(batches(), loop), loop)
+    if not out:
+        out = {CATEGORY: np.zeros((0, len(spec.class_names)))}
+    return (out if heads else out[CATEGORY]), kept, skipped
 
 
 def evaluate_run(run: str | os.PathLike[str], *, dataset: str | os.PathLike[str] | None = None,

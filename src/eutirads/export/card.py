@@ -54,7 +54,122 @@ def _test_section(test: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
-def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec) -> str:
+def _descriptor_section(descriptors: Mapping[str, Any], eu: bool,
+                        metadata: Mapping[str, Any] | None = None) -> list[str]:
+    """Per-descriptor heads and their validation accuracy (on images where it is known)."""
+    if not descriptors:
+        return ["## Descriptor heads", "",
+                "None: the training data recorded no EU-TIRADS descriptors.", ""]
+    lines = ["## Descriptor heads", "",
+             "Beside the category, the model reads the EU-TIRADS descriptors of the nodule "
+             "(each head trained only on the images where its descriptor was recorded)."
+             + (" The guideline's rule turns the predicted descriptors into a category of its "
+                "own, shown with the reasoning (`rule_path`)." if eu else
+                " The label scheme is not EU-TIRADS, so no rule category is derived."),
+             "", "| Descriptor | Values | Validation accuracy |", "|---|---|---|"]
+    for name, head in descriptors.items():
+        lines.append(f"| {name} | {', '.join(head.get('values', []))} | "
+                     f"{_fmt(head.get('val_accuracy')) if head.get('val_accuracy') is not None else 'n/a'} |")
+    scores = (metadata or {}).get("category_source_val_macro_f1") or {}
+    if scores:
+        lines += ["", f"The category shown is the **{(metadata or {}).get('category_source', 'head')}**"
+                  " one: the best validation macro-F1 of "
+                  + ", ".join(f"{k} {_fmt(float(v))}" for k, v in scores.items())
+                  + " (the head wins a tie)."]
+    return lines + [""]
+
+
+def _abstention_section(metadata: Mapping[str, Any]) -> list[str]:
+    calibration = metadata.get("calibration") or {}
+    abstain = metadata.get("abstain") or {}
+    ood = metadata.get("ood") or {}
+    if not (calibration or abstain or ood):
+        return []
+    lines = ["## Calibration and abstention", ""]
+    if calibration:
+        lines.append(f"- Probabilities are temperature-scaled on the validation split "
+                     f"(T = {_fmt(float(calibration.get('temperature', 1.0)))}; expected "
+                     f"calibration error {_fmt(calibration.get('ece_before'))} before, "
+                     f"{_fmt(calibration.get('ece_after'))} after).")
+    lines.append("- The model abstains (a result without advice) when the picture has no "
+                 "ultrasound image area, is not an ultrasound frame (a photo, a drawing), is "
+                 "far from every training image (pooled-feature k-NN distance above "
+                 f"{_fmt(ood.get('threshold'))}, the {_fmt(ood.get('quantile'))} quantile of "
+                 "the validation images' own distances), or when its calibrated confidence "
+                 f"is under {_fmt(abstain.get('low_confidence'))} (the "
+                 f"{_fmt(abstain.get('quantile'))} quantile of validation confidences).")
+    return lines + [""]
+
+
+def _localiser_section(localiser: Mapping[str, Any], spec: PreprocessSpec) -> list[str]:
+    data = localiser.get("data_summary") or {}
+    lines = [
+        "## Localiser",
+        "",
+        f"- Architecture: `{localiser.get('model_name')}` (a segmentation network: the "
+        "nodule's probability at every pixel)",
+        f"- Input: the scanner's image area "
+        f"{'(frame found and cropped away)' if spec.frame == 'detect' else '(image as given)'}, "
+        f"resized ({spec.resize}) to {spec.input_size[1]}x{spec.input_size[0]} pixels, "
+        f"normalised with mean {list(spec.mean)} and std {list(spec.std)}.",
+        f"- A pixel is nodule when its probability reaches {localiser.get('threshold')}; "
+        f"regions under {localiser.get('min_region_px')} pixels of that input grid are dropped. "
+        "The nodule box encloses every region left.",
+        "- The outline and its axes are the model's estimate: the radiologist checks them "
+        "(and the size that decides fine-needle aspiration) on the image.",
+        "",
+        "### Localiser training data",
+        "",
+        *(_lines(data) if data else ["No data summary was recorded."]),
+        "",
+    ]
+    if localiser.get("training"):
+        lines += ["### Localiser training", "", *_lines(localiser["training"]), ""]
+    if localiser.get("val_metrics"):
+        lines += ["### Localiser validation metrics", "", *_lines(localiser["val_metrics"]), ""]
+    lines += ["### Localiser test metrics", "", *_test_section(localiser.get("test_metrics")), ""]
+    return lines
+
+
+def _localiser_card(metadata: Mapping[str, Any], localiser: Mapping[str, Any],
+                    spec: PreprocessSpec) -> str:
+    phantom = "phantom" in str(localiser.get("data_summary") or {}).lower()
+    lines = [
+        f"# Model card: {metadata.get('name')}",
+        "",
+        f"- Bundle version: `{metadata.get('version')}` (eutirads {metadata.get('eutirads_version')},"
+        f" bundle format {metadata.get('format_version')}, created {metadata.get('created')})",
+        "- Holds a nodule localiser only (no classifier: it outlines and measures, it does not "
+        "give a category).",
+        "",
+        "## Intended use",
+        "",
+        "Decision support for radiologists: it outlines the thyroid nodule on an ultrasound "
+        "image, boxes it and measures its axes. **It supports, and never replaces, the "
+        "radiologist's judgement.** It is not a medical device and has not been validated for "
+        "clinical use.",
+        "",
+        *_localiser_section(localiser, spec),
+        "## Limits",
+        "",
+        *(["- **Trained on synthetic phantom images.** Never use it on patients."]
+          if phantom else []),
+        "- It may miss a nodule, outline a vessel or a cyst-like structure, or join two "
+        "nodules; performance may drop on scanners and settings unlike the training data.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec | None, *,
+               localiser: Mapping[str, Any] | None = None,
+               localiser_spec: PreprocessSpec | None = None) -> str:
+    """The card of a bundle: `metadata` is its flat metadata (`bundle.flat_metadata`),
+    `spec` the classifier's input rule (None for a localiser-only bundle)."""
+    if spec is None:
+        if localiser is None or localiser_spec is None:
+            raise ValueError("a model card needs a classifier or a localiser")
+        return _localiser_card(metadata, localiser, localiser_spec)
     classes = ", ".join(spec.class_names)
     eu = set(spec.class_names) <= {"1", "2", "3", "4", "5"}
     data = metadata.get("data_summary") or {}
@@ -100,6 +215,10 @@ def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec) -> str:
         lines += ["## Validation metrics (the split that chose the checkpoint)", "",
                   *_lines(val), ""]
     lines += ["## Test metrics", "", *_test_section(metadata.get("test_metrics")), ""]
+    lines += _descriptor_section(metadata.get("descriptors") or {}, eu, metadata)
+    lines += _abstention_section(metadata)
+    if localiser is not None and localiser_spec is not None:
+        lines += _localiser_section(localiser, localiser_spec)
     lines += [
         "## Limits",
         "",
@@ -107,8 +226,11 @@ def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec) -> str:
            "they say nothing about real patients. Never use it on patients."] if phantom else []),
         "- It reads one image, not the whole examination: no lymph-node assessment, no "
         "comparison with earlier exams, no clinical context.",
-        "- The nodule's size (which decides fine-needle aspiration) is not measured by the "
-        "model; the FNA advice comes from the guideline's thresholds.",
+        *(["- The nodule's size (which decides fine-needle aspiration) comes from the "
+           "localiser's outline, an estimate to check; the FNA advice comes from the "
+           "guideline's thresholds."] if localiser is not None else
+          ["- The nodule's size (which decides fine-needle aspiration) is not measured by the "
+           "model; the FNA advice comes from the guideline's thresholds."]),
         "- EU-TIRADS readers agree only moderately (kappa about 0.4 between experts); the "
         "reference labels carry that noise, and so does the model.",
         "- Performance may drop on scanners, settings, populations or label schemes unlike the "

@@ -1,8 +1,9 @@
-"""Export a trained model to a bundle that onnxruntime serves without torch.
+"""Export trained models to a bundle that onnxruntime serves without torch.
 
-`export_model` is the core (a torch model + its preprocessing -> bundle folder); it
-checks the ONNX graph against PyTorch before anything is kept. `export_bundle` reads a
-run's best checkpoint (and its test evaluation, when there is one) and calls it.
+`export_models` is the core (a classifier and/or a localiser, each a torch model + its
+preprocessing -> one bundle folder, format 2); it checks every ONNX graph against PyTorch
+before anything is kept. `export_model` is its classifier-only form. `export_bundle` reads
+runs' best checkpoints (and their test evaluations, when there are) and calls it.
 """
 
 from __future__ import annotations
@@ -17,24 +18,35 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
 from .. import __version__
 from ..errors import ModelError
-from ..inference.bundle import (BUNDLE_FORMAT, CARD_FILE, HEAD_FILE, INPUT_NAME, METADATA_FILE,
-                                MODEL_FILE, OUTPUT_NAMES, PREPROCESS_FILE, model_sha256)
+from ..inference.bundle import (BUNDLE_FORMAT, CARD_FILE, CLASSIFIER, HEAD_FILE, INPUT_NAME,
+                                LOCALISER, LOCALISER_FILE, LOCALISER_OUTPUTS,
+                                LOCALISER_PREPROCESS_FILE, METADATA_FILE, MODEL_FILE,
+                                OUTPUT_NAMES, PREPROCESS_FILE, DESCRIPTOR_OUTPUT, OOD_FILE,
+                                file_sha256, flat_metadata,
+                                model_sha256)
 from ..preprocess import PreprocessSpec
 from .card import model_card
 
-__all__ = ["export_model", "export_bundle", "head_weights", "PARITY_TOLERANCE"]
+__all__ = ["Component", "export_models", "export_model", "export_bundle", "head_weights",
+           "check_parity", "check_localiser_parity", "PARITY_TOLERANCE",
+           "LOCALISER_DEFAULTS"]
 
 log = logging.getLogger(__name__)
 
 # The largest |ONNX - PyTorch| accepted on the logits. The feature map is held to the same
 # tolerance relative to its own scale (its values reach tens where logits stay small).
 PARITY_TOLERANCE = 1e-4
+# The localiser's settings when its run names none: a pixel is nodule when its probability
+# reaches `threshold`; regions under `min_region_px` pixels of the model's input grid are
+# noise (about 0.1% of a 256x256 input).
+LOCALISER_DEFAULTS = {"threshold": 0.5, "min_region_px": 64}
 
 
 def head_weights(model) -> tuple[np.ndarray, np.ndarray]:
@@ -79,11 +91,25 @@ def _feature_channels(model) -> int:
                      "(no num_features or head.in_features)")
 
 
+def descriptor_names(model) -> list[str]:
+    """The model's descriptor heads, in output order (none for a category-only model)."""
+    heads = getattr(model, "descriptor_heads", None)
+    return list(heads.keys()) if heads is not None else []
+
+
+def output_names(model) -> tuple[str, ...]:
+    """The classifier's ONNX outputs: logits, features, then one per descriptor head."""
+    return OUTPUT_NAMES + tuple(DESCRIPTOR_OUTPUT.format(name=n) for n in descriptor_names(model))
+
+
 def _wrapper(model):
     import torch
 
+    names = descriptor_names(model)
+
     class LogitsAndFeatures(torch.nn.Module):
-        """forward(x) -> (logits, last feature map): the two outputs of the bundle."""
+        """forward(x) -> (logits, last feature map, descriptor logits...): the outputs of
+        the bundle's classifier."""
 
         def __init__(self, inner):
             super().__init__()
@@ -91,23 +117,29 @@ def _wrapper(model):
 
         def forward(self, x):
             features = self.inner.forward_features(x)
-            return self.inner.forward_head(features), features
+            if not names:
+                return self.inner.forward_head(features), features
+            heads = self.inner.forward_heads(features)
+            return (heads["category"], features, *[heads[n] for n in names])
 
     return LogitsAndFeatures(model).eval()
 
 
 def _to_onnx(model, spec: PreprocessSpec, path: Path) -> str:
-    """Write model.onnx with a dynamic batch axis; returns which exporter succeeded.
+    """Write the classifier's model.onnx with a dynamic batch axis; returns which exporter
+    succeeded."""
+    return _onnx_file(_wrapper(model), spec, path, output_names(model))
 
-    The dynamo-based exporter is torch's supported path; the TorchScript one is kept as a
-    fallback for a backbone that dynamo cannot trace."""
+
+def _onnx_file(wrapped, spec: PreprocessSpec, path: Path, output_names: tuple[str, ...]) -> str:
+    """The dynamo-based exporter is torch's supported path; the TorchScript one is kept as a
+    fallback for a network that dynamo cannot trace. Height and width stay fixed."""
     import torch
 
-    wrapped = _wrapper(model)
     height, width = spec.input_size
     example = (torch.randn(2, 3, height, width),)
     with _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "torch._dynamo"):
-        return _export_with_fallback(torch, wrapped, example, path)
+        return _export_with_fallback(torch, wrapped.eval(), example, path, output_names)
 
 
 @contextlib.contextmanager
@@ -124,14 +156,15 @@ def _quiet_loggers(*names: str):
             logger.setLevel(level)
 
 
-def _export_with_fallback(torch, wrapped, example, path: Path) -> str:
+def _export_with_fallback(torch, wrapped, example, path: Path,
+                          output_names: tuple[str, ...]) -> str:
     quiet = io.StringIO()
     try:
         with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapped, example, str(path), dynamo=True, verbose=False, external_data=False,
-                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                input_names=[INPUT_NAME], output_names=list(output_names),
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
         return "dynamo"
     except Exception as exc:  # the exporter raises many kinds; fall back, then fail loudly
@@ -142,9 +175,9 @@ def _export_with_fallback(torch, wrapped, example, path: Path) -> str:
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapped, example, str(path), dynamo=False, opset_version=17,
-                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"},
-                              OUTPUT_NAMES[1]: {0: "batch"}})
+                input_names=[INPUT_NAME], output_names=list(output_names),
+                dynamic_axes={INPUT_NAME: {0: "batch"},
+                              **{name: {0: "batch"} for name in output_names}})
         return "torchscript"
     except Exception as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -158,20 +191,21 @@ def check_parity(model, onnx_path: Path, spec: PreprocessSpec, *,
     import onnxruntime as ort
     import torch
 
-    height, width = spec.input_size
-    generator = torch.Generator().manual_seed(seed)
-    inputs = [torch.randn(1, 3, height, width, generator=generator),
-              torch.cat([torch.randn(1, 3, height, width, generator=generator),
-                         torch.zeros(1, 3, height, width),
-                         torch.full((1, 3, height, width), 2.5)])]
+    inputs = _parity_inputs(spec, seed)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     worst = {"logits": 0.0, "features": 0.0, "features_scale": 0.0}
+    names = descriptor_names(model)
     model.eval()
     for x in inputs:
         with torch.no_grad():
             features = model.forward_features(x)
             logits = model.forward_head(features)
-        onnx_logits, onnx_features = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
+            heads = model.forward_heads(features) if names else {}
+        onnx_logits, onnx_features, *onnx_heads = session.run(list(output_names(model)),
+                                                              {INPUT_NAME: x.numpy()})
+        for name, got in zip(names, onnx_heads):
+            # Descriptor logits are held to the logits' tolerance (reported with them).
+            worst["logits"] = max(worst["logits"], float(np.abs(got - heads[name].numpy()).max()))
         if onnx_logits.shape != tuple(logits.shape) or onnx_features.shape != tuple(features.shape):
             raise ModelError(f"{onnx_path}: ONNX output shapes {onnx_logits.shape}, "
                              f"{onnx_features.shape} differ from PyTorch's "
@@ -190,61 +224,215 @@ def check_parity(model, onnx_path: Path, spec: PreprocessSpec, *,
     return {"max_abs_logits": worst["logits"], "max_abs_features": worst["features"]}
 
 
-def export_model(model, spec: PreprocessSpec, out: str | os.PathLike[str], *,
-                 name: str, model_name: str, data_summary: Mapping[str, Any] | None = None,
-                 val_metrics: Mapping[str, float] | None = None,
-                 test_metrics: Mapping[str, Any] | None = None,
-                 extra: Mapping[str, Any] | None = None) -> Path:
-    """Write a bundle for `model` (with forward_features / forward_head) into `out`.
+def _parity_inputs(spec: PreprocessSpec, seed: int):
+    """Batches of 1 and 3: random, flat, extreme."""
+    import torch
 
-    Everything is built in a temporary folder beside `out` and moved in only after the
-    parity check passed, so a failed export never leaves a half bundle or spoils an old one.
-    """
+    height, width = spec.input_size
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, 3, height, width, generator=generator),
+            torch.cat([torch.randn(1, 3, height, width, generator=generator),
+                       torch.zeros(1, 3, height, width),
+                       torch.full((1, 3, height, width), 2.5)])]
+
+
+def check_localiser_parity(model, onnx_path: Path, spec: PreprocessSpec, *,
+                           tolerance: float = PARITY_TOLERANCE, seed: int = 0) -> dict[str, float]:
+    """The localiser's ONNX logits against PyTorch's on the same inputs; ModelError when
+    they differ by more than `tolerance` times their scale (at least 1)."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst, scale = 0.0, 0.0
+    model.eval()
+    for x in _parity_inputs(spec, seed):
+        with torch.no_grad():
+            expected = model(x)
+        (got,) = session.run(list(LOCALISER_OUTPUTS), {INPUT_NAME: x.numpy()})
+        if got.shape != tuple(expected.shape):
+            raise ModelError(f"{onnx_path}: ONNX output shape {got.shape} differs from "
+                             f"PyTorch's {tuple(expected.shape)}")
+        worst = max(worst, float(np.abs(got - expected.numpy()).max()))
+        scale = max(scale, float(expected.abs().max()))
+    if worst >= tolerance * max(1.0, scale):
+        raise ModelError(f"{onnx_path}: ONNX localiser logits differ from PyTorch by {worst:.3g} "
+                         f"(limit {tolerance:g} x scale {scale:.3g}); the export is not "
+                         "trustworthy")
+    return {"max_abs_logits": worst, "logits_scale": scale}
+
+
+@dataclass
+class Component:
+    """One model to put in a bundle: the torch model, its input rule and what the model card
+    and the predictor need to know about it. `settings` go into the component's entry of
+    bundle.json (the classifier's `tta`; the localiser's `threshold`, `min_region_px`...)."""
+
+    model: Any
+    spec: PreprocessSpec
+    model_name: str
+    data_summary: Mapping[str, Any] | None = None
+    val_metrics: Mapping[str, float] | None = None
+    test_metrics: Mapping[str, Any] | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def described(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "data_summary": dict(self.data_summary or {}),
+                "val_metrics": dict(self.val_metrics or {}),
+                "test_metrics": dict(self.test_metrics) if self.test_metrics else None}
+
+
+def _write_classifier(part: Component, work: Path) -> dict[str, Any]:
+    spec = part.spec
     if not spec.class_names:
         raise ModelError("the preprocessing names no classes; cannot export")
+    weight, bias = head_weights(part.model)
+    if weight.shape[0] != len(spec.class_names):
+        raise ModelError(f"the head has {weight.shape[0]} outputs for "
+                         f"{len(spec.class_names)} classes")
+    exporter = _to_onnx(part.model, spec, work / MODEL_FILE)
+    parity = check_parity(part.model, work / MODEL_FILE, spec)
+    np.savez(work / HEAD_FILE, weight=weight, bias=bias)
+    spec.save(work / PREPROCESS_FILE)
+    settings = dict(part.settings)
+    knowing = _abstention_settings(settings.pop("abstention", None), work)
+    descriptors = _descriptor_settings(part.model, settings.pop("descriptors", None),
+                                       part.val_metrics or {})
+    return {"model": MODEL_FILE, "preprocess": PREPROCESS_FILE, "cam_head": HEAD_FILE,
+            "class_names": list(spec.class_names), "tta": bool(settings.pop("tta", False)),
+            **part.described(), "descriptors": descriptors, **knowing,
+            "input": {"name": INPUT_NAME, "shape": ["batch", 3, *spec.input_size]},
+            "outputs": list(output_names(part.model)), "feature_channels": int(weight.shape[1]),
+            "exporter": exporter, "parity": parity,
+            "model_sha256": file_sha256(work / MODEL_FILE), **settings}
+
+
+def _descriptor_settings(model, values: Mapping[str, Any] | None,
+                         val_metrics: Mapping[str, float]) -> dict[str, Any]:
+    """bundle.json's `descriptors`: head -> its ONNX output, its values in output order and
+    its val accuracy; {} for a category-only model."""
+    names = descriptor_names(model)
+    values = dict(values or {})
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ModelError(f"descriptor head {missing[0]!r} has no value list in the checkpoint")
+    return {n: {"output": DESCRIPTOR_OUTPUT.format(name=n), "values": list(values[n]),
+                "val_accuracy": val_metrics.get(f"{n}_accuracy")} for n in names}
+
+
+def _abstention_settings(abstention: Mapping[str, Any] | None, work: Path) -> dict[str, Any]:
+    """bundle.json's `calibration`, `abstain` and `ood` (its reference features written to
+    OOD_FILE); nothing for a checkpoint trained before they existed."""
+    if not abstention:
+        return {}
+    out = {k: dict(abstention[k]) for k in ("calibration", "abstain") if k in abstention}
+    choice = abstention.get("category_source") or {}
+    if choice:
+        out["category_source"] = choice.get("default", "head")
+        out["category_source_val_macro_f1"] = dict(choice.get("val_macro_f1") or {})
+    ood = dict(abstention.get("ood") or {})
+    reference = ood.pop("reference", None)
+    if reference is not None:
+        np.save(work / OOD_FILE, np.asarray(reference, np.float16), allow_pickle=False)
+        out["ood"] = {**ood, "reference": OOD_FILE}
+    return out
+
+
+def _write_localiser(part: Component, work: Path) -> dict[str, Any]:
+    spec = part.spec
+    if spec.crop != "full":
+        raise ModelError("a localiser sees the whole image area (crop 'full'), "
+                         f"not crop {spec.crop!r}")
+    wrapped = _LocaliserLogits(part.model)
+    exporter = _onnx_file(wrapped, spec, work / LOCALISER_FILE, LOCALISER_OUTPUTS)
+    parity = check_localiser_parity(wrapped, work / LOCALISER_FILE, spec)
+    spec.save(work / LOCALISER_PREPROCESS_FILE)
+    settings = {**LOCALISER_DEFAULTS, **dict(part.settings)}
+    return {"model": LOCALISER_FILE, "preprocess": LOCALISER_PREPROCESS_FILE,
+            "threshold": float(settings.pop("threshold")),
+            "min_region_px": int(settings.pop("min_region_px")),
+            **part.described(),
+            "input": {"name": INPUT_NAME, "shape": ["batch", 3, *spec.input_size]},
+            "outputs": list(LOCALISER_OUTPUTS), "exporter": exporter, "parity": parity,
+            "model_sha256": file_sha256(work / LOCALISER_FILE), **settings}
+
+
+def _LocaliserLogits(model):
+    """The segmentation network as exported: forward(x) -> Nx1xHxW logits."""
+    import torch
+
+    class LocaliserLogits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    return LocaliserLogits(model).eval()
+
+
+def export_models(out: str | os.PathLike[str], *, name: str,
+                  classifier: Component | None = None, localiser: Component | None = None,
+                  extra: Mapping[str, Any] | None = None) -> Path:
+    """Write a format-2 bundle holding `classifier` and/or `localiser` into `out`.
+
+    Everything is built in a temporary folder beside `out` and moved in only after every
+    parity check passed, so a failed export never leaves a half bundle or spoils an old one.
+    """
+    if classifier is None and localiser is None:
+        raise ModelError("nothing to export: give a classifier, a localiser or both")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and not out.is_dir():
         raise ModelError(f"{out}: exists and is not a folder")
-    weight, bias = head_weights(model)
-    if weight.shape[0] != len(spec.class_names):
-        raise ModelError(f"the head has {weight.shape[0]} outputs for "
-                         f"{len(spec.class_names)} classes")
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
-        exporter = _to_onnx(model, spec, work / MODEL_FILE)
-        parity = check_parity(model, work / MODEL_FILE, spec)
-        np.savez(work / HEAD_FILE, weight=weight, bias=bias)
-        spec.save(work / PREPROCESS_FILE)
+        components: dict[str, Any] = {}
+        if classifier is not None:
+            components[CLASSIFIER] = _write_classifier(classifier, work)
+        if localiser is not None:
+            components[LOCALISER] = _write_localiser(localiser, work)
         digest = model_sha256(work)
         metadata = {
             "format_version": BUNDLE_FORMAT,
             "name": name,
             "version": digest[:12],
-            "model_name": model_name,
             "eutirads_version": __version__,
             "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-            "class_names": list(spec.class_names),
-            "input": {"name": INPUT_NAME, "shape": ["batch", 3, *spec.input_size]},
-            "outputs": list(OUTPUT_NAMES),
-            "feature_channels": int(weight.shape[1]),
-            "exporter": exporter,
-            "parity": parity,
             "model_sha256": digest,
-            "data_summary": dict(data_summary or {}),
-            "val_metrics": dict(val_metrics or {}),
-            "test_metrics": dict(test_metrics) if test_metrics else None,
             **dict(extra or {}),
+            "components": components,
         }
         (work / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n",
                                           encoding="utf-8")
-        (work / CARD_FILE).write_text(model_card(metadata, spec), encoding="utf-8")
+        card = model_card(flat_metadata(metadata),
+                          classifier.spec if classifier is not None else None,
+                          localiser=components.get(LOCALISER),
+                          localiser_spec=localiser.spec if localiser is not None else None)
+        (work / CARD_FILE).write_text(card, encoding="utf-8")
         out.mkdir(exist_ok=True)
+        # A bundle exported again may change what it holds: the old component files go.
+        for stale in (MODEL_FILE, PREPROCESS_FILE, HEAD_FILE, LOCALISER_FILE,
+                      LOCALISER_PREPROCESS_FILE, OOD_FILE):
+            if not (work / stale).exists() and (out / stale).is_file():
+                (out / stale).unlink()
         for file in work.iterdir():
             os.replace(file, out / file.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def export_model(model, spec: PreprocessSpec, out: str | os.PathLike[str], *,
+                 name: str, model_name: str, data_summary: Mapping[str, Any] | None = None,
+                 val_metrics: Mapping[str, float] | None = None,
+                 test_metrics: Mapping[str, Any] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> Path:
+    """A classifier-only bundle for `model` (with forward_features / forward_head); `extra`
+    holds the classifier's further settings (tta, epoch, training...)."""
+    return export_models(out, name=name, classifier=Component(
+        model, spec, model_name, data_summary, val_metrics, test_metrics, dict(extra or {})))
 
 
 def _test_metrics(run: Path) -> dict[str, Any] | None:
@@ -264,36 +452,60 @@ def _test_metrics(run: Path) -> dict[str, Any] | None:
     return out
 
 
-def export_bundle(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                  name: str | None = None) -> Path:
-    """Export a run's best checkpoint (or a .pt file) to the bundle folder `out`."""
+def _run_component(run: str | os.PathLike[str]) -> tuple[str, Component, Path]:
+    """(task, component, run folder) of a run's best checkpoint (or a .pt file)."""
     from ..training.checkpoint import checkpoint_file, load_checkpoint
 
     file = checkpoint_file(run)
     model, payload = load_checkpoint(file)
+    task = str(payload.get("task") or "classify")
     spec = PreprocessSpec.from_dict(payload["preprocess"])
-    class_names = [str(c) for c in payload["class_names"]]
-    if spec.class_names and list(spec.class_names) != class_names:
-        raise ModelError(f"{file}: preprocess class names {list(spec.class_names)} differ from "
-                         f"the checkpoint's {class_names}")
-    spec = spec.replace(class_names=class_names)
     run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     config = payload.get("config") or {}
     data_summary = dict(payload.get("data_summary") or {})
     if data_summary.get("dataset"):
         # The folder's name only: a full path may say more about a site than a card should.
         data_summary["dataset"] = Path(str(data_summary["dataset"])).name
-    return export_model(
-        model, spec, out, name=name or run_dir.name, model_name=payload["model_name"],
-        data_summary=data_summary, val_metrics=payload.get("val_metrics"),
-        test_metrics=_test_metrics(run_dir),
-        extra={"epoch": payload.get("epoch"), "checkpoint": file.name,
-               "tta": bool(config.get("tta", False)), "training": _training_summary(config)})
+    settings: dict[str, Any] = {"epoch": payload.get("epoch"), "checkpoint": file.name,
+                                "training": _training_summary(config)}
+    if task == "segment":
+        settings.update({k: config[k] for k in LOCALISER_DEFAULTS if k in config})
+    else:
+        class_names = [str(c) for c in payload["class_names"]]
+        if spec.class_names and list(spec.class_names) != class_names:
+            raise ModelError(f"{file}: preprocess class names {list(spec.class_names)} differ "
+                             f"from the checkpoint's {class_names}")
+        spec = spec.replace(class_names=class_names)
+        settings["tta"] = bool(config.get("tta", False))
+        settings["descriptors"] = payload.get("descriptors") or {}
+        settings["abstention"] = payload.get("abstention") or {}
+    return task, Component(model, spec, payload["model_name"], data_summary,
+                           payload.get("val_metrics"), _test_metrics(run_dir), settings), run_dir
+
+
+def export_bundle(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
+                  name: str | None = None,
+                  localiser: str | os.PathLike[str] | None = None) -> Path:
+    """Export a run's best checkpoint (or a .pt file) to the bundle folder `out`: a
+    classifier run, optionally with a `localiser` run beside it, or a localiser run alone."""
+    task, part, run_dir = _run_component(run)
+    if task == "segment":
+        if localiser is not None:
+            raise ModelError(f"{run}: is a localiser run; give the classifier run first and "
+                             "the localiser with --localiser")
+        return export_models(out, name=name or run_dir.name, localiser=part)
+    local = None
+    if localiser is not None:
+        local_task, local, _ = _run_component(localiser)
+        if local_task != "segment":
+            raise ModelError(f"{localiser}: is not a localiser run (task {local_task!r}; "
+                             "train one with task: segment)")
+    return export_models(out, name=name or run_dir.name, classifier=part, localiser=local)
 
 
 def _training_summary(config: Mapping[str, Any]) -> dict[str, Any]:
     """The few resolved settings a model card reader wants (no paths: they may be private)."""
-    keys = ("model", "weights", "mode", "epochs", "head_epochs", "crop", "loss",
+    keys = ("task", "model", "weights", "mode", "epochs", "head_epochs", "crop", "loss",
             "label_smoothing", "augment", "tta", "seed", "batch_size", "lr", "finetune_lr")
     return {k: config[k] for k in keys if k in config and not isinstance(config[k], (dict, list))
             and not (k == "weights" and config[k] not in ("imagenet", "none"))}

@@ -1,4 +1,6 @@
-"""`Predictor`: a model bundle run by onnxruntime, with heatmaps. Never imports torch."""
+"""`Predictor`: a model bundle run by onnxruntime: the classifier (with heatmaps), the
+nodule localiser, or both, the localiser's box then feeding the classifier's crop. Never
+imports torch."""
 
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ from ..imageio import load_rgb
 # through exactly the crop the model saw (a test checks they agree).
 from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
 from ..region import Box, crop
-from .bundle import (CARD_FILE, INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, PREPROCESS_FILE,
-                     read_head, read_metadata)
+from .abstention import AbstainRule, apply_temperature
+from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, METADATA_FILE, OUTPUT_NAMES,
+                     component_file, flat_metadata, read_head, read_metadata)
+from .descriptors import CATEGORY_SOURCES, combine, rule_applies, rule_category
 from .heatmap import class_activation_map, heatmap_to_image
+from .localiser import Localiser, Spacing, mm_or_none
 
 __all__ = ["Prediction", "Predictor", "model_crop_box", "category_name"]
 
@@ -46,26 +51,67 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+BOX_SOURCES = ("given", "localiser", "none")
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One image's result. `probabilities` follows the model's class order; `heatmap` is
     HxW float32 in [0, 1] at the input image's size (zero outside the crop the model saw);
-    `crop_box` is that crop (x0, y0, x1, y1)."""
+    `crop_box` is that crop (x0, y0, x1, y1). A localiser-only bundle gives label and name
+    None, no probabilities, and the image area as crop_box.
 
-    label: str
-    name: str
+    With a localiser: `nodule` is {"box", "score", "regions": [{"box", "area_px", "score",
+    "long_axis_px", "short_axis_px", "long_axis_mm", "short_axis_mm", "contour"}]} in the
+    input image's pixels, or None with `nodule_reason`; `mask` HxW uint8 0/255 (every
+    region). `box_source` says which box the classifier's crop used: "given" (the caller's),
+    "localiser" or "none"."""
+
+    label: str | None
+    name: str | None
     probabilities: dict[str, float]
     crop_box: tuple[int, int, int, int]
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    nodule: dict[str, Any] | None = None
+    nodule_reason: str | None = None
+    box_source: str = "none"
+    localised: bool = False
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # With descriptor heads: {name: {"value", "probabilities"}}; the category from each
+    # source ({"head": {"label", "probabilities"}, "rule": ..., "combined": ...}) and which
+    # one `label` is; the rule's reasoning (EU-TIRADS bundles only).
+    descriptors: dict[str, Any] | None = None
+    category_sources: dict[str, Any] | None = None
+    category_source: str = "head"
+    rule_path: str | None = None
+    # An abstention is a result: label and probabilities stay for whoever looks, but no
+    # consumer shows advice for it. Reasons: abstention.ABSTAIN_REASONS.
+    abstain: bool = False
+    abstain_reason: str | None = None
 
     @property
-    def confidence(self) -> float:
-        return self.probabilities[self.label]
+    def confidence(self) -> float | None:
+        return self.probabilities[self.label] if self.label is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, without the heatmap."""
-        return {"label": self.label, "name": self.name, "confidence": self.confidence,
-                "probabilities": dict(self.probabilities), "crop_box": list(self.crop_box)}
+        """JSON-ready, without the heatmap and the mask. `nodule`/`nodule_reason` only when
+        the bundle has a localiser; `descriptors`, `category_sources`, `category_source`
+        only with descriptor heads; `rule_path` only for EU-TIRADS bundles with all five."""
+        out = {"label": self.label, "name": self.name, "confidence": self.confidence,
+               "probabilities": dict(self.probabilities), "crop_box": list(self.crop_box),
+               "box_source": self.box_source, "abstain": self.abstain,
+               "abstain_reason": self.abstain_reason}
+        if self.localised:
+            out["nodule"] = self.nodule
+            if self.nodule is None:
+                out["nodule_reason"] = self.nodule_reason
+        if self.descriptors is not None:
+            out["descriptors"] = self.descriptors
+            out["category_sources"] = self.category_sources
+            out["category_source"] = self.category_source
+        if self.rule_path is not None:
+            out["rule_path"] = self.rule_path
+        return out
 
 
 def _as_rgb(image: ImageInput, name: str | None) -> np.ndarray:
@@ -81,38 +127,96 @@ def _as_rgb(image: ImageInput, name: str | None) -> np.ndarray:
 
 
 class Predictor:
-    """A bundle loaded once (one onnxruntime session), ready to predict many images.
+    """A bundle loaded once (one onnxruntime session per model), ready to predict many images.
 
     >>> predictor = Predictor("bundle")                       # doctest: +SKIP
     >>> result = predictor.predict("nodule.png", box=(120, 80, 260, 190))  # doctest: +SKIP
     """
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self._bundle = read_metadata(self.bundle_dir)
+        self._metadata = flat_metadata(self._bundle)
+        components = self._bundle["components"]
+        self.spec: PreprocessSpec | None = None
+        self._session = None
+        if CLASSIFIER in components:
+            self._load_classifier(threads)
+        self.localiser: Localiser | None = (
+            Localiser(self.bundle_dir, self._bundle, threads=threads)
+            if LOCALISER in components else None)
+
+    def _load_classifier(self, threads: int | None) -> None:
         import onnxruntime as ort
 
-        self.bundle_dir = Path(bundle_dir)
-        self._metadata = read_metadata(self.bundle_dir)
-        self.spec = PreprocessSpec.load(self.bundle_dir / PREPROCESS_FILE)
-        self._weight, self._bias = read_head(self.bundle_dir)
+        meta = self._bundle
+        self.spec = PreprocessSpec.load(component_file(self.bundle_dir, meta, CLASSIFIER,
+                                                       "preprocess"))
+        head = component_file(self.bundle_dir, meta, CLASSIFIER, "cam_head")
+        self._weight, self._bias = read_head(self.bundle_dir, head.name)
         if not self.spec.class_names:
-            raise ModelError(f"{self.bundle_dir}: preprocess.json names no classes")
+            raise ModelError(f"{self.bundle_dir}: the classifier's preprocess file names no "
+                             "classes")
         if self._weight.shape[0] != len(self.spec.class_names):
             raise ModelError(f"{self.bundle_dir}: {len(self.spec.class_names)} classes but a "
                              f"head for {self._weight.shape[0]}")
+        model = component_file(self.bundle_dir, meta, CLASSIFIER, "model")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = int(threads)
         try:
-            self._session = ort.InferenceSession(str(self.bundle_dir / MODEL_FILE), options,
+            self._session = ort.InferenceSession(str(model), options,
                                                  providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise ModelError(f"{self.bundle_dir / MODEL_FILE}: cannot load ({reason})") from None
+            raise ModelError(f"{model}: cannot load ({reason})") from None
         outputs = [o.name for o in self._session.get_outputs()]
         if tuple(outputs[:2]) != OUTPUT_NAMES or self._session.get_inputs()[0].name != INPUT_NAME:
-            raise ModelError(f"{self.bundle_dir / MODEL_FILE}: expected input {INPUT_NAME!r} and "
+            raise ModelError(f"{model}: expected input {INPUT_NAME!r} and "
                              f"outputs {OUTPUT_NAMES}, found {outputs}")
+        settings = meta["components"][CLASSIFIER]
+        self._descriptors: dict[str, dict[str, Any]] = dict(settings.get("descriptors") or {})
+        for name, head in self._descriptors.items():
+            if head.get("output") not in outputs:
+                raise ModelError(f"{model}: descriptor head {name!r} has no output "
+                                 f"{head.get('output')!r} (outputs: {', '.join(outputs)})")
+        self._outputs = list(OUTPUT_NAMES) + [h["output"] for h in self._descriptors.values()]
+        self.abstain_rule = AbstainRule.from_settings(settings, self._ood_reference(settings))
+        source = str(settings.get("category_source", "head"))
+        self.category_source = source if source in CATEGORY_SOURCES else "head"
+        if self.category_source != "head" and not self.rule_applies:
+            self.category_source = "head"
+
+    def _ood_reference(self, settings: dict[str, Any]) -> np.ndarray | None:
+        """The training images' pooled features for the out-of-distribution check."""
+        name = (settings.get("ood") or {}).get("reference")
+        if not name:
+            return None
+        if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+            raise ModelError(f"{self.bundle_dir / METADATA_FILE}: ood reference {name!r} is "
+                             "not a plain file name")
+        try:
+            return np.asarray(np.load(self.bundle_dir / name, allow_pickle=False), np.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{self.bundle_dir / name}: not readable ({type(exc).__name__})") from None
+
+    @property
+    def descriptor_names(self) -> list[str]:
+        return list(self._descriptors) if self.spec is not None else []
+
+    @property
+    def rule_applies(self) -> bool:
+        """Whether the guideline's rule gives a category here (EU-TIRADS, all descriptors)."""
+        return rule_applies(self.class_names, self.descriptor_names)
+
+    @property
+    def has_classifier(self) -> bool:
+        return self._session is not None
+
+    @property
+    def has_localiser(self) -> bool:
+        return self.localiser is not None
 
     @property
     def tta(self) -> bool:
@@ -121,7 +225,7 @@ class Predictor:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.spec.class_names)
+        return list(self.spec.class_names) if self.spec is not None else []
 
     @property
     def model_card(self) -> str:
@@ -130,45 +234,115 @@ class Predictor:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """name, version, model_name, created, class_names, data_summary, test_metrics, ..."""
+        """name, version, created, components, and the classifier's settings beside them
+        (model_name, class_names, data_summary, test_metrics, tta...; `bundle.flat_metadata`)."""
         return dict(self._metadata)
+
+    def _need_classifier(self) -> PreprocessSpec:
+        if self.spec is None:
+            raise ModelError(f"{self.bundle_dir}: this bundle holds no classifier")
+        return self.spec
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits NxK, features NxCxhxw) for a prepared Nx3xHxW float32 batch."""
+        outputs = self.run_all(batch)
+        return outputs["logits"], outputs["features"]
+
+    def run_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the classifier by name (logits, features, descriptor_<name>)."""
+        self._need_classifier()
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        logits, features = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
-        return logits, features
+        return dict(zip(self._outputs,
+                        self._session.run(self._outputs, {INPUT_NAME: batch})))
 
     def prepare(self, image: ImageInput, *, box: Sequence[int] | None = None,
                 name: str | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
         """(RGB pixels, model input 3xHxW, crop box): `preprocess.prepare`, with the crop box
         kept so the heatmap can be mapped back."""
+        spec = self._need_classifier()
         pixels = _as_rgb(image, name)
-        crop_box = model_crop_box(pixels, self.spec, box)
-        tensor = normalize(resize_to_input(crop(pixels, crop_box), self.spec), self.spec)
+        crop_box = model_crop_box(pixels, spec, box)
+        tensor = normalize(resize_to_input(crop(pixels, crop_box), spec), spec)
         return pixels, tensor, crop_box
 
     def predict(self, image: ImageInput, *, box: Sequence[int] | None = None,
-                heatmap: bool = True, name: str | None = None) -> Prediction:
+                heatmap: bool = True, name: str | None = None,
+                pixel_mm: Spacing | Sequence[float] | float | None = None) -> Prediction:
         """Category, name, probabilities and (unless heatmap=False) the class-activation
         heatmap of the predicted class at the input image's size (from the unmirrored image
-        when the bundle uses mirror test-time augmentation). `image` is an HxWx3 (or
-        HxW) uint8 array, a path or encoded bytes; `box` the nodule (x0, y0, x1, y1) in the
-        image's pixels; `name` what errors call the image."""
-        pixels, tensor, crop_box = self.prepare(image, box=box, name=name)
-        if self.tta:
-            # Mirror test-time augmentation, as the run was evaluated: one batch of two.
-            logits, features = self.run(np.stack([tensor, tensor[:, :, ::-1]]))
-            proba = softmax(logits.astype(np.float64)).mean(axis=0)
-        else:
-            logits, features = self.run(tensor[None])
-            proba = softmax(logits[0].astype(np.float64))
+        when the bundle uses mirror test-time augmentation), and with a localiser the nodule
+        found. `image` is an HxWx3 (or HxW) uint8 array, a path or encoded bytes; `box` the
+        nodule (x0, y0, x1, y1) in the image's pixels (given, it is the classifier's crop;
+        else the localiser's box is); `pixel_mm` the (x, y) pixel size in mm (or one number)
+        for the nodule's axes in mm; `name` what errors call the image."""
+        pixels = _as_rgb(image, name)
+        spacing = mm_or_none(pixel_mm)
+        found = self.localiser.find(pixels, spacing=spacing) if self.localiser else None
+        source = "given" if box is not None else "none"
+        if box is None and found is not None and found.nodule is not None:
+            box, source = found.nodule["box"], "localiser"
+        extra: dict[str, Any] = {"box_source": source}
+        if found is not None:
+            extra.update(localised=True, nodule=found.nodule, nodule_reason=found.reason,
+                         mask=found.mask)
+        if self.spec is None:
+            height, width = pixels.shape[:2]
+            area = crop_box(pixels, self.localiser.spec) if self.localiser else Box(0, 0, width, height)
+            return Prediction(label=None, name=None, probabilities={}, crop_box=tuple(area),
+                              **extra)
+        _, tensor, crop_box_ = self.prepare(pixels, box=box)
+        # Mirror test-time augmentation, as the run was evaluated: one batch of two, each
+        # head's softmax averaged over both.
+        batch = np.stack([tensor, tensor[:, :, ::-1]]) if self.tta else tensor[None]
+        outputs = self.run_all(batch)
+        rule = self.abstain_rule
+        head = apply_temperature(softmax(outputs["logits"].astype(np.float64)).mean(axis=0),
+                                 rule.temperature)
+        sources = {"head": head}
+        descriptors = None
+        rule_text = None
+        if self._descriptors:
+            descriptors, value_probs = {}, {}
+            for name, spec_ in self._descriptors.items():
+                p = softmax(outputs[spec_["output"]].astype(np.float64)).mean(axis=0)
+                values = list(spec_["values"])
+                value_probs[name] = p
+                descriptors[name] = {"value": values[int(p.argmax())],
+                                     "probabilities": {v: float(x) for v, x in zip(values, p)}}
+            if self.rule_applies:
+                rule_label, rule_probs, rule_text = rule_category(value_probs, self.class_names,
+                                                                   head)
+                sources["rule"] = rule_probs
+                sources["combined"] = combine(head, rule_probs)
+        proba = sources[self.category_source]
         index = int(proba.argmax())
+        if self.category_source == "rule":
+            index = self.class_names.index(rule_label)
         label = self.class_names[index]
+        category_sources = None
+        if descriptors is not None:
+            category_sources = {}
+            for key, p in sources.items():
+                top = rule_label if key == "rule" else self.class_names[int(p.argmax())]
+                category_sources[key] = {"label": top, "probabilities":
+                                         {c: float(x) for c, x in zip(self.class_names, p)}}
+        reason = ("no-ultrasound-area" if _no_image_area(pixels) else
+                  rule.reason(pixels=pixels, features=outputs["features"][:1],
+                              confidence=float(proba[index])))
         heat = None
         if heatmap:
-            cam = class_activation_map(features[0], self._weight, index)
-            heat = heatmap_to_image(cam, self.spec, crop_box, pixels.shape)
+            cam = class_activation_map(outputs["features"][0], self._weight, index)
+            heat = heatmap_to_image(cam, self.spec, crop_box_, pixels.shape)
         return Prediction(label=label, name=category_name(label, self.class_names),
                           probabilities={c: float(p) for c, p in zip(self.class_names, proba)},
-                          crop_box=tuple(crop_box), heatmap=heat)
+                          crop_box=tuple(crop_box_), heatmap=heat, descriptors=descriptors,
+                          category_sources=category_sources,
+                          category_source=self.category_source, rule_path=rule_text,
+                          abstain=reason is not None, abstain_reason=reason, **extra)
+
+
+def _no_image_area(pixels: np.ndarray) -> bool:
+    """A frame with no ultrasound image area at all: blank (one grey level, give or take)
+    or dark everywhere but for a few pixels of text."""
+    gray = np.asarray(pixels[..., :3], np.float32).mean(axis=-1)
+    return bool(gray.std() < 2.0 or (gray > 12).mean() < 0.01)

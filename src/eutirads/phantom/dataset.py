@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..data.manifest import CORE_COLUMNS, write_manifest
+from ..data.manifest import CORE_COLUMNS, MASK_COLUMN, write_manifest
+from ..data.masks import MASKS_DIR, save_mask
 from ..errors import InputError
 from ..region import Box
 from .identity import FakeIdentity, fake_identity
@@ -30,7 +31,8 @@ __all__ = ["Example", "render_example", "generate_dataset", "BALANCES", "PROBES"
 
 BALANCES = ("equal", "natural")
 PROBES = ("L12-5", "L18-4", "L15-7io", "ML6-15", "14L5")
-MANIFEST_COLUMNS = CORE_COLUMNS + FEATURE_COLUMNS + ("nodule_mm",)
+MANIFEST_COLUMNS = CORE_COLUMNS + tuple(c for c in FEATURE_COLUMNS if c not in CORE_COLUMNS) \
+    + ("nodule_mm",)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Example:
     annotation_mask: np.ndarray    # HxW uint8, >0 where text/markers are burned in
     image_box: Box                 # the B-mode image area on the screen
     nodule_box: Box | None         # full-screen pixels, x1/y1 exclusive; None for category 1
+    nodule_mask: np.ndarray        # HxW bool over the full screen, True inside the nodule
     px_per_cm: float
     case: Case
     view: View
@@ -94,13 +97,15 @@ def render_example(seed: int, patient: int, view_index: int = 0, *, width: int =
     screen, mask = compose_screen(rendered.pixels, width=width, height=height,
                                   px_per_cm=rendered.px_per_cm, notes=notes)
     nodule_box = None
+    nodule_mask = np.zeros(screen.shape[:2], bool)
+    nodule_mask[box.y0:box.y1, box.x0:box.x1] = rendered.nodule_mask
     if rendered.nodule_mask.any():
         ys, xs = np.nonzero(rendered.nodule_mask)
         nodule_box = Box(int(xs.min()) + box.x0, int(ys.min()) + box.y0,
                          int(xs.max()) + 1 + box.x0, int(ys.max()) + 1 + box.y0)
     return Example(screen=screen, annotation_mask=mask, image_box=box, nodule_box=nodule_box,
-                   px_per_cm=rendered.px_per_cm, case=case, view=view, identity=identity,
-                   notes=notes)
+                   nodule_mask=nodule_mask, px_per_cm=rendered.px_per_cm, case=case,
+                   view=view, identity=identity, notes=notes)
 
 
 def check_options(*, n: int, width: int, height: int, balance: str = "equal",
@@ -136,10 +141,11 @@ def prepare_output(out: str | os.PathLike[str], *, overwrite: bool = False) -> P
     return path
 
 
-def _example_row(example: Example, index: int, patient: int, path: str) -> dict[str, object]:
+def _example_row(example: Example, index: int, patient: int, path: str,
+                 mask: str = "") -> dict[str, object]:
     row: dict[str, object] = {
         "path": path, "label": str(example.case.label), "patient_id": f"phantom-{patient:05d}",
-        "split": "", "source": "phantom", **example.case.feature_row(),
+        "split": "", "source": "phantom", MASK_COLUMN: mask, **example.case.feature_row(),
         "nodule_mm": (f"{example.case.nodule.diameter_mm * example.view.nodule_scale:.1f}"
                       if example.case.nodule else ""),
     }
@@ -164,7 +170,10 @@ def _write_one(job: tuple[Path, int, int, int, int, int, str]) -> dict[str, obje
                              balance=balance)
     relative = f"{example.case.label}/phantom_{index:05d}.png"
     _save_png_fast(example.screen, out / relative)
-    return _example_row(example, index, patient, relative)
+    # The true nodule mask, all zero for category 1 (known: there is no nodule).
+    mask = f"{MASKS_DIR}/{relative}"
+    save_mask(example.nodule_mask, out / mask)
+    return _example_row(example, index, patient, relative, mask)
 
 
 def _workers(requested: int | None, n: int) -> int:
@@ -197,9 +206,10 @@ def generate_dataset(out: str | os.PathLike[str], *, n: int, seed: int, width: i
                      height: int = 360, balance: str = "equal", images_per_patient: int = 1,
                      progress: bool = True, workers: int | None = None,
                      overwrite: bool = False) -> Path:
-    """Write `n` phantom screens as PNGs in class folders `1/`..`5/` of `out`, plus
+    """Write `n` phantom screens as PNGs in class folders `1/`..`5/` of `out`, their true
+    nodule masks under `masks/` (same relative names; all zero for category 1), plus
     `manifest.csv` (path, label, patient_id, nodule box in screen pixels, source=phantom,
-    the drawn features). Patients get `images_per_patient` consecutive images each (same
+    mask, the drawn descriptors). Patients get `images_per_patient` consecutive images each (same
     anatomy and nodule, other probe position and gain). Returns the manifest's path."""
     check_options(n=n, width=width, height=height, balance=balance,
                   images_per_patient=images_per_patient)

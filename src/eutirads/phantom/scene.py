@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..categories import NoduleFeatures, classify
+from ..categories import DESCRIPTORS, NoduleFeatures, classify
 
 __all__ = [
     "NATURAL_PREVALENCE",
@@ -33,8 +33,8 @@ __all__ = [
 # Rough share of categories among thyroid ultrasound examinations with a reported finding
 # (most nodules are benign or low risk); "natural" balance draws labels from it.
 NATURAL_PREVALENCE: dict[int, float] = {1: 0.10, 2: 0.20, 3: 0.35, 4: 0.20, 5: 0.15}
-FEATURE_COLUMNS: tuple[str, ...] = ("composition", "echogenicity", "shape", "margins",
-                                    "echogenic_foci")
+# The manifest's descriptor columns, named and valued as `eutirads.categories` says.
+FEATURE_COLUMNS: tuple[str, ...] = tuple(DESCRIPTORS)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ class TrainConfig:
     ordinal_weight: float = 1.0
     label_smoothing: float = 0.0
     class_weights: bool = True           # inverse class frequency from the training counts
+    descriptor_weight: float = 1.0       # loss weight of each descriptor head (masked where
+                                         # unknown); 0 = no descriptor heads
     # Augmentation (train only; eval is deterministic)
     augment: bool = True
     aug_passes: int = 3                  # augmented passes cached when the base is frozen
@@ -62,6 +64,15 @@ class TrainConfig:
     brightness: float = 0.2              # +- fraction
     hflip: bool = True
     tta: bool = False                    # evaluation averages the image and its mirror
+    # Knowing when not to answer (fitted on the val split after training)
+    category_source: str = "auto"        # the default category: head | rule | combined;
+                                         # auto = the best on val (rule needs EU-TIRADS
+                                         # classes and all five descriptor heads)
+    calibrate: bool = True               # temperature scaling of the category probabilities
+    abstain_quantile: float = 0.1        # low-confidence threshold: this quantile of the
+                                         # calibrated val confidences
+    ood_quantile: float = 0.99           # out-of-distribution threshold: this quantile of
+                                         # the val images' distance to the training images
     # Early stopping
     monitor: str = "macro_f1"            # macro_f1 | accuracy | loss (on the val split)
     patience: int = 10                   # epochs without improvement; 0 = never stop early
@@ -99,6 +110,15 @@ class TrainConfig:
         for name in ("lr", "finetune_lr"):
             if not getattr(self, name) > 0:
                 raise bad(f"{name} must be positive")
+        if self.category_source not in ("auto", "head", "rule", "combined"):
+            raise bad(f"category_source must be auto, head, rule or combined, "
+                      f"got {self.category_source!r}")
+        if self.descriptor_weight < 0:
+            raise bad("descriptor_weight must not be negative")
+        if not 0 <= self.abstain_quantile < 1:
+            raise bad("abstain_quantile must be in [0, 1)")
+        if not 0 < self.ood_quantile <= 1:
+            raise bad("ood_quantile must be in (0, 1]")
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing must be in [0, 1)")
         if self.freeze_bn not in ("auto", "true", "false"):
