@@ -240,7 +240,7 @@ def test_the_profile_names_only_real_attributes_and_covers_the_identity_core():
                     "OperatorsName", "StationName", "DeviceSerialNumber", "OtherPatientIDs"):
         tag = pydicom.datadict.tag_for_keyword(keyword)
         assert profile.rule_for(pydicom.tag.Tag(tag), pydicom.datadict.dictionary_VR(tag)) \
-            in ("X", "Z", "D")
+            in ("X", "Z", "D", "P", "CZ")
 
 
 def test_catch_all_rules_cover_what_the_table_does_not_list():
@@ -249,7 +249,7 @@ def test_catch_all_rules_cover_what_the_table_does_not_list():
     assert profile.rule_for(tag(0x6000, 0x3000), "OW") == "X"  # overlay
     assert profile.rule_for(tag(0x5000, 0x3000), "OW") == "X"  # curve
     assert profile.rule_for(tag(0x0088, 0x0200), "SQ") == "X"  # icon image
-    assert profile.rule_for(tag(0x0040, 0xA123), "PN") == "Z"  # a person's name
+    assert profile.rule_for(tag(0x0040, 0xA123), "PN") == "D"  # a person's name (table: D)
     assert profile.rule_for(tag(0x0008, 0x1150), "UI") == "K"  # referenced SOP class
     assert profile.rule_for(tag(0x0008, 0x1155), "UI") == "U"  # referenced instance
     assert profile.rule_for(tag(0x0018, 0x6011), "SQ") == "S"  # regions: walked, kept

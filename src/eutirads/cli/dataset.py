@@ -27,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "train/val/test; csv: columns path,label (+ any); ddti: xml/ + raw_jpg/")
     imp.add_argument("--strict", action="store_true",
                      help="fail (and write nothing) if any item would be skipped")
+    imp.add_argument("--keep-outside", action="store_true",
+                     help="copy the files unchanged; by default everything outside the "
+                          "ultrasound image area is blanked and burned-in text inside it "
+                          "redacted (same size: boxes and masks keep their coordinates)")
     imp.set_defaults(func=_import)
 
     split = commands.add_parser(
@@ -60,7 +64,7 @@ def _import(args: argparse.Namespace) -> int:
     from ..data.importers import import_dataset
 
     report = import_dataset(args.src, args.out, fmt=args.fmt, strict=args.strict,
-                            on_problem=_problem)
+                            on_problem=_problem, blank_outside=not args.keep_outside)
     print(report.summary_line())
     return 0
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import EutiradsError, InputError
+from ..errors import EutiradsError, InputError, NoImageAreaError
 
 
 def _box(text: str) -> tuple[int, int, int, int]:
@@ -49,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
+def _abstained():
+    from ..inference.predictor import Prediction
+
+    return Prediction(label=None, name=None, probabilities={}, crop_box=(0, 0, 0, 0),
+                      abstain=True, abstain_reason="no-ultrasound-area")
+
+
 def _dicom_results(predictor, image, result, args, index: int, entry: dict) -> None:
     """The SR/SEG of one exam, written and/or sent (eutirads.pacs.results)."""
     from ..pacs.results import results_for_exam
@@ -87,12 +94,27 @@ def _run(args: argparse.Namespace) -> int:
                 entry["heatmap"] = str(target)
             if args.dicom_out or args.stow:
                 _dicom_results(predictor, image, result, args, index, entry)
+        except NoImageAreaError as exc:
+            # No ultrasound area (a screen of text, a blank frame): an abstention, not an
+            # error; nothing is shown or advised for it.
+            tqdm.write(f"eutirads: abstained: {exc}", file=sys.stderr)
+            entry = {"index": index, "image": image, "label": None, "abstain": True,
+                     "abstain_reason": "no-ultrasound-area"}
+            if args.dicom_out or args.stow:  # the SR records the abstention
+                try:
+                    _dicom_results(predictor, image, _abstained(), args, index, entry)
+                except EutiradsError as err:
+                    failed += 1
+                    tqdm.write(f"eutirads: error: {err}", file=sys.stderr)
+                    entry = {"index": index, "image": image, "error": str(err)}
         except EutiradsError as exc:
             failed += 1
             tqdm.write(f"eutirads: error: {exc}", file=sys.stderr)
             entry = {"index": index, "image": image, "error": str(exc)}
         results.append(entry)
-        if not args.json and "error" not in entry:
+        if not args.json and entry.get("label") is None and "error" not in entry:
+            tqdm.write(f"{image}: abstained ({entry['abstain_reason']})", file=sys.stdout)
+        elif not args.json and "error" not in entry:
             probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
             extra = f"  heatmap: {entry['heatmap']}" if "heatmap" in entry else ""
             if entry.get("dicom_results"):

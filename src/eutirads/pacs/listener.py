@@ -18,7 +18,6 @@ Nothing received is ever logged: log lines carry counts, reason codes and AE tit
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import os
@@ -155,14 +154,6 @@ def _tls_context(options: ListenOptions) -> ssl.SSLContext | None:
     return context
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Listener:
     """The Storage SCP and its ingest thread. `start()`, then `stop()` (or
     `run_until_signal()`, which does both around SIGTERM/SIGINT)."""
@@ -178,6 +169,11 @@ class Listener:
         self._ready = _owner_only_folder(spool / "ready")
         self._work = _owner_only_folder(spool / "work")
         self._tls = _tls_context(options)
+        from ..dicom import Keyring, default_key_path, load_or_create_key
+
+        # Ingest names each source by a keyed hash of its bytes; the same one tells which
+        # spooled file a journal record belongs to.
+        self._keyring = Keyring(load_or_create_key(options.key_path or default_key_path()))
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._server = None
@@ -308,12 +304,12 @@ class Listener:
                 return None
             by_hash: dict[str, list[Path]] = {}
             for path in files:
-                by_hash.setdefault(_sha256(path), []).append(path)
+                by_hash.setdefault(self._keyring.source_hash(path.read_bytes()), []).append(path)
 
             def journaled(result) -> None:
                 # Called once the source's record is in the journal: the identified copy
                 # has served its purpose.
-                for path in by_hash.pop(result.sha256, []):
+                for path in by_hash.pop(result.key_hash, []):
                     path.unlink(missing_ok=True)
 
             try:

@@ -300,13 +300,13 @@ def _image_area_png(image: CleanImage) -> bytes:
     """The kept image: only the ultrasound image area, as in ingest, so names and dates
     burned in around it on a scanner's screen are not stored (the whole frame when no
     area is found)."""
-    from ...region import find_image_area
+    from ...frame import clean_frame
 
     try:
-        area = find_image_area(image.pixels)
+        # The one clean-frame rule, with the burned-in text check: a kept image is shown.
+        return encode_png(clean_frame(image.pixels, redact_text=True).pixels)
     except InputError:
         return image.png
-    return encode_png(image.pixels[area.y0:area.y1, area.x0:area.x1])
 
 
 def save_prediction(diagnosis: Diagnosis, image: CleanImage, *, user, bundle, channel: str,

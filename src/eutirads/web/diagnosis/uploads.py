@@ -26,7 +26,6 @@ from PIL import Image
 
 from ...errors import ImageDecodeError, InputError
 from ...imageio import DEFAULT_MAX_PIXELS, open_image
-from ...region import find_image_area
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -260,7 +259,8 @@ def _decode_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | Non
     burned-in names and dates around the image are gone. No other value leaves this
     function, so nothing identifying can be stored or shown.
     """
-    from ...dicom.pixels import Region, clean_frame, spacing_of, ultrasound_regions
+    from ...dicom.pixels import ultrasound_regions
+    from ...frame import clean_pixels
     from ...dicom.reading import decode_frames, frame_info, read_dataset
 
     try:
@@ -280,14 +280,13 @@ def _decode_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | Non
     if frame.ndim == 2:
         frame = np.repeat(frame[..., None], 3, axis=2)
     frame = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
-    if not regions:
-        try:
-            regions = [Region(find_image_area(frame))]
-        except InputError:
-            raise UploadError("DICOM refused: no ultrasound region declared and no image "
-                              "area found in the pixels") from None
-    _blanked, cropped = clean_frame(frame, regions)
-    spacing = spacing_of(regions)
+    try:
+        # The one clean-frame rule (eutirads.frame), as ingest and predict use it.
+        clean = clean_pixels(frame, regions=regions)
+    except InputError:
+        raise UploadError("DICOM refused: no ultrasound region declared and no image "
+                          "area found in the pixels") from None
+    cropped, spacing = clean.pixels, clean.pixel_spacing_mm
     mm_per_pixel = None
     if spacing and abs(spacing[0] - spacing[1]) <= 0.05 * spacing[0]:
         mm_per_pixel = float(spacing[0])

@@ -7,12 +7,11 @@ reading. Reviewers see everyone's labels on the agreement and adjudication pages
 from __future__ import annotations
 
 import json
-import mimetypes
 from io import BytesIO
 from pathlib import Path
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.db import transaction
 from django.db.models import Count, Q
@@ -26,7 +25,6 @@ from ..core.access import ADMIN, READERS, REVIEWER, has_role, role_required
 from . import queue, report
 from .models import EXCLUDED, Image, Project, Reading
 
-BROWSER_IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
 
 
 def _project(name: str) -> Project:
@@ -179,16 +177,20 @@ def image(request, project, image_id):
         raise Http404("image outside the dataset") from None
     if not path.is_file():
         raise Http404("image file missing")
-    if path.suffix.lower() in BROWSER_IMAGE_TYPES:
-        response = FileResponse(open(path, "rb"),
-                                content_type=mimetypes.guess_type(path.name)[0] or "image/png")
-    else:  # TIFF and the like: decode safely, send as PNG
-        from ...imageio import load_rgb
-        from PIL import Image as PILImage
+    # The one clean-frame rule (eutirads.frame): only the ultrasound area is served, with
+    # burned-in text blanked; same size as the file, so boxes and masks still fit.
+    from PIL import Image as PILImage
 
-        buffer = BytesIO()
-        PILImage.fromarray(load_rgb(path)).save(buffer, format="PNG")
-        response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    from ...frame import NoImageAreaError, clean_frame
+
+    try:
+        pixels = clean_frame(path, name=f"image #{img.pk}", redact_text=True).blanked
+    except NoImageAreaError:
+        raise Http404("no ultrasound image area in this image") from None
+    buffer = BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
+    buffer.seek(0)
+    response = FileResponse(buffer, content_type="image/png")
     # Private cache: the prefetched next image is shown from the browser's cache at once.
     response["Cache-Control"] = "private, max-age=3600"
     response["Content-Disposition"] = "inline"
