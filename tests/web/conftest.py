@@ -18,6 +18,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eutirads.web.settings")
 os.environ["EUTIRADS_HOME"] = tempfile.mkdtemp(prefix="eutirads-web-tests-")
 for _name in ("DATABASE_URL", "EUTIRADS_PRODUCTION", "EUTIRADS_DEBUG", "EUTIRADS_SECRET_KEY"):
     os.environ.pop(_name, None)
+# The PostgreSQL pass of scripts/test.sh (tests/postgres_server.py) runs this suite against
+# a throw-away server; otherwise the tests use a SQLite file.
+if os.environ.get("EUTIRADS_TEST_DATABASE_URL"):
+    os.environ["DATABASE_URL"] = os.environ["EUTIRADS_TEST_DATABASE_URL"]
 
 import django  # noqa: E402  (after the environment above)
 

@@ -14,6 +14,8 @@ Environment:
   EUTIRADS_CSRF_TRUSTED_ORIGINS  comma-separated origins (https://host) behind a proxy
   EUTIRADS_IDLE_MINUTES    log out after this many idle minutes; default 30
   EUTIRADS_MAX_UPLOAD_MB   largest accepted request body; default 20
+  EUTIRADS_MAX_UPLOAD_PIXELS  largest accepted image in pixels; default 8000000
+  EUTIRADS_MAX_UPLOAD_ASPECT  longest/shortest side of an accepted image; default 8
   EUTIRADS_LOGIN_FAILURES  failed logins before a lock-out; default 5
   EUTIRADS_LOCKOUT_MINUTES lock-out length; default 15
   EUTIRADS_TRUSTED_PROXIES comma-separated proxy addresses whose forwarding header is believed
@@ -231,6 +233,9 @@ AXES_CLIENT_IP_CALLABLE = "eutirads.web.core.network.client_ip"
 
 # ---- uploads -----------------------------------------------------------------------------
 MAX_UPLOAD_MB = env_int("EUTIRADS_MAX_UPLOAD_MB", 20, minimum=1)
+# A scanner frame is under 2 MP; each accepted megapixel costs ~10 ms of CPU (issue 13).
+MAX_UPLOAD_PIXELS = env_int("EUTIRADS_MAX_UPLOAD_PIXELS", 8_000_000, minimum=65_536)
+MAX_UPLOAD_ASPECT = env_int("EUTIRADS_MAX_UPLOAD_ASPECT", 8, minimum=2)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o600
