@@ -86,25 +86,34 @@ def categories() -> list[dict]:
              "risk": c.risk_text} for c in CATEGORIES.values()]
 
 
-# fna_advice's sentences (regular expressions on its English text) -> translatable text.
+# fna_advice's sentences (regular expressions on its English text) -> translatable text,
+# most specific first.
+_RULE = r"FNA is indicated for EU-TIRADS (?P<n>\d) nodules over (?P<t>[\d.]+) mm"
+_SMALL = (r"for EU-TIRADS 5 nodules of (?P<t2>[\d.]+) mm or less, active surveillance or FNA "
+          r"is considered")
+_D = r"(?P<d>[\d.e+-]+)"
 ADVICE_PATTERNS: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"^No nodule: no FNA\.$"), _("No nodule: no FNA.")),
-    (re.compile(r"^Benign pattern: FNA not indicated \(only to relieve symptoms\)\.$"),
-     _("Benign pattern: FNA not indicated (only to relieve symptoms).")),
-    (re.compile(r"^FNA advised if the largest diameter is over (?P<t>[\d.]+) mm\. At or under "
-                r"10 mm: active surveillance or FNA\.$"),
-     _("FNA advised if the largest diameter is over %(t)s mm. At or under 10 mm: active "
-       "surveillance or FNA.")),
-    (re.compile(r"^FNA advised if the largest diameter is over (?P<t>[\d.]+) mm\.$"),
-     _("FNA advised if the largest diameter is over %(t)s mm.")),
-    (re.compile(r"^FNA advised: (?P<d>[\d.e+-]+) mm is over the (?P<t>[\d.]+) mm threshold\.$"),
-     _("FNA advised: %(d)s mm is over the %(t)s mm threshold.")),
-    (re.compile(r"^(?P<d>[\d.e+-]+) mm is at or under (?P<t>[\d.]+) mm: active surveillance or "
-                r"FNA\.$"),
-     _("%(d)s mm is at or under %(t)s mm: active surveillance or FNA.")),
-    (re.compile(r"^No FNA for now: (?P<d>[\d.e+-]+) mm is at or under the (?P<t>[\d.]+) mm "
-                r"threshold; follow-up\.$"),
-     _("No FNA for now: %(d)s mm is at or under the %(t)s mm threshold; follow-up.")),
+    (re.compile(r"^No nodule: FNA is not indicated\.$"), _("No nodule: FNA is not indicated.")),
+    (re.compile(r"^FNA is not indicated for EU-TIRADS 2 \(benign\) nodules, except as a "
+                r"therapeutic procedure for symptoms\.$"),
+     _("FNA is not indicated for EU-TIRADS 2 (benign) nodules, except as a therapeutic "
+       "procedure for symptoms.")),
+    (re.compile(rf"^{_RULE}; {_SMALL}\. This nodule measures {_D} mm\.$"),
+     _("FNA is indicated for EU-TIRADS %(n)s nodules over %(t)s mm; for EU-TIRADS 5 nodules "
+       "of %(t2)s mm or less, active surveillance or FNA is considered. This nodule "
+       "measures %(d)s mm.")),
+    (re.compile(rf"^{_RULE}; {_SMALL}\.$"),
+     _("FNA is indicated for EU-TIRADS %(n)s nodules over %(t)s mm; for EU-TIRADS 5 nodules "
+       "of %(t2)s mm or less, active surveillance or FNA is considered.")),
+    (re.compile(rf"^{_RULE}; this nodule measures {_D} mm, at or under the threshold: FNA "
+                r"is not indicated by size; follow-up per the guideline\.$"),
+     _("FNA is indicated for EU-TIRADS %(n)s nodules over %(t)s mm; this nodule measures "
+       "%(d)s mm, at or under the threshold: FNA is not indicated by size; follow-up per "
+       "the guideline.")),
+    (re.compile(rf"^{_RULE}; this nodule measures {_D} mm\.$"),
+     _("FNA is indicated for EU-TIRADS %(n)s nodules over %(t)s mm; this nodule measures "
+       "%(d)s mm.")),
+    (re.compile(rf"^{_RULE}\.$"), _("FNA is indicated for EU-TIRADS %(n)s nodules over %(t)s mm.")),
 ]
 
 
