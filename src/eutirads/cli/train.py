@@ -50,9 +50,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{result.summary_line()} -> {result.run / 'cv_results.json'}")
         return 0
 
+    from ..training import distributed
     from ..training.run import train
 
-    result = train(args.dataset, config, args.out, progress=not args.quiet)
+    # Under torchrun (--nproc_per_node N): DistributedDataParallel, rank 0 writes.
+    with distributed.session():
+        result = train(args.dataset, config, args.out, progress=not args.quiet)
+        if not distributed.is_main():
+            return 0
     for message in result.skipped:
         print(f"warning: skipped {message}", file=sys.stderr)
     m = result.best_metrics
