@@ -19,6 +19,9 @@ DEBIAN_PACKAGES=(
     orthanc             # the PACS of the DICOMweb and STOW-RS tests
     orthanc-dicomweb    # Orthanc's DICOMweb plugin
     postgresql          # the production database, second test pass
+    libpango-1.0-0      # PDF reports (WeasyPrint)
+    libpangoft2-1.0-0   # PDF reports (WeasyPrint)
+    gettext             # msgfmt: a test checks the committed .mo catalogues match their .po
 )
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
