@@ -115,3 +115,18 @@ def raw_without_pixels(path: Path) -> bytes:
     if "PixelData" in ds:
         raw = raw.replace(ds.PixelData, b"")
     return raw
+
+
+def deid_data_ultrasound_files() -> list[Path]:
+    """The ultrasound files with burned-in text of the `deid-data` package (a test
+    dependency); empty when it is not installed."""
+    try:
+        import deid_data
+    except ImportError:
+        return []
+    return sorted((Path(deid_data.__file__).parent / "data" / "ultrasounds").glob("*.dcm"))
+
+
+def external_ultrasound_files() -> list[Path]:
+    """pydicom's, pydicom-data's and deid-data's ultrasound files."""
+    return ultrasound_test_files() + deid_data_ultrasound_files()

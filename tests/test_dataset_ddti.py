@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import pytest
+from scipy import ndimage
 
 from eutirads.data.importers import import_dataset
-from eutirads.data.manifest import read_manifest, row_bbox, write_manifest
+from eutirads.categories import DESCRIPTORS
+from eutirads.data.manifest import load_mask, read_manifest, row_bbox, write_manifest
 from eutirads.data.split import split_dataset
 from eutirads.data.summary import summarize
 
@@ -51,6 +53,36 @@ def test_ddti_rows_carry_case_image_features_and_boxes(ddti_dataset):
                                "images/197_1.jpg"]
 
 
+def test_ddti_masks_fill_every_outline_and_lie_inside_its_box(ddti_dataset):
+    dataset, report = ddti_dataset
+    rows = read_manifest(dataset)
+    with_mask = [row for row in rows if row["mask"]]
+    # 296 images, 10 without a usable outline (6 empty, 4 cut off): unknown, not "no nodule".
+    assert report.masks == len(with_mask) == 286
+    assert all(bool(row["mask"]) == (row_bbox(row) is not None) for row in rows)
+    for row in with_mask[::10]:
+        mask = load_mask(dataset, row)
+        assert mask.shape == (360, 560) and mask.any()
+        ys, xs = mask.nonzero()
+        x0, y0, x1, y1 = row_bbox(row)
+        assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+        # A filled outline, not its rim: most of it survives a 3-pixel erosion.
+        assert ndimage.binary_erosion(mask, iterations=3).sum() > 0.5 * mask.sum()
+
+
+def test_ddti_descriptors_are_mapped_to_our_vocabulary_and_unknown_stays_empty(ddti_dataset):
+    dataset, _ = ddti_dataset
+    rows = read_manifest(dataset)
+    for column, values in DESCRIPTORS.items():
+        assert {row[column] for row in rows} <= set(values) | {""}, column
+    assert {row["shape"] for row in rows} == {""}  # DDTI records no shape
+    known = Counter(sum(1 for c in ("composition", "echogenicity", "margins", "echogenic_foci")
+                        if row[c]) for row in rows if row["label"])
+    assert known[4] >= 80  # many labelled cases have all four recorded fields
+    assert all(row["ddti_margins"] in ("ill defined", "ill- defined", "macrolobulated")
+               for row in rows if row["ddti_margins"] and not row["margins"])
+
+
 def test_ddti_splits_keep_every_case_whole_for_any_seed(ddti_dataset):
     dataset, _ = ddti_dataset
     for seed in (0, 1):
@@ -66,8 +98,12 @@ def test_ddti_splits_keep_every_case_whole_for_any_seed(ddti_dataset):
         # Every class reaches every split, even the 10 images of category 3.
         for label in README_COUNTS:
             assert all(report.counts[split].get(label, 0) >= 1 for split in report.counts)
-        assert sum(summary["splits"][s] for s in ("train", "val", "test")) == 170
-        assert summary["splits"]["none"] == 126
+        # Every row gets a split, labelled or not (the localiser learns from outlines).
+        assert sum(summary["splits"][s] for s in ("train", "val", "test")) == 296
+        assert summary["splits"]["none"] == 0
+        assert sum(sum(c.values()) for c in report.counts.values()) == 170
+        assert sum(report.unlabelled_counts.values()) == 126
+        assert 0.6 < report.unlabelled_counts["train"] / 126 < 0.85
 
 
 def test_ddti_duplicate_images_stay_in_one_split_even_without_case_numbers(

@@ -85,7 +85,7 @@ def test_the_same_seed_gives_the_same_split_and_another_seed_a_different_one():
     assert assign_splits(labels, groups, FRACTIONS, seed=8) != first
 
 
-def test_unlabelled_rows_get_no_split():
+def test_unlabelled_rows_get_no_split_unless_asked():
     labels = ["3", "", "4", ""] * 10
     splits = assign_splits(labels, list(range(40)), FRACTIONS, seed=0)
     assert all(s == "" for l, s in zip(labels, splits) if not l)
@@ -274,3 +274,84 @@ def test_kept_splits_that_put_one_image_in_train_and_test_are_reported(tmp_path)
     assert summarize(tmp_path / "ds")["groups_in_several_splits"] == 1
     forced = split_dataset(tmp_path / "ds", force=True, progress=False)
     assert forced.leaking_groups == 0
+
+
+# ----------------------------------------------------------------------------- unlabelled rows
+
+def test_unlabelled_rows_follow_their_group_and_leave_the_labelled_split_unchanged():
+    labels, groups = synthetic(n_groups=120, seed=4)
+    alone = assign_splits(labels, groups, FRACTIONS, seed=2)
+    # Add unlabelled images: some of labelled patients, some of patients without labels.
+    extra_labels = labels + [""] * 60
+    extra_groups = groups + [groups[i * 5] for i in range(30)] + [1000 + i // 2 for i in range(30)]
+    splits = assign_splits(extra_labels, extra_groups, FRACTIONS, seed=2,
+                           include_unlabelled=True)
+    assert splits[:len(labels)] == alone
+    assert all(splits)
+    split_of_group = {}
+    for group, split in zip(extra_groups, splits):
+        assert split_of_group.setdefault(group, split) == split  # groups whole
+    only_unlabelled = Counter(s for g, s in zip(extra_groups, splits) if g >= 1000)
+    assert only_unlabelled["train"] > only_unlabelled["test"] and only_unlabelled["val"] >= 1
+    # Without the option unlabelled rows stay out, as the classifier's folds want.
+    assert assign_splits(extra_labels, extra_groups, FRACTIONS, seed=2)[len(labels):] == [""] * 60
+
+
+def test_patient_folds_can_cover_unlabelled_rows_without_moving_the_labelled_ones():
+    rows = [{"label": str(2 + i % 3), "patient_id": f"p{i}"} for i in range(30)]
+    rows += [{"label": "", "patient_id": f"p{i}"} for i in range(10)]
+    rows += [{"label": "", "patient_id": f"q{i}"} for i in range(10)]
+    plain = patient_folds(rows, 5, seed=3)
+    every = patient_folds(rows, 5, seed=3, include_unlabelled=True)
+    assert plain[30:] == [-1] * 20 and every[:30] == plain[:30]
+    assert all(f >= 0 for f in every)
+    assert every[30:40] == plain[:10]  # the patients' labelled images decide
+    assert len(set(every[40:])) >= 3
+
+
+def test_split_dataset_gives_unlabelled_rows_a_split_and_keeps_existing_ones(tmp_path):
+    src = tmp_path / "src"
+    for i in range(20):
+        make_image(src / f"TIRADS {2 + i % 3}" / f"img{i:03d}.png", seed=i)
+    for i in range(10):
+        make_image(src / "unlabelled" / f"u{i:03d}.png", seed=100 + i)
+    import_quietly(src, tmp_path / "ds", "folders")
+    report = split_dataset(tmp_path / "ds", seed=1, progress=False)
+    rows = read_manifest(tmp_path / "ds")
+    assert all(row["split"] for row in rows)
+    assert report.unlabelled == 10 and sum(report.unlabelled_counts.values()) == 10
+    assert "10 unlabelled (train " in report.summary_line()
+    before = {r["path"]: r["split"] for r in rows}
+    again = split_dataset(tmp_path / "ds", seed=9, progress=False)
+    assert {r["path"]: r["split"] for r in read_manifest(tmp_path / "ds")} == before
+    assert again.kept_existing == 30
+
+
+def test_the_summary_counts_masks_known_descriptors_and_unusable_masks(tmp_path, capsys):
+    from eutirads.data.masks import save_mask
+
+    data = tmp_path / "data"
+    for i in range(4):
+        make_image(data / f"{i}.png", seed=i)
+    for i in range(3):
+        save_mask(np.pad(np.ones((5, 5)), ((10, 57), (10, 81))), data / "masks" / f"{i}.png")
+    (data / "list.csv").write_text("path,label,composition,margins\n0.png,3,solid,smooth\n"
+                                   "1.png,,mixed,\n2.png,4,,\n3.png,4,,\n")
+    import_quietly(data / "list.csv", tmp_path / "ds", "csv")
+    ds = tmp_path / "ds"
+    rows = read_manifest(ds)
+    rows[3]["echogenicity"] = "grey"  # edited by hand after import
+    write_manifest(ds, rows)
+    save_mask(np.zeros((10, 10)), ds / rows[2]["mask"])  # now the wrong size
+    summary = summarize(ds)
+    assert (summary["masks"], summary["masks_labelled"]) == (3, 2)
+    assert summary["descriptors"]["composition"] == {
+        "known": 2, "invalid": 0,
+        "values": {"cystic": 0, "spongiform": 0, "solid": 1, "mixed": 1}}
+    assert summary["descriptors"]["echogenicity"]["invalid"] == 1
+    assert summary["descriptors"]["echogenicity"]["known"] == 0
+    assert [f["path"] for f in summary["mask_failures"]] == [rows[2]["path"]]
+    assert "is 10x10 but its image" in summary["mask_failures"][0]["reason"]
+    table = format_summary(summary)
+    assert "masks: 3 (2 labelled)" in table and "unusable masks: 1" in table
+    assert "descriptors known: composition 2, echogenicity 0 (+1 invalid), shape 0" in table

@@ -15,7 +15,8 @@ from pydicom.sequence import Sequence
 from dicom_helpers import pydicom_file
 from eutirads.dicom import profile
 from eutirads.dicom.keys import Keyring, load_or_create_key, shift_date, shift_datetime
-from eutirads.dicom.pixels import clean_frame, spacing_of, ultrasound_regions
+from eutirads.dicom.pixels import spacing_of, ultrasound_regions
+from eutirads.frame import clean_pixels
 from eutirads.dicom.reading import (decode_frames, frame_info, read_dataset,
                                     select_frames)
 from eutirads.errors import ConfigError, ImageDecodeError
@@ -188,7 +189,8 @@ def test_only_2d_regions_count_and_their_union_is_kept():
     regions, _ = ultrasound_regions(ds, 60, 100)
     assert len(regions) == 2
     frame = np.full((60, 100, 3), 200, np.uint8)
-    blanked, cropped = clean_frame(frame, regions)
+    clean = clean_pixels(frame, regions=regions)
+    blanked, cropped = clean.blanked, clean.pixels
     assert cropped.shape == (40, 100, 3)
     assert not blanked[:, 40:60].any() and not blanked[40:].any()  # gap and Doppler strip
     assert (blanked[:40, :40] == 200).all() and (blanked[:40, 60:] == 200).all()
@@ -240,7 +242,7 @@ def test_the_profile_names_only_real_attributes_and_covers_the_identity_core():
                     "OperatorsName", "StationName", "DeviceSerialNumber", "OtherPatientIDs"):
         tag = pydicom.datadict.tag_for_keyword(keyword)
         assert profile.rule_for(pydicom.tag.Tag(tag), pydicom.datadict.dictionary_VR(tag)) \
-            in ("X", "Z", "D")
+            in ("X", "Z", "D", "P", "CZ")
 
 
 def test_catch_all_rules_cover_what_the_table_does_not_list():
@@ -249,7 +251,7 @@ def test_catch_all_rules_cover_what_the_table_does_not_list():
     assert profile.rule_for(tag(0x6000, 0x3000), "OW") == "X"  # overlay
     assert profile.rule_for(tag(0x5000, 0x3000), "OW") == "X"  # curve
     assert profile.rule_for(tag(0x0088, 0x0200), "SQ") == "X"  # icon image
-    assert profile.rule_for(tag(0x0040, 0xA123), "PN") == "Z"  # a person's name
+    assert profile.rule_for(tag(0x0040, 0xA123), "PN") == "D"  # a person's name (table: D)
     assert profile.rule_for(tag(0x0008, 0x1150), "UI") == "K"  # referenced SOP class
     assert profile.rule_for(tag(0x0008, 0x1155), "UI") == "U"  # referenced instance
     assert profile.rule_for(tag(0x0018, 0x6011), "SQ") == "S"  # regions: walked, kept

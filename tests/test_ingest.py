@@ -5,7 +5,6 @@ file's rules, the region finder on files without regions, and the command line."
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib
 import io
 import os
@@ -25,14 +24,16 @@ from dicom_helpers import pydicom_file
 from eutirads.cli import main
 from eutirads.data.manifest import read_manifest, write_manifest
 from eutirads.dicom import ingest
+from eutirads.dicom.keys import Keyring, load_or_create_key
 from eutirads.errors import ConfigError
 
 # A small palette-colour ultrasound image with a 2D region, uncompressed (OBXXXX1A).
 SMALL_US = "OBXXXX1A.dcm"
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _sha(data: bytes, key_dir: Path) -> str:
+    """The keyed source hash ingest records, under the test's key (`key_dir`/key)."""
+    return Keyring(load_or_create_key(key_dir / "key")).source_hash(data)
 
 
 def _dicom_bytes(ds: Dataset) -> bytes:
@@ -47,7 +48,8 @@ def _small_us() -> Dataset:
 
 def _quarantine(out: Path) -> dict[str, tuple[str, str]]:
     with open(out / "quarantine.csv", newline="") as handle:
-        return {r["source_sha256"]: (r["reason_code"], r["reason"]) for r in csv.DictReader(handle)}
+        return {r["source_key_hash"]: (r["reason_code"], r["reason"])
+                for r in csv.DictReader(handle)}
 
 
 def _nested_sequence_file(depth: int) -> bytes:
@@ -103,16 +105,16 @@ def test_every_bad_input_is_quarantined_with_its_reason_and_the_batch_finishes(t
     assert report.done == 1 and report.frames == 2
     quarantined = _quarantine(out)
     for name, (data, code) in cases.items():
-        got_code, reason = quarantined[_sha(data)]
+        got_code, reason = quarantined[_sha(data, tmp_path)]
         assert got_code == code, (name, got_code, reason)
         assert "\n" not in reason and len(reason) < 300
-    assert "truncated" in quarantined[_sha(cases["truncated_header.dcm"][0])][1]
-    assert "zero size" in quarantined[_sha(cases["region_zero.dcm"][0])][1]
-    assert "inverted" in quarantined[_sha(cases["region_inverted.dcm"][0])][1]
-    assert "outside" in quarantined[_sha(cases["region_outside.dcm"][0])][1]
-    assert "too large" in quarantined[_sha(cases["huge_frames.dcm"][0])][1]
-    assert "nested" in quarantined[_sha(cases["nested_40.dcm"][0])][1]
-    assert "disagrees" in quarantined[_sha(cases["rows_lie.dcm"][0])][1]
+    assert "truncated" in quarantined[_sha(cases["truncated_header.dcm"][0], tmp_path)][1]
+    assert "zero size" in quarantined[_sha(cases["region_zero.dcm"][0], tmp_path)][1]
+    assert "inverted" in quarantined[_sha(cases["region_inverted.dcm"][0], tmp_path)][1]
+    assert "outside" in quarantined[_sha(cases["region_outside.dcm"][0], tmp_path)][1]
+    assert "too large" in quarantined[_sha(cases["huge_frames.dcm"][0], tmp_path)][1]
+    assert "nested" in quarantined[_sha(cases["nested_40.dcm"][0], tmp_path)][1]
+    assert "disagrees" in quarantined[_sha(cases["rows_lie.dcm"][0], tmp_path)][1]
     assert sum(report.quarantined.values()) == len(cases)
     assert "quarantined" in report.summary() and "no-region 3" in report.summary()
 
@@ -179,10 +181,10 @@ def test_files_in_class_folders_get_their_label_and_others_none(tmp_path):
     out = tmp_path / "ds"
     report = ingest([src], out, key_path=tmp_path / "key", workers=1, progress=False)
     assert report.ignored == 1
-    labels = {row["source_sha256"]: row["label"] for row in read_manifest(out)}
-    assert labels[_sha((src / "3" / "a.dcm").read_bytes())] == "3"
-    assert labels[_sha((src / "TR4" / "b.dcm").read_bytes())] == "4"
-    assert labels[_sha((src / "misc" / "c.dcm").read_bytes())] == ""
+    labels = {row["source_key_hash"]: row["label"] for row in read_manifest(out)}
+    assert labels[_sha((src / "3" / "a.dcm").read_bytes(), tmp_path)] == "3"
+    assert labels[_sha((src / "TR4" / "b.dcm").read_bytes(), tmp_path)] == "4"
+    assert labels[_sha((src / "misc" / "c.dcm").read_bytes(), tmp_path)] == ""
 
 
 # --- resume and idempotence ---------------------------------------------------------------
@@ -224,10 +226,10 @@ def test_an_interrupted_ingest_resumed_equals_an_uninterrupted_one(tmp_path):
         ingest([src], resumed, key_path=key, frames=3, workers=2, progress=False,
                on_result=stop_after_three)
     partial = read_manifest(resumed)
-    assert 0 < len({r["source_sha256"] for r in partial}) < 6
+    assert 0 < len({r["source_key_hash"] for r in partial}) < 6
     # A kill can also leave half a journal line behind: the rerun must cope.
     with open(resumed / ".ingest" / "journal.jsonl", "a") as journal:
-        journal.write('{"sha256": "abc", "status": "do')
+        journal.write('{"key_hash": "abc", "status": "do')
     report = ingest([src], resumed, key_path=key, frames=3, workers=2, progress=False)
     assert report.skipped == 3 and report.done + sum(report.quarantined.values()) == 4
     assert _snapshot(resumed) == _snapshot(whole)
@@ -311,7 +313,7 @@ def test_detect_region_finds_the_phantom_image_area_and_leaves_the_banner_out(tm
         stripped.mkdir(exist_ok=True)
         data = _dicom_bytes(ds)
         (stripped / f"{number}.dcm").write_bytes(data)
-        truth[_sha(data)] = truth_box
+        truth[_sha(data, tmp_path)] = truth_box
     refused = ingest([stripped], tmp_path / "no", key_path=tmp_path / "key", workers=1,
                      progress=False)
     assert refused.quarantined == {"no-region": len(truth)}
@@ -320,7 +322,7 @@ def test_detect_region_finds_the_phantom_image_area_and_leaves_the_banner_out(tm
                     frames="first", workers=1, progress=False)
     assert report.done == len(truth)
     for row in read_manifest(out):
-        x0, y0, x1, y1 = truth[row["source_sha256"]]
+        x0, y0, x1, y1 = truth[row["source_key_hash"]]
         height, width = np.asarray(Image.open(out / row["path"])).shape[:2]
         # The crop is the image area (give or take its dark edge), never the banner above.
         assert abs(width - (x1 - x0)) <= 12 and abs(height - (y1 - y0)) <= 12
@@ -340,8 +342,8 @@ def test_ddti_screenshots_are_cropped_to_the_image_area_without_the_scanner_text
     out = tmp_path / "ds"
     report = ingest([src], out, key_path=tmp_path / "key", workers=1, progress=False)
     assert report.done == len(jpgs), report.summary()
-    for path, row in zip(sorted(jpgs, key=lambda p: _sha(p.read_bytes())),
-                         sorted(read_manifest(out), key=lambda r: r["source_sha256"])):
+    for path, row in zip(sorted(jpgs, key=lambda p: _sha(p.read_bytes(), tmp_path)),
+                         sorted(read_manifest(out), key=lambda r: r["source_key_hash"])):
         assert row["source"] == "image" and row["label"] == ""
         assert path.stem not in row["path"]
         pixels = np.asarray(Image.open(path).convert("L")).astype(int)
@@ -368,7 +370,9 @@ def test_the_command_line_ingests_and_prints_a_one_line_summary(tmp_path, capsys
                  "--workers", "1"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "2 files: 1 ingested (1 frames)" in printed and "not-an-image 1" in printed
+    # OBXXXX1A shows "+ Cist Mag 1.06 cm" and a "P" marker inside its region: redacted.
+    assert "2 files: 1 ingested (1 frames, 2 burned-in text boxes redacted)" in printed
+    assert "not-an-image 1" in printed
     assert len(list((tmp_path / "ds" / "dicom").rglob("*.dcm"))) == 1
 
 
@@ -389,7 +393,7 @@ def test_a_file_that_kills_its_worker_is_quarantined_and_the_others_still_ingest
         tmp_path, monkeypatch):
     """A decoder crash (a segfault in native code) takes the whole process pool down; the
     batch retries the lost files one per process and quarantines only the guilty one."""
-    module = importlib.import_module("eutirads.dicom.batch")
+    module = importlib.import_module("eutirads.dicom.pipeline")
 
     real = module.ingest_file
 
@@ -407,9 +411,9 @@ def test_a_file_that_kills_its_worker_is_quarantined_and_the_others_still_ingest
     crash = src / "crash.dcm"
     crash.write_bytes(b"\0" * 64)
     out = tmp_path / "ds"
-    report = module.ingest([src], out, key_path=tmp_path / "key", workers=2, progress=False)
+    report = ingest([src], out, key_path=tmp_path / "key", workers=2, progress=False)
     assert report.done == 4 and report.quarantined == {"crashed": 1}
-    assert _quarantine(out)[_sha(crash.read_bytes())][0] == "crashed"
+    assert _quarantine(out)[_sha(crash.read_bytes(), tmp_path)][0] == "crashed"
 
 
 def test_a_second_ingest_into_a_dataset_in_use_is_refused(tmp_path):

@@ -232,7 +232,7 @@ def test_cross_validation_reports_mean_and_spread_over_patient_folds(dataset, tm
 def test_high_suspicion_sets_follow_the_label_scheme():
     assert default_positive(["1", "2", "3", "4", "5"]) == ["4", "5"]
     assert default_positive(["2", "3", "4a", "4b", "4c", "5"]) == ["4b", "4c", "5"]
-    assert default_positive(["benign", "malignant"]) is None
+    assert not default_positive(["benign", "malignant"])  # no high-suspicion set
 
 
 def test_class_weights_balance_the_training_counts():

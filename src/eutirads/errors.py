@@ -12,6 +12,7 @@ __all__ = [
     "EutiradsError",
     "InputError",
     "ImageDecodeError",
+    "NoImageAreaError",
     "ManifestError",
     "ConfigError",
     "ModelError",
@@ -28,6 +29,12 @@ class InputError(EutiradsError):
 
 class ImageDecodeError(InputError):
     """An image file cannot be decoded safely (corrupt, truncated, too large, wrong type)."""
+
+
+class NoImageAreaError(InputError):
+    """A frame holds no ultrasound image area (only text, a blank screen, a thin band).
+    Predict and the API turn it into an abstention (`no-ultrasound-area`); ingest
+    quarantines the source (`no-region`)."""
 
 
 class ManifestError(InputError):

@@ -1,12 +1,16 @@
 """Find the ultrasound image area in a frame from its pixels alone.
 
 A scanner's screen shows the B-mode image as one large textured block on a dark
-background, with thin text, scales and markers around it. The finder keeps pixels that
-are not background, removes structures thinner than `min_size` (text, scale bars,
-markers) with a morphological opening, and returns the bounding box of the largest
-remaining block, joined with the pane beside it on dual-view screens. Ingest (files
-without usable ultrasound regions), training (the scanner's frame is cropped away before
-resizing) and the diagnosis page all use it.
+background, with text, scales, markers and often a solid patient banner around it. The
+finder keeps pixels that are not background, removes structures thinner than `min_size`
+(text lines, scale bars, markers) with a morphological opening, and then judges each
+remaining block: a candidate must be large enough, not a band (a banner is wide and
+short), and speckled (ultrasound has a grain everywhere; a banner is a flat fill with
+text strokes on it). The box of the largest block that passes, joined with the pane
+beside it on dual-view screens, is the area; when no block passes, there is no area
+(`NoImageAreaError`): a thin or text-like result is never returned. Ingest (files without
+usable ultrasound regions, screenshots), `eutirads.frame.clean_frame` (every door that
+turns a file into pixels) and training's frame crop all use it.
 """
 
 from __future__ import annotations
@@ -16,9 +20,18 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError
+from .errors import InputError, NoImageAreaError
 
-__all__ = ["Box", "find_image_area", "crop"]
+__all__ = ["Box", "find_image_area", "crop", "speckle_fraction"]
+
+# A block narrower or shorter than this share of the frame is a band or a marker.
+MIN_SIDE_FRACTION = 0.15
+# Banners and scale bars are long and thin; an image area is at most this elongated.
+MAX_ASPECT = 4.0
+# Share of a block's lit pixels that must sit in grainy texture (local spread of at least
+# _GRAIN grey levels). Speckle scores 0.8-1.0; flat banners with text 0.1-0.4.
+MIN_SPECKLE = 0.6
+_GRAIN = 3.0
 
 
 class Box(NamedTuple):
@@ -46,19 +59,30 @@ def _gray(pixels: np.ndarray) -> np.ndarray:
     raise InputError(f"expected a 2-D or 3-D pixel array, got shape {pixels.shape}")
 
 
+def speckle_fraction(gray: np.ndarray, lit: np.ndarray) -> float:
+    """Share of the `lit` pixels of a grey image whose 5x5 neighbourhood varies by at
+    least a few grey levels: near 1 for ultrasound speckle, low for flat fills."""
+    if not lit.any():
+        return 0.0
+    mean = ndimage.uniform_filter(gray, size=5)
+    spread = np.sqrt(np.maximum(ndimage.uniform_filter(gray * gray, size=5) - mean * mean, 0))
+    return float((spread[lit] >= _GRAIN).mean())
+
+
 def find_image_area(pixels: np.ndarray, *, background: float = 12.0,
                     min_size: int | None = None, min_fraction: float = 0.05) -> Box:
     """Bounding box of the ultrasound image area in an HxW or HxWxC frame.
 
     `background` is the grey level at or under which a pixel counts as screen background.
     `min_size` is the opening's size in pixels (default: 1/12 of the shorter side);
-    anything thinner is not image. Raises InputError when no block covers at least
-    `min_fraction` of the frame.
+    anything thinner is not image. Raises NoImageAreaError (an InputError) when no block
+    covers at least `min_fraction` of the frame and passes the size, shape and texture
+    tests.
     """
     gray = _gray(pixels)
     height, width = gray.shape
     if height < 16 or width < 16:
-        raise InputError(f"frame too small to hold an image area ({width}x{height})")
+        raise NoImageAreaError(f"frame too small to hold an image area ({width}x{height})")
     # Odd, so the square has a centre and the opening shifts nothing.
     size = (min_size or max(8, min(height, width) // 12)) | 1
     # Speckle has dark pixels inside bright texture: smooth first so the image area is one
@@ -72,29 +96,49 @@ def find_image_area(pixels: np.ndarray, *, background: float = 12.0,
     mask = ndimage.maximum_filter(mask, size=size, mode="constant", cval=0).astype(bool)
     labels, count = ndimage.label(mask)
     if count == 0:
-        raise InputError("no image area found (the frame is blank or only text)")
+        raise NoImageAreaError("no image area found (the frame is blank or only text)")
     areas = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-    best = int(np.argmax(areas)) + 1
-    if areas[best - 1] < min_fraction * height * width:
-        raise InputError("no image area found (largest block is too small)")
-    chosen = _panes(labels, areas, best)
+    slices = ndimage.find_objects(labels)
+    lit = gray > background
+    accepted = [label for label in np.argsort(-areas) + 1
+                if areas[label - 1] >= min_fraction * height * width and
+                _is_image_block(gray, lit, labels, label, slices[label - 1], height, width)]
+    if not accepted:
+        raise NoImageAreaError("no image area found (no large, speckled block; only text, "
+                               "bands or a blank screen)")
+    best = int(accepted[0])
+    chosen = _panes(slices, areas, best, accepted)
     # The smoothing widened the blocks by a few pixels: take the box of the raw
     # non-background pixels inside them.
     blocks = np.isin(labels, chosen)
-    inside = blocks & (gray > background)
+    inside = blocks & lit
     ys, xs = np.nonzero(inside if inside.any() else blocks)
     return Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
-def _panes(labels: np.ndarray, areas: np.ndarray, best: int) -> list[int]:
+def _is_image_block(gray: np.ndarray, lit: np.ndarray, labels: np.ndarray, label: int,
+                    where: tuple[slice, slice], height: int, width: int) -> bool:
+    """Size, shape and texture of one block: a banner, a bar or a flat panel fails."""
+    rows, cols = where
+    block_h, block_w = rows.stop - rows.start, cols.stop - cols.start
+    if block_h < MIN_SIDE_FRACTION * height or block_w < MIN_SIDE_FRACTION * width:
+        return False
+    if max(block_w / block_h, block_h / block_w) > MAX_ASPECT:
+        return False
+    inside = (labels[where] == label) & lit[where]
+    return speckle_fraction(gray[where], inside) >= MIN_SPECKLE
+
+
+def _panes(slices: list, areas: np.ndarray, best: int, accepted: list) -> list[int]:
     """The largest block and the blocks beside it: a dual-view screen shows two image
-    panes side by side, split by a dark gap. A block counts as a pane when it holds at
-    least a third of the largest block's area and shares most of its rows."""
-    slices = ndimage.find_objects(labels)
+    panes side by side, split by a dark gap. A block counts as a pane when it passed the
+    image tests, holds at least a third of the largest block's area and shares most of
+    its rows."""
     top, bottom = slices[best - 1][0].start, slices[best - 1][0].stop
     chosen = [best]
-    for label, area in enumerate(areas, 1):
-        if label == best or area < areas[best - 1] / 3:
+    for label in accepted:
+        label = int(label)
+        if label == best or areas[label - 1] < areas[best - 1] / 3:
             continue
         rows = slices[label - 1][0]
         shared = min(bottom, rows.stop) - max(top, rows.start)

@@ -27,12 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "train/val/test; csv: columns path,label (+ any); ddti: xml/ + raw_jpg/")
     imp.add_argument("--strict", action="store_true",
                      help="fail (and write nothing) if any item would be skipped")
+    imp.add_argument("--keep-outside", action="store_true",
+                     help="copy the files unchanged; by default everything outside the "
+                          "ultrasound image area is blanked and burned-in text inside it "
+                          "redacted (same size: boxes and masks keep their coordinates)")
     imp.set_defaults(func=_import)
 
     split = commands.add_parser(
         "split", help="assign train/val/test by patient, stratified by label",
         description="Stratified by label, grouped by patient and by identical or "
-                    "near-duplicate images. Unlabelled rows get no split.")
+                    "near-duplicate images. Every row gets a split: labelled rows are dealt "
+                    "out first, unlabelled ones follow their patient (the classifier reads "
+                    "labelled rows only; the localiser learns from every outline).")
     split.add_argument("dataset", help="dataset folder (holding manifest.csv)")
     split.add_argument("--val", type=float, default=0.18, help="validation share (default 0.18)")
     split.add_argument("--test", type=float, default=0.10, help="test share (default 0.10)")
@@ -42,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.set_defaults(func=_split)
 
     summary = commands.add_parser(
-        "summary", help="counts per class and split, duplicates, undecodable files",
+        "summary", help="counts per class and split, masks, descriptors, duplicates, "
+                        "undecodable files",
         description="Summarise a dataset; every image is decoded to find broken files.")
     summary.add_argument("dataset", help="dataset folder (holding manifest.csv)")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -57,7 +64,7 @@ def _import(args: argparse.Namespace) -> int:
     from ..data.importers import import_dataset
 
     report = import_dataset(args.src, args.out, fmt=args.fmt, strict=args.strict,
-                            on_problem=_problem)
+                            on_problem=_problem, blank_outside=not args.keep_outside)
     print(report.summary_line())
     return 0
 

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dicom", action="store_true",
                         help="write ultrasound DICOM files (several patients, studies, "
                              "series, cine loops) instead of PNGs")
+    parser.add_argument("--name-in-area", action="store_true",
+                        help="with --dicom: also burn the patient's name inside the "
+                             "ultrasound image area (for testing the burned-in text check)")
     parser.add_argument("--contact-sheet", type=Path, metavar="FILE.png",
                         help="also write a grid of samples with their labels")
     parser.add_argument("--workers", type=int, default=None,
@@ -49,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dicom:
         from ..phantom.dicom import generate_dicom
 
-        report = generate_dicom(args.out, **common)
+        report = generate_dicom(args.out, **common, name_in_area=args.name_in_area)
         if args.contact_sheet is not None:
             contact_sheet(args.out, args.contact_sheet)
         print(f"phantom: wrote {report.files} DICOM files ({report.frames} frames) for "

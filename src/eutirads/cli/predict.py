@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import EutiradsError, InputError
+from ..errors import EutiradsError, InputError, NoImageAreaError
 
 
 def _box(text: str) -> tuple[int, int, int, int]:
@@ -49,7 +49,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pixel-mm", type=_pixel_mm, metavar="MM[,MM]",
                         help="pixel size in mm (one number, or x,y) for the nodule's axes in "
                              "mm; a DICOM file's own ultrasound region spacing wins")
+    parser.add_argument("--dicom-out", metavar="DIR",
+                        help="write a DICOM SR (TID 1500) per DICOM exam, and a DICOM SEG when "
+                             "the bundle localises the nodule, into DIR (sr_0001.dcm, "
+                             "seg_0001.dcm, ...); they carry the exam's patient and study identity")
+    parser.add_argument("--stow", metavar="URL",
+                        help="send the SR (and SEG) to this PACS by STOW-RS (DICOMweb root; "
+                             "credentials as for `ingest --dicomweb`)")
     parser.set_defaults(func=_run)
+
+
+def _abstained():
+    from ..inference.predictor import Prediction
+
+    return Prediction(label=None, name=None, probabilities={}, crop_box=(0, 0, 0, 0),
+                      abstain=True, abstain_reason="no-ultrasound-area")
+
+
+def _dicom_results(predictor, image, result, args, index: int, entry: dict) -> None:
+    """The SR/SEG of one exam, written and/or sent (eutirads.pacs.results)."""
+    from ..pacs.results import results_for_exam
+
+    done = results_for_exam(predictor, image, prediction=result, dicom_out=args.dicom_out,
+                            stow=args.stow, index=index)
+    entry["dicom_results"] = [str(p) for p in done["written"]]
+    entry["stowed"] = done["sent"]
+    if done.get("note"):
+        entry["dicom_note"] = done["note"]
 
 
 def _pixel_mm(text: str) -> tuple[float, float]:
@@ -105,6 +131,21 @@ def _run(args: argparse.Namespace) -> int:
                 target = heat_dir / f"heatmap_{index:04d}.png"
                 save_png(overlay_heatmap(pixels, result.heatmap, args.opacity), target)
                 entry["heatmap"] = str(target)
+            if args.dicom_out or args.stow:
+                _dicom_results(predictor, image, result, args, index, entry)
+        except NoImageAreaError as exc:
+            # No ultrasound area (a screen of text, a blank frame): an abstention, not an
+            # error; nothing is shown or advised for it.
+            tqdm.write(f"eutirads: abstained: {exc}", file=sys.stderr)
+            entry = {"index": index, "image": image, "label": None, "abstain": True,
+                     "abstain_reason": "no-ultrasound-area"}
+            if args.dicom_out or args.stow:  # the SR records the abstention
+                try:
+                    _dicom_results(predictor, image, _abstained(), args, index, entry)
+                except EutiradsError as err:
+                    failed += 1
+                    tqdm.write(f"eutirads: error: {err}", file=sys.stderr)
+                    entry = {"index": index, "image": image, "error": str(err)}
         except EutiradsError as exc:
             failed += 1
             tqdm.write(f"eutirads: error: {exc}", file=sys.stderr)
@@ -125,10 +166,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _line(entry: dict) -> str:
+    """One image's result for people. An abstention is a result (exit 0), shown as such,
+    never as a category to act on."""
     parts = []
-    if entry.get("label") is not None:
+    if entry.get("abstain") and entry.get("label") is None:
+        parts.append(f"abstained ({entry['abstain_reason']})")
+    elif entry.get("label") is not None:
         probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
-        parts.append(f"{entry['label']} ({entry['name']}) p={entry['confidence']:.3f}  [{probs}]")
+        said = (f"ABSTAIN ({entry['abstain_reason']}; model's guess {entry['label']})"
+                if entry.get("abstain") else f"{entry['label']} ({entry['name']})")
+        parts.append(f"{said} p={entry['confidence']:.3f}  [{probs}]")
     if "nodule" in entry:
         nodule = entry["nodule"]
         if nodule is None:
@@ -144,4 +191,10 @@ def _line(entry: dict) -> str:
     for key in ("heatmap", "mask"):
         if key in entry:
             parts.append(f"{key}: {entry[key]}")
+    if entry.get("dicom_results"):
+        parts.append("dicom: " + " ".join(entry["dicom_results"]))
+    if entry.get("stowed"):
+        parts.append(f"sent to the PACS: {entry['stowed']} object(s)")
+    if entry.get("rule_path"):
+        parts.append(f"rule: {entry['rule_path']}")
     return "  ".join(parts)

@@ -8,9 +8,13 @@ runs in three steps, so that a bad item never stops the rest and nothing is half
 2. *check* every candidate: decode it with `imageio.open_image` (pixel-count limit), read
    its size, fingerprint it (`hashing.hash_image`) and normalise its label; a failure skips
    that one item with a one-line reason naming the file;
-3. *write*: copy the good files (bytes unchanged, atomic per file) under names we made,
-   their masks (re-written as 0/255 PNG under `masks/`, same relative name as the image
-   without `images/`), then write the manifest atomically, then `import_report.json`.
+3. *write*: the good files (atomic per file) under names we made, their masks (re-written
+   as 0/255 PNG under `masks/`, same relative name as the image without `images/`), then
+   the manifest atomically, then `import_report.json`. By default each image goes through
+   the one clean-frame rule (`eutirads.frame.clean_frame`): everything outside the
+   ultrasound image area is blanked and burned-in text inside it redacted, at the same
+   size, so boxes and masks keep their coordinates; an image without an area is skipped.
+   `blank_outside=False` copies the bytes unchanged instead.
 
 Masks: `folders` and `csv` take a `mask` column (of SRC/manifest.csv or of the CSV; paths
 relative to that file's folder), else a parallel folder `masks/` beside the class folders
@@ -36,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 from tqdm import tqdm
 
 from ..categories import normalize_label, sort_labels
@@ -82,12 +87,18 @@ class ImportReport:
     per_label: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    blanked: int = 0
+    text_boxes_redacted: int = 0
 
     def summary_line(self) -> str:
         labels = ", ".join(f"{k}: {v}" for k, v in self.per_label.items()) or "none"
         return (f"imported {self.imported} image(s) into {self.dataset} "
                 f"({self.labelled} labelled [{labels}], {self.unlabelled} unlabelled, "
-                f"{self.masks} with mask); skipped {len(self.skipped)}, warnings {len(self.warnings)}")
+                f"{self.masks} with mask); skipped {len(self.skipped)}, "
+                f"warnings {len(self.warnings)}" +
+                (f"; {self.blanked} blanked outside the ultrasound area (coordinates "
+                 f"unchanged), {self.text_boxes_redacted} burned-in text box(es) redacted"
+                 if self.blanked else ""))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -376,7 +387,8 @@ def _clean_box(fields: dict[str, str], width: int, height: int, name: str, log: 
     fields.update(zip(BOX_COLUMNS, (str(v) for v in (x0, y0, x1, y1))))
 
 
-def _check(candidate: _Candidate, log: _Log, max_pixels: int) -> dict[str, str] | None:
+def _check(candidate: _Candidate, log: _Log, max_pixels: int,
+           blank: bool = False) -> dict[str, str] | None:
     """The candidate's manifest row (without path) or None when it must be skipped."""
     fields = dict(candidate.fields)
     try:
@@ -394,6 +406,10 @@ def _check(candidate: _Candidate, log: _Log, max_pixels: int) -> dict[str, str] 
     try:
         image = open_image(candidate.source, name=candidate.name, max_pixels=max_pixels)
         hashes = hash_image(image)
+        if blank:
+            from ..frame import clean_frame
+
+            clean_frame(np.asarray(image.convert("RGB")), name=candidate.name)
     except EutiradsError as exc:
         log.skip(str(exc))
         return None
@@ -473,6 +489,33 @@ def _copy(source: Path, target: Path) -> None:
         raise
 
 
+_SAVE_OPTIONS = {"jpeg": {"quality": 95, "subsampling": 0}, "png": {"compress_level": 3}}
+
+
+def _write_clean(source: Path, target: Path, name: str) -> int:
+    """The source's pixels blanked outside the image area and with text redacted, in the
+    target's format at the same size; returns how many text boxes were redacted."""
+    from PIL import Image
+
+    from ..frame import clean_frame
+
+    clean = clean_frame(source, name=name, redact_text=True)
+    pixels = clean.blanked
+    if pixels.ndim == 3 and (pixels == pixels[..., :1]).all():
+        pixels = pixels[..., 0]  # a grey source stays grey
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    fmt = Image.registered_extensions().get(target.suffix.lower(), "PNG")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        image.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt.lower(), {}))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return clean.text_boxes_redacted
+
+
 def _prepare_out(out: Path, src: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
@@ -489,7 +532,8 @@ def _prepare_out(out: Path, src: Path) -> None:
 def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, fmt: str,
                    strict: bool = False, progress: bool = True,
                    on_problem: Problem | None = None,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> ImportReport:
+                   max_pixels: int = DEFAULT_MAX_PIXELS,
+                   blank_outside: bool = True) -> ImportReport:
     """Import images from `src` into a new dataset folder `out`; see the module docstring.
 
     `fmt` is "folders" (SRC is a folder of class subfolders), "csv" (SRC is a CSV file with
@@ -497,7 +541,8 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     each skip or warning line as it happens (the CLI prints them); images over
     `max_pixels` are refused before decoding. Raises InputError when
     nothing usable remains, or with `strict` when anything was skipped; in both cases
-    nothing is written.
+    nothing is written. `blank_outside` (default) writes each image through the
+    clean-frame rule (see the module docstring); False copies the bytes unchanged.
     """
     if fmt not in _SCANNERS:
         raise InputError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -514,7 +559,7 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     checked: list[tuple[_Candidate, dict[str, str]]] = []
     for candidate in tqdm(candidates, desc="import: checking", unit="image",
                           disable=not progress, leave=False):
-        fields = _check(candidate, log, max_pixels)
+        fields = _check(candidate, log, max_pixels, blank_outside)
         if fields is not None:
             checked.append((candidate, fields))
 
@@ -531,7 +576,12 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
             tqdm(checked, desc="import: copying", unit="image", disable=not progress,
                  leave=False), start=1):
         path = _target_name(candidate, fields, used, number)
-        _copy(candidate.source, out / path)
+        if blank_outside:
+            report.text_boxes_redacted += _write_clean(candidate.source, out / path,
+                                                       candidate.name)
+            report.blanked += 1
+        else:
+            _copy(candidate.source, out / path)
         mask = ""
         if candidate.has_mask:
             mask = _mask_target(path, used)

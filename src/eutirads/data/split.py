@@ -14,9 +14,13 @@ together) to the requested fractions. Rare
 classes are placed first, while every split still has room, which is what keeps a class of
 three images from ending up all in train. Same rows, fractions and seed: same result.
 
-Unlabelled rows get no split (empty): they cannot be trained or evaluated on, and a group
-is judged by its labelled rows only. They keep their patient id and fingerprints, so a
-later split, after the labeling app has labelled them, groups them correctly.
+Unlabelled rows get a split too (`include_unlabelled`, what `split_dataset` does): the
+localiser learns from unlabelled images with outlines, and the classifier, which reads
+labelled rows only, does not see them. Labelled rows are dealt out first, exactly as if the
+unlabelled ones were absent, and a group is judged by its labelled rows; an unlabelled row
+then follows its group, and groups holding no labelled row are dealt out by size alone
+toward the same fractions. So a row labelled later (in the labeling app) already sits with
+its patient.
 """
 
 from __future__ import annotations
@@ -85,14 +89,71 @@ def leaking_groups(rows: Sequence[Mapping[str, str]], groups: Sequence[int]) -> 
 
 
 def assign_splits(labels: Sequence[str], groups: Sequence[int], fractions: Mapping[str, float],
-                  *, seed: int = 0, fixed: Sequence[str] | None = None) -> list[str]:
-    """Split name per row ("" for unlabelled rows), whole groups at a time.
+                  *, seed: int = 0, fixed: Sequence[str] | None = None,
+                  include_unlabelled: bool = False) -> list[str]:
+    """Split name per row, whole groups at a time ("" for unlabelled rows unless
+    `include_unlabelled`; see the module docstring).
 
     `fractions` maps split names to the wanted share of labelled rows (summing to 1; a
     split with 0 gets nothing). `fixed` holds splits already decided per row ("" where
     free): those rows keep theirs, the other labelled rows of their group follow them, and
     the free groups are dealt out around them.
     """
+    result = _assign_labelled(labels, groups, fractions, seed=seed, fixed=fixed)
+    if include_unlabelled:
+        _assign_unlabelled(result, labels, groups, fractions, seed=seed, fixed=fixed)
+    return result
+
+
+def _assign_unlabelled(result: list[str], labels: Sequence[str], groups: Sequence[int],
+                       fractions: Mapping[str, float], *, seed: int,
+                       fixed: Sequence[str] | None) -> None:
+    """Give unlabelled rows (in place) their group's split; groups without a labelled row
+    keep a fixed split when they have one (most rows decide), else are dealt out by size."""
+    names = [name for name, share in fractions.items() if share > 0]
+    fixed = list(fixed) if fixed is not None else [""] * len(labels)
+    of_group: dict[int, str] = {}
+    for i, group in enumerate(groups):
+        if labels[i] and result[i]:
+            of_group.setdefault(group, result[i])
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        if not labels[i]:
+            members[group].append(i)
+    size = Counter()
+    free = []
+    for group, rows in members.items():
+        decided = Counter(fixed[i] for i in rows if fixed[i])
+        if group not in of_group and decided:
+            of_group[group] = max(decided, key=lambda s: (decided[s], -names.index(s)
+                                                          if s in names else -len(names)))
+        if group in of_group:
+            size[of_group[group]] += len(rows)
+        else:
+            free.append(group)
+    rng = random.Random(seed + 1)
+    free.sort()
+    rng.shuffle(free)
+    free.sort(key=lambda g: -len(members[g]))  # big groups first, while there is room
+
+    def cost(split: str, add: int) -> float:
+        placed = sum(size[name] for name in names) + add
+        return sum(((size[name] + (add if name == split else 0)) / placed
+                    - fractions[name]) ** 2 for name in names)
+
+    for group in free:
+        best = min(names, key=lambda name: (cost(name, len(members[group])), names.index(name)))
+        size[best] += len(members[group])
+        of_group[group] = best
+    for group, rows in members.items():
+        for i in rows:
+            result[i] = of_group[group]
+
+
+def _assign_labelled(labels: Sequence[str], groups: Sequence[int],
+                     fractions: Mapping[str, float], *, seed: int,
+                     fixed: Sequence[str] | None) -> list[str]:
+    """`assign_splits` for the labelled rows ("" for the others)."""
     if len(labels) != len(groups) or (fixed is not None and len(fixed) != len(labels)):
         raise ValueError("labels, groups and fixed must have one entry per row")
     names = [name for name, share in fractions.items() if share > 0]
@@ -171,8 +232,11 @@ def _fractions(val: float, test: float) -> dict[str, float]:
 
 
 def patient_folds(rows: Sequence[Mapping[str, str]], k: int, seed: int = 0, *,
-                  threshold: int = PHASH_THRESHOLD) -> list[int]:
-    """Cross-validation fold (0..k-1) per row, -1 for unlabelled rows.
+                  threshold: int = PHASH_THRESHOLD, include_unlabelled: bool = False
+                  ) -> list[int]:
+    """Cross-validation fold (0..k-1) per row, -1 for unlabelled rows (unless
+    `include_unlabelled`: then they get folds too, e.g. for the localiser's images with
+    outlines; the labelled rows' folds stay the same).
 
     Folds are stratified by label and grouped like the splits (patient, identical and
     near-duplicate images), using the fingerprints cached in the rows (an imported
@@ -185,7 +249,8 @@ def patient_folds(rows: Sequence[Mapping[str, str]], k: int, seed: int = 0, *,
     # Equal shares that sum to 1 up to rounding.
     names[str(k - 1)] = 1 - sum(1 / k for _ in range(k - 1))
     labels = [row.get("label", "") for row in rows]
-    folds = assign_splits(labels, groups, names, seed=seed)
+    folds = assign_splits(labels, groups, names, seed=seed,
+                          include_unlabelled=include_unlabelled)
     return [int(f) if f else -1 for f in folds]
 
 
@@ -196,6 +261,7 @@ class SplitReport:
     fractions: dict[str, float]
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> label -> n
     unlabelled: int = 0
+    unlabelled_counts: dict[str, int] = field(default_factory=dict)  # split -> n
     groups: int = 0
     duplicate_groups: int = 0
     kept_existing: int = 0
@@ -205,9 +271,10 @@ class SplitReport:
 
     def summary_line(self) -> str:
         sizes = " / ".join(f"{s} {sum(self.counts.get(s, {}).values())}" for s in SPLITS)
+        unlabelled = " / ".join(f"{s} {self.unlabelled_counts.get(s, 0)}" for s in SPLITS)
         line = (f"split {self.dataset}: {sizes} labelled image(s), {self.groups} group(s), "
                 f"{self.duplicate_groups} duplicate group(s), {self.unlabelled} unlabelled "
-                "without split")
+                f"({unlabelled})")
         if self.without_patient_id:
             line += (f"; {self.without_patient_id} image(s) without patient id, each its own "
                      "group")
@@ -264,18 +331,22 @@ def split_dataset(dataset: str | os.PathLike[str], *, val: float = 0.18, test: f
             raise InputError(f"{dataset}: unknown split {row['split'][:20]!r} in the manifest "
                              f"(expected {', '.join(SPLITS)} or empty)")
     labels = ["" if row["path"] in bad else row["label"] for row in rows]
-    fixed = ["" if force or not label else row["split"] for row, label in zip(rows, labels)]
+    fixed = ["" if force or row["path"] in bad else row["split"] for row in rows]
     groups = group_rows(rows, threshold=threshold)
-    splits = assign_splits(labels, groups, fractions, seed=seed, fixed=fixed)
+    splits = assign_splits(labels, groups, fractions, seed=seed, fixed=fixed,
+                           include_unlabelled=True)
     for row, split in zip(rows, splits):
-        row["split"] = split
+        row["split"] = "" if row["path"] in bad else split
     write_manifest(dataset, rows)
 
     report = SplitReport(dataset=str(dataset), seed=seed, fractions=fractions)
     for split in SPLITS:
         counts = Counter(l for l, s in zip(labels, splits) if s == split and l)
         report.counts[split] = {label: counts[label] for label in sort_labels(counts)}
-    report.unlabelled = sum(1 for label in labels if not label)
+    unlabelled = [row["split"] for row, label in zip(rows, labels)
+                  if not label and row["path"] not in bad]
+    report.unlabelled = len(unlabelled)
+    report.unlabelled_counts = {split: unlabelled.count(split) for split in SPLITS}
     sizes = Counter(groups)
     report.groups = len(sizes)
     report.duplicate_groups = len(duplicate_groups(rows, threshold=threshold))

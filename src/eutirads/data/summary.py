@@ -1,8 +1,10 @@
 """`summarize`: what a dataset holds, as a dict (JSON-ready) and as a readable table.
 
 Counts per class per split, unlabelled rows, patients, duplicate groups, groups or patients
-that straddle splits (should be none after `eutirads dataset split`), and, when
-`check_files` is on, the images that are missing or fail to decode.
+that straddle splits (should be none after `eutirads dataset split`), images with a mask,
+known values per descriptor (a value outside the vocabulary counts as unknown, and as
+invalid), and, when `check_files` is on, the images that are missing or fail to decode
+and the masks that cannot be used (undecodable, another size than their image, all white).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..categories import sort_labels
+from ..categories import DESCRIPTORS, sort_labels
 from ..errors import EutiradsError
 from ..imageio import open_image
 from .hashing import PHASH_THRESHOLD, hash_image, is_valid_phash
 from .importers import IMPORT_REPORT_NAME
-from .manifest import image_path, read_manifest, row_bbox
+from .manifest import (MASK_COLUMN, image_path, load_mask, read_manifest, row_bbox,
+                       row_descriptors)
 from .split import SPLITS, duplicate_groups, group_rows, leaking_groups
 
 __all__ = ["summarize", "format_summary"]
@@ -29,9 +32,10 @@ _COLUMNS = SPLITS + (NO_SPLIT,)
 
 
 def _check_files(dataset: str | os.PathLike[str], rows: list[dict[str, str]],
-                 progress: bool) -> list[dict[str, str]]:
-    """Decode every image; fill missing fingerprints in `rows` (in memory only)."""
-    failures = []
+                 progress: bool) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Decode every image and mask; fill missing fingerprints in `rows` (in memory only).
+    Returns the image failures and the mask failures."""
+    failures, mask_failures = [], []
     for row in tqdm(rows, desc="summary: checking", unit="image", disable=not progress,
                     leave=False):
         try:
@@ -42,14 +46,19 @@ def _check_files(dataset: str | os.PathLike[str], rows: list[dict[str, str]],
                 row["pixel_sha256"], row["phash"] = hashes.pixel_sha256, hashes.phash
         except EutiradsError as exc:
             failures.append({"path": row["path"], "reason": str(exc)})
-    return failures
+            continue
+        try:
+            load_mask(dataset, row, image_size=image.size)
+        except EutiradsError as exc:
+            mask_failures.append({"path": row["path"], "reason": str(exc)})
+    return failures, mask_failures
 
 
 def summarize(dataset: str | os.PathLike[str], *, check_files: bool = True,
               progress: bool = False, threshold: int = PHASH_THRESHOLD) -> dict:
     """A dataset's summary; see the module docstring. Reads nothing but the dataset."""
     rows = read_manifest(dataset)
-    failures = _check_files(dataset, rows, progress) if check_files else []
+    failures, mask_failures = _check_files(dataset, rows, progress) if check_files else ([], [])
 
     split_of = [row["split"] if row["split"] in SPLITS else NO_SPLIT for row in rows]
     labels = sort_labels(row["label"] for row in rows)
@@ -102,11 +111,30 @@ def summarize(dataset: str | os.PathLike[str], *, check_files: bool = True,
         "duplicate_groups": len(duplicates),
         "duplicate_images": sum(len(group) for group in duplicates),
         "boxes": sum(1 for row in rows if _has_box(row)),
+        "masks": sum(1 for row in rows if row.get(MASK_COLUMN)),
+        "masks_labelled": sum(1 for row in rows if row.get(MASK_COLUMN) and row["label"]),
+        "descriptors": _descriptor_counts(rows),
         "sources": dict(Counter(row["source"] or "unknown" for row in rows)),
         "files_checked": check_files,
         "decode_failures": failures,
+        "mask_failures": mask_failures,
         "skipped_at_import": skipped_at_import,
     }
+
+
+def _descriptor_counts(rows: list[dict[str, str]]) -> dict[str, dict]:
+    """Per descriptor: rows with a known value, rows with a value outside the vocabulary,
+    and the count of each value (in vocabulary order)."""
+    known = [row_descriptors(row) for row in rows]
+    counts = {}
+    for name, values in DESCRIPTORS.items():
+        seen = Counter(k[name] for k in known if k[name])
+        counts[name] = {
+            "known": sum(seen.values()),
+            "invalid": sum(1 for row, k in zip(rows, known) if row.get(name) and not k[name]),
+            "values": {value: seen[value] for value in values},
+        }
+    return counts
 
 
 def _has_box(row: dict[str, str]) -> bool:
@@ -140,10 +168,18 @@ def format_summary(summary: dict) -> str:
     lines.append(f"groups (patient + duplicates): {summary['groups']}; in more than one split: "
                  f"{summary['groups_in_several_splits']}")
     lines.append(f"duplicate groups: {summary['duplicate_groups']} "
-                 f"({summary['duplicate_images']} images); nodule boxes: {summary['boxes']}")
+                 f"({summary['duplicate_images']} images); nodule boxes: {summary['boxes']}; "
+                 f"masks: {summary['masks']} ({summary['masks_labelled']} labelled)")
+    described = ", ".join(
+        f"{name} {counts['known']}" + (f" (+{counts['invalid']} invalid)" if counts["invalid"]
+                                       else "")
+        for name, counts in summary["descriptors"].items())
+    lines.append(f"descriptors known: {described}")
     if summary["files_checked"]:
         lines.append(f"failed to decode: {len(summary['decode_failures'])}")
         lines.extend(f"  {item['reason']}" for item in summary["decode_failures"])
+        lines.append(f"unusable masks: {len(summary['mask_failures'])}")
+        lines.extend(f"  {item['reason']}" for item in summary["mask_failures"])
     else:
         lines.append("failed to decode: not checked")
     if summary["skipped_at_import"] is not None:

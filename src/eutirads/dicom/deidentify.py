@@ -101,15 +101,22 @@ def _map_values(value, function):
     return mapped[0] if len(mapped) == 1 else mapped
 
 
-def _walk(ds: Dataset, keyring: Keyring, identity: Identity, depth: int) -> None:
+# Dummy values (action D) by VR: obviously not real, valid for the VR.
+_DUMMY = {"PN": "ANONYMIZED", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED",
+          "ST": "ANONYMIZED", "UT": "ANONYMIZED", "UC": "ANONYMIZED", "CS": "ANONYMIZED",
+          "AE": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000",
+          "IS": "0", "DS": "0", "AS": "000D"}
+
+
+def _walk(ds: Dataset, keyring: Keyring, identity: Identity, depth: int,
+          parent: str | None = None) -> None:
     if depth > MAX_SEQUENCE_DEPTH:
         raise DeidentifyError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
     for tag in list(ds.keys()):
         # Decide from the tag alone first: a private or unknown element is removed without
         # ever decoding its value.
         raw_vr = getattr(ds.get_item(tag), "VR", None) or profile.dictionary_vr(tag)
-        action = profile.rule_for(tag, str(raw_vr))
-        if action == "X":
+        if profile.rule_for(tag, str(raw_vr), parent) == "X":
             del ds[tag]
             continue
         try:
@@ -118,36 +125,44 @@ def _walk(ds: Dataset, keyring: Keyring, identity: Identity, depth: int) -> None
             del ds[tag]
             continue
         vr = str(elem.VR)
-        action = profile.rule_for(tag, vr)  # the VR may be known only after decoding
-        if action == "X":
-            del ds[tag]
-        elif vr == "SQ" and action != "Z":
-            for item in elem.value:  # a kept sequence: its items get the same treatment
-                _walk(item, keyring, identity, depth + 1)
-        elif action == "K" or elem.value is None or elem.value == "":
-            continue
-        elif action == "Z":
-            elem.value = Sequence() if vr == "SQ" else ""
-        elif action == "D":
-            # Only PatientName and PatientID carry D in our table: both get the pseudonym.
-            elem.value = identity.patient_id if vr in ("PN", "LO", "SH") else ""
-        elif action == "U":
-            if vr != "UI":
-                del ds[tag]
-                continue
-            elem.value = _map_values(elem.value, lambda v: _remap_uid(v, keyring)) or ""
-        elif action == "C":
-            if vr not in ("DA", "DT", "TM"):
-                del ds[tag]  # cleaning free text by software is not possible: remove it
-                continue
-            shifted = _map_values(elem.value,
-                                  lambda v: _shift(vr, v, identity.date_shift_days))
-            if shifted is None:
-                del ds[tag]  # not a date we can shift: it must not survive unshifted
-            else:
-                elem.value = shifted
-        else:  # pragma: no cover - rule_for returns only the actions above
-            raise AssertionError(action)
+        action = profile.rule_for(tag, vr, parent)  # the VR may be known only after decoding
+        _apply(ds, tag, elem, vr, action, keyring, identity, depth)
+
+
+def _apply(ds: Dataset, tag, elem, vr: str, action: str, keyring: Keyring,
+           identity: Identity, depth: int) -> None:
+    """Apply one action code (profile's docstring) to one element of `ds`."""
+    if action == "X":
+        del ds[tag]
+    elif action == "S":
+        for item in elem.value:  # a kept sequence: its items get the same treatment
+            _walk(item, keyring, identity, depth + 1, elem.keyword)
+    elif action == "Z":
+        elem.value = Sequence() if vr == "SQ" else None
+    elif action == "P":
+        elem.value = identity.patient_id
+    elif action == "K" or elem.value is None or elem.value == "":
+        return
+    elif action == "D":
+        if vr not in _DUMMY:
+            del ds[tag]  # binary or other values: nothing sensible to make up
+        else:
+            elem.value = _DUMMY[vr]
+    elif action == "U":
+        if vr != "UI":
+            elem.value = None
+            return
+        elem.value = _map_values(elem.value, lambda v: _remap_uid(v, keyring)) or ""
+    elif action in ("C", "CZ"):
+        shifted = _map_values(elem.value, lambda v: _shift(vr, v, identity.date_shift_days))
+        if shifted is not None:
+            elem.value = shifted
+        elif action == "CZ":
+            elem.value = None  # not a date we can shift: emptied, the attribute stays
+        else:
+            del ds[tag]  # not a date we can shift: it must not survive unshifted
+    else:  # pragma: no cover - rule_for returns only the actions above
+        raise AssertionError(action)
 
 
 def deidentify_dataset(ds: Dataset, keyring: Keyring, identity: Identity) -> Dataset:

@@ -86,6 +86,14 @@ class Keyring:
         """Identifies the key (to refuse mixing keys in one dataset) without revealing it."""
         return self.digest("fingerprint", b"").hex()[:16]
 
+    def source_hash(self, data: bytes) -> str:
+        """Keyed hash of a source file's bytes (HMAC-SHA256, hex): names its outputs and
+        its journal and quarantine records. Without the key nobody holding the original
+        files can link an output to its source (a plain SHA-256 would let them)."""
+        mac = hmac.new(self.key, b"source\0", hashlib.sha256)
+        mac.update(data)  # incremental: a large file is not copied
+        return mac.hexdigest()
+
     def pseudonym(self, patient: str) -> str:
         """PatientID replacement, e.g. 'P3F9A0C12B7D1'."""
         return "P" + self.digest("patient", patient).hex()[:12].upper()

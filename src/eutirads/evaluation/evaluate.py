@@ -23,6 +23,7 @@ from ..categories import normalize_label, sort_labels
 from ..data.manifest import MANIFEST_NAME, image_path, read_manifest, row_bbox
 from ..errors import EutiradsError, InputError
 from ..imageio import load_rgb
+from ..inference.abstention import apply_temperature
 from ..preprocess import PreprocessSpec, prepare
 from . import metrics as M
 from .plots import confusion_png, reliability_png, roc_png
@@ -68,48 +69,46 @@ def _dataset_of(payload: dict[str, Any], dataset: str | os.PathLike[str] | None)
 
 
 def predict_rows(model, spec: PreprocessSpec, root: Path, rows: Sequence[dict[str, str]], *,
-                 tta: bool = False, batch_size: int = 16, progress: bool = True
-                 ) -> tuple[np.ndarray, list[int], list[str]]:
-    """Class probabilities (N_kept x K) for manifest rows, through `preprocess.prepare`.
+                 tta: bool = False, batch_size: int = 16, progress: bool = True,
+                 heads: bool = False) -> tuple[Any, list[int], list[str]]:
+    """Class probabilities (N_kept x K) for manifest rows, through `preprocess.prepare` and
+    the training engine's one prediction loop; with `heads`, every head's probabilities
+    by name (the category under "category", descriptor heads beside it).
 
     Returns (probabilities, indices of the rows kept, one-line messages for rows skipped):
     an image that cannot be read is reported and the rest go on.
     """
-    import torch
+    from ..training.engine import CATEGORY, LoopOptions, model_heads, predict_outputs, tensor_views
 
     kept: list[int] = []
     skipped: list[str] = []
-    outputs: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
 
-    def flush() -> None:
-        if not batch:
-            return
-        x = torch.from_numpy(np.stack(batch))
-        with torch.no_grad():
-            proba = model(x).float().softmax(1)
-            if tta:  # mirror test-time augmentation, as the run's config asks
-                proba = (proba + model(torch.flip(x, dims=[3])).float().softmax(1)) / 2
-        outputs.append(proba.numpy())
-        batch.clear()
+    def batches():
+        batch: list[np.ndarray] = []
+        for index, row in enumerate(tqdm(rows, desc="evaluate", unit="img",
+                                         disable=not progress, leave=False)):
+            try:
+                path = image_path(root, row)
+                box = row_bbox(row) if spec.crop == "roi" else None
+                batch.append(prepare(load_rgb(path, name=row["path"]), spec, box))
+            except EutiradsError as exc:
+                skipped.append(str(exc))
+                log.warning("skipped %s", exc)
+                continue
+            kept.append(index)
+            if len(batch) == batch_size:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
 
     model.eval()
-    for index, row in enumerate(tqdm(rows, desc="evaluate", unit="img", disable=not progress,
-                                     leave=False)):
-        try:
-            path = image_path(root, row)
-            box = row_bbox(row) if spec.crop == "roi" else None
-            batch.append(prepare(load_rgb(path, name=row["path"]), spec, box))
-        except EutiradsError as exc:
-            skipped.append(str(exc))
-            log.warning("skipped %s", exc)
-            continue
-        kept.append(index)
-        if len(batch) == batch_size:
-            flush()
-    flush()
-    proba = np.concatenate(outputs) if outputs else np.zeros((0, len(spec.class_names)))
-    return proba, kept, skipped
+    loop = LoopOptions(batch_size=batch_size, tta=tta, amp=False)
+    out = predict_outputs(lambda x: model_heads(model, model.forward_features(x)),
+                          tensor_views(batches(), loop), loop)
+    if not out:
+        out = {CATEGORY: np.zeros((0, len(spec.class_names)))}
+    return (out if heads else out[CATEGORY]), kept, skipped
 
 
 def evaluate_run(run: str | os.PathLike[str], *, dataset: str | os.PathLike[str] | None = None,
@@ -147,17 +146,25 @@ def evaluate_run(run: str | os.PathLike[str], *, dataset: str | os.PathLike[str]
                              f"all of the model's classes ({', '.join(class_names)})")
 
     tta = bool(config.get("tta", False))
-    proba, kept, skipped = predict_rows(model, spec, root, rows, tta=tta, progress=progress)
+    outputs, kept, skipped = predict_rows(model, spec, root, rows, tta=tta, progress=progress,
+                                          heads=True)
     if not kept:
         raise InputError(f"{root / MANIFEST_NAME}: no image of split {split!r} could be read")
     rows = [rows[i] for i in kept]
     # Kappa and the report want the classes in ordinal order.
     ordered = sort_labels(class_names)
-    proba = proba[:, [class_names.index(c) for c in ordered]]
+    raw = outputs["category"][:, [class_names.index(c) for c in ordered]]
+    # Scored as the bundle serves them: temperature-scaled on val (argmax unchanged).
+    temperature = float(((payload.get("abstention") or {}).get("calibration") or {})
+                        .get("temperature", 1.0))
+    proba = apply_temperature(raw, temperature)
     y_true = [r["label"] for r in rows]
     groups = [r.get("patient_id") or r["path"] for r in rows]
     result = M.compute_metrics(y_true, proba, ordered, groups=groups, positive=positive_labels,
                                n_boot=n_boot, seed=seed)
+    result["calibration_uncalibrated"] = M.calibration(y_true, raw, ordered)
+    result["temperature"] = temperature
+    result["descriptors"] = _descriptor_accuracy(rows, outputs, payload.get("descriptors") or {})
 
     epochs = None
     summary_file = run_dir / "summary.json"
@@ -183,6 +190,24 @@ def evaluate_run(run: str | os.PathLike[str], *, dataset: str | os.PathLike[str]
     out = run_dir / "eval" / split
     _write_outputs(out, metrics, rows, result, proba, ordered)
     return json_safe(metrics)
+
+
+def _descriptor_accuracy(rows: Sequence[dict[str, str]], outputs: dict[str, np.ndarray],
+                         heads: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Each descriptor head's accuracy on the rows where the descriptor is recorded."""
+    from ..training.data import row_descriptors
+
+    known = [row_descriptors(r) for r in rows]
+    out = {}
+    for name, values in heads.items():
+        idx = [i for i, k in enumerate(known) if name in k]
+        if name not in outputs or not idx:
+            out[name] = {"accuracy": float("nan"), "n": 0}
+            continue
+        truth = np.array([values.index(known[i][name]) for i in idx])
+        out[name] = {"accuracy": float((outputs[name][idx].argmax(1) == truth).mean()),
+                     "n": len(idx)}
+    return out
 
 
 def _write_outputs(out: Path, metrics: dict[str, Any], rows: Sequence[dict[str, str]],

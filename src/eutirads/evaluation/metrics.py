@@ -37,6 +37,9 @@ __all__ = [
     "bootstrap_ci",
     "summary_metrics",
     "compute_metrics",
+    "training_metrics",
+    "fold_metrics",
+    "FOLD_METRICS",
 ]
 
 
@@ -414,3 +417,50 @@ def compute_metrics(y_true: Sequence[Any], proba: np.ndarray, labels: Sequence[A
         "y_true": [str(v) for v in y_true],
         "y_pred": [str(v) for v in y_pred],
     }
+
+
+# --- integer-coded metrics for the training loop and cross-validation ------------------
+
+FOLD_METRICS = ("macro_f1", "accuracy", "kappa", "auc_high")
+
+
+def training_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy and macro precision / recall / F1 of class indices, from the confusion
+    matrix; fast enough for every epoch. Classes absent from `y_true` do not dilute the
+    macro averages; a present class never predicted has precision 0 (scikit-learn's
+    `labels=present, zero_division=0`)."""
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = actual > 0
+    return {
+        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "precision": float(precision[present].mean()) if present.any() else 0.0,
+        "recall": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+    }
+
+
+def fold_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str],
+                 positive: Sequence[str] | None) -> dict[str, float]:
+    """One cross-validation fold's headline numbers from class indices and probabilities
+    (columns in `class_names` order, which must be ordinal for the kappa): macro-F1,
+    accuracy, quadratic-weighted kappa, AUC of the `positive` set against the rest."""
+    y_true = np.asarray(y_true, np.int64)
+    y_pred = proba.argmax(1)
+    basic = training_metrics(y_true, y_pred, len(class_names))
+    index = list(range(len(class_names)))
+    out = {"macro_f1": basic["macro_f1"], "accuracy": basic["accuracy"],
+           "kappa": quadratic_weighted_kappa(y_true, y_pred, index), "auc_high": _nan()}
+    if positive:
+        pos = [list(class_names).index(p) for p in positive]
+        target = np.isin(y_true, pos)
+        if 0 < target.sum() < len(target):
+            out["auc_high"] = roc_auc(target, proba[:, pos].sum(axis=1))
+    return out

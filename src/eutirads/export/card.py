@@ -54,6 +54,53 @@ def _test_section(test: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
+def _descriptor_section(descriptors: Mapping[str, Any], eu: bool,
+                        metadata: Mapping[str, Any] | None = None) -> list[str]:
+    """Per-descriptor heads and their validation accuracy (on images where it is known)."""
+    if not descriptors:
+        return ["## Descriptor heads", "",
+                "None: the training data recorded no EU-TIRADS descriptors.", ""]
+    lines = ["## Descriptor heads", "",
+             "Beside the category, the model reads the EU-TIRADS descriptors of the nodule "
+             "(each head trained only on the images where its descriptor was recorded)."
+             + (" The guideline's rule turns the predicted descriptors into a category of its "
+                "own, shown with the reasoning (`rule_path`)." if eu else
+                " The label scheme is not EU-TIRADS, so no rule category is derived."),
+             "", "| Descriptor | Values | Validation accuracy |", "|---|---|---|"]
+    for name, head in descriptors.items():
+        lines.append(f"| {name} | {', '.join(head.get('values', []))} | "
+                     f"{_fmt(head.get('val_accuracy')) if head.get('val_accuracy') is not None else 'n/a'} |")
+    scores = (metadata or {}).get("category_source_val_macro_f1") or {}
+    if scores:
+        lines += ["", f"The category shown is the **{(metadata or {}).get('category_source', 'head')}**"
+                  " one: the best validation macro-F1 of "
+                  + ", ".join(f"{k} {_fmt(float(v))}" for k, v in scores.items())
+                  + " (the head wins a tie)."]
+    return lines + [""]
+
+
+def _abstention_section(metadata: Mapping[str, Any]) -> list[str]:
+    calibration = metadata.get("calibration") or {}
+    abstain = metadata.get("abstain") or {}
+    ood = metadata.get("ood") or {}
+    if not (calibration or abstain or ood):
+        return []
+    lines = ["## Calibration and abstention", ""]
+    if calibration:
+        lines.append(f"- Probabilities are temperature-scaled on the validation split "
+                     f"(T = {_fmt(float(calibration.get('temperature', 1.0)))}; expected "
+                     f"calibration error {_fmt(calibration.get('ece_before'))} before, "
+                     f"{_fmt(calibration.get('ece_after'))} after).")
+    lines.append("- The model abstains (a result without advice) when the picture has no "
+                 "ultrasound image area, is not an ultrasound frame (a photo, a drawing), is "
+                 "far from every training image (pooled-feature k-NN distance above "
+                 f"{_fmt(ood.get('threshold'))}, the {_fmt(ood.get('quantile'))} quantile of "
+                 "the validation images' own distances), or when its calibrated confidence "
+                 f"is under {_fmt(abstain.get('low_confidence'))} (the "
+                 f"{_fmt(abstain.get('quantile'))} quantile of validation confidences).")
+    return lines + [""]
+
+
 def _localiser_section(localiser: Mapping[str, Any], spec: PreprocessSpec) -> list[str]:
     data = localiser.get("data_summary") or {}
     lines = [
@@ -168,6 +215,8 @@ def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec | None, *,
         lines += ["## Validation metrics (the split that chose the checkpoint)", "",
                   *_lines(val), ""]
     lines += ["## Test metrics", "", *_test_section(metadata.get("test_metrics")), ""]
+    lines += _descriptor_section(metadata.get("descriptors") or {}, eu, metadata)
+    lines += _abstention_section(metadata)
     if localiser is not None and localiser_spec is not None:
         lines += _localiser_section(localiser, localiser_spec)
     lines += [

@@ -28,7 +28,8 @@ from ..errors import ModelError
 from ..inference.bundle import (BUNDLE_FORMAT, CARD_FILE, CLASSIFIER, HEAD_FILE, INPUT_NAME,
                                 LOCALISER, LOCALISER_FILE, LOCALISER_OUTPUTS,
                                 LOCALISER_PREPROCESS_FILE, METADATA_FILE, MODEL_FILE,
-                                OUTPUT_NAMES, PREPROCESS_FILE, file_sha256, flat_metadata,
+                                OUTPUT_NAMES, PREPROCESS_FILE, DESCRIPTOR_OUTPUT, OOD_FILE,
+                                file_sha256, flat_metadata,
                                 model_sha256)
 from ..preprocess import PreprocessSpec
 from .card import model_card
@@ -90,11 +91,25 @@ def _feature_channels(model) -> int:
                      "(no num_features or head.in_features)")
 
 
+def descriptor_names(model) -> list[str]:
+    """The model's descriptor heads, in output order (none for a category-only model)."""
+    heads = getattr(model, "descriptor_heads", None)
+    return list(heads.keys()) if heads is not None else []
+
+
+def output_names(model) -> tuple[str, ...]:
+    """The classifier's ONNX outputs: logits, features, then one per descriptor head."""
+    return OUTPUT_NAMES + tuple(DESCRIPTOR_OUTPUT.format(name=n) for n in descriptor_names(model))
+
+
 def _wrapper(model):
     import torch
 
+    names = descriptor_names(model)
+
     class LogitsAndFeatures(torch.nn.Module):
-        """forward(x) -> (logits, last feature map): the two outputs of the bundle."""
+        """forward(x) -> (logits, last feature map, descriptor logits...): the outputs of
+        the bundle's classifier."""
 
         def __init__(self, inner):
             super().__init__()
@@ -102,7 +117,10 @@ def _wrapper(model):
 
         def forward(self, x):
             features = self.inner.forward_features(x)
-            return self.inner.forward_head(features), features
+            if not names:
+                return self.inner.forward_head(features), features
+            heads = self.inner.forward_heads(features)
+            return (heads["category"], features, *[heads[n] for n in names])
 
     return LogitsAndFeatures(model).eval()
 
@@ -110,7 +128,7 @@ def _wrapper(model):
 def _to_onnx(model, spec: PreprocessSpec, path: Path) -> str:
     """Write the classifier's model.onnx with a dynamic batch axis; returns which exporter
     succeeded."""
-    return _onnx_file(_wrapper(model), spec, path, OUTPUT_NAMES)
+    return _onnx_file(_wrapper(model), spec, path, output_names(model))
 
 
 def _onnx_file(wrapped, spec: PreprocessSpec, path: Path, output_names: tuple[str, ...]) -> str:
@@ -176,12 +194,18 @@ def check_parity(model, onnx_path: Path, spec: PreprocessSpec, *,
     inputs = _parity_inputs(spec, seed)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     worst = {"logits": 0.0, "features": 0.0, "features_scale": 0.0}
+    names = descriptor_names(model)
     model.eval()
     for x in inputs:
         with torch.no_grad():
             features = model.forward_features(x)
             logits = model.forward_head(features)
-        onnx_logits, onnx_features = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
+            heads = model.forward_heads(features) if names else {}
+        onnx_logits, onnx_features, *onnx_heads = session.run(list(output_names(model)),
+                                                              {INPUT_NAME: x.numpy()})
+        for name, got in zip(names, onnx_heads):
+            # Descriptor logits are held to the logits' tolerance (reported with them).
+            worst["logits"] = max(worst["logits"], float(np.abs(got - heads[name].numpy()).max()))
         if onnx_logits.shape != tuple(logits.shape) or onnx_features.shape != tuple(features.shape):
             raise ModelError(f"{onnx_path}: ONNX output shapes {onnx_logits.shape}, "
                              f"{onnx_features.shape} differ from PyTorch's "
@@ -271,13 +295,47 @@ def _write_classifier(part: Component, work: Path) -> dict[str, Any]:
     np.savez(work / HEAD_FILE, weight=weight, bias=bias)
     spec.save(work / PREPROCESS_FILE)
     settings = dict(part.settings)
+    knowing = _abstention_settings(settings.pop("abstention", None), work)
+    descriptors = _descriptor_settings(part.model, settings.pop("descriptors", None),
+                                       part.val_metrics or {})
     return {"model": MODEL_FILE, "preprocess": PREPROCESS_FILE, "cam_head": HEAD_FILE,
             "class_names": list(spec.class_names), "tta": bool(settings.pop("tta", False)),
-            **part.described(),
+            **part.described(), "descriptors": descriptors, **knowing,
             "input": {"name": INPUT_NAME, "shape": ["batch", 3, *spec.input_size]},
-            "outputs": list(OUTPUT_NAMES), "feature_channels": int(weight.shape[1]),
+            "outputs": list(output_names(part.model)), "feature_channels": int(weight.shape[1]),
             "exporter": exporter, "parity": parity,
             "model_sha256": file_sha256(work / MODEL_FILE), **settings}
+
+
+def _descriptor_settings(model, values: Mapping[str, Any] | None,
+                         val_metrics: Mapping[str, float]) -> dict[str, Any]:
+    """bundle.json's `descriptors`: head -> its ONNX output, its values in output order and
+    its val accuracy; {} for a category-only model."""
+    names = descriptor_names(model)
+    values = dict(values or {})
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ModelError(f"descriptor head {missing[0]!r} has no value list in the checkpoint")
+    return {n: {"output": DESCRIPTOR_OUTPUT.format(name=n), "values": list(values[n]),
+                "val_accuracy": val_metrics.get(f"{n}_accuracy")} for n in names}
+
+
+def _abstention_settings(abstention: Mapping[str, Any] | None, work: Path) -> dict[str, Any]:
+    """bundle.json's `calibration`, `abstain` and `ood` (its reference features written to
+    OOD_FILE); nothing for a checkpoint trained before they existed."""
+    if not abstention:
+        return {}
+    out = {k: dict(abstention[k]) for k in ("calibration", "abstain") if k in abstention}
+    choice = abstention.get("category_source") or {}
+    if choice:
+        out["category_source"] = choice.get("default", "head")
+        out["category_source_val_macro_f1"] = dict(choice.get("val_macro_f1") or {})
+    ood = dict(abstention.get("ood") or {})
+    reference = ood.pop("reference", None)
+    if reference is not None:
+        np.save(work / OOD_FILE, np.asarray(reference, np.float16), allow_pickle=False)
+        out["ood"] = {**ood, "reference": OOD_FILE}
+    return out
 
 
 def _write_localiser(part: Component, work: Path) -> dict[str, Any]:
@@ -356,7 +414,7 @@ def export_models(out: str | os.PathLike[str], *, name: str,
         out.mkdir(exist_ok=True)
         # A bundle exported again may change what it holds: the old component files go.
         for stale in (MODEL_FILE, PREPROCESS_FILE, HEAD_FILE, LOCALISER_FILE,
-                      LOCALISER_PREPROCESS_FILE):
+                      LOCALISER_PREPROCESS_FILE, OOD_FILE):
             if not (work / stale).exists() and (out / stale).is_file():
                 (out / stale).unlink()
         for file in work.iterdir():
@@ -419,6 +477,8 @@ def _run_component(run: str | os.PathLike[str]) -> tuple[str, Component, Path]:
                              f"from the checkpoint's {class_names}")
         spec = spec.replace(class_names=class_names)
         settings["tta"] = bool(config.get("tta", False))
+        settings["descriptors"] = payload.get("descriptors") or {}
+        settings["abstention"] = payload.get("abstention") or {}
     return task, Component(model, spec, payload["model_name"], data_summary,
                            payload.get("val_metrics"), _test_metrics(run_dir), settings), run_dir
 

@@ -19,7 +19,11 @@ Either component may be absent (not both). The classifier's files:
 - `preprocess.json`: the `PreprocessSpec` (input size, crop and resize rule, mean/std,
   class names), the one description of the classifier's input rule;
 - `cam_head.npz`: the classifier's weight (KxC) and bias (K), so that a class-activation
-  map is `weight[k] @ features` without gradients.
+  map is `weight[k] @ features` without gradients;
+- with descriptor heads, further outputs "descriptor_<name>" (N x values), listed in the
+  classifier's `descriptors`; `calibration` (temperature), `abstain` (low-confidence
+  threshold) and `ood` (k-NN threshold, reference features in `ood_reference.npy`)
+  describe when the predictor abstains.
 The localiser's files:
 - `localiser.onnx`: input "input" (Nx3xHxW float32, `preprocess.prepare` under its own spec),
   output "logits" (Nx1xHxW: the nodule logit of every input pixel);
@@ -45,7 +49,7 @@ from ..errors import ModelError
 __all__ = ["model_sha256", "BUNDLE_FORMAT", "READABLE_FORMATS", "CLASSIFIER", "LOCALISER",
            "MODEL_FILE", "PREPROCESS_FILE", "HEAD_FILE", "LOCALISER_FILE",
            "LOCALISER_PREPROCESS_FILE", "METADATA_FILE", "CARD_FILE", "INPUT_NAME",
-           "OUTPUT_NAMES", "LOCALISER_OUTPUTS", "read_metadata", "read_head", "component_file",
+           "OUTPUT_NAMES", "LOCALISER_OUTPUTS", "DESCRIPTOR_OUTPUT", "OOD_FILE", "read_metadata", "read_head", "component_file",
            "flat_metadata", "file_sha256"]
 
 BUNDLE_FORMAT = 2
@@ -61,6 +65,12 @@ METADATA_FILE = "bundle.json"
 CARD_FILE = "model_card.md"
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "features")
+# The classifier's further outputs, one per descriptor head, after OUTPUT_NAMES; its
+# entry in bundle.json lists them: "descriptors": {name: {"output", "values", ...}}.
+DESCRIPTOR_OUTPUT = "descriptor_{name}"
+# Pooled, normalised training features (N x C float16) for the out-of-distribution check;
+# the classifier's "ood": {"reference": OOD_FILE, "k", "threshold", ...} names it.
+OOD_FILE = "ood_reference.npy"
 LOCALISER_OUTPUTS = ("logits",)
 
 # The files each component must name, and what format 1 called them.

@@ -19,8 +19,10 @@ from ..imageio import load_rgb
 # through exactly the crop the model saw (a test checks they agree).
 from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
 from ..region import Box, crop
-from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, OUTPUT_NAMES, component_file,
-                     flat_metadata, read_head, read_metadata)
+from .abstention import AbstainRule, apply_temperature
+from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, METADATA_FILE, OUTPUT_NAMES,
+                     component_file, flat_metadata, read_head, read_metadata)
+from .descriptors import CATEGORY_SOURCES, combine, rule_applies, rule_category
 from .heatmap import class_activation_map, heatmap_to_image
 from .localiser import Localiser, Spacing, mm_or_none
 
@@ -75,6 +77,17 @@ class Prediction:
     box_source: str = "none"
     localised: bool = False
     mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # With descriptor heads: {name: {"value", "probabilities"}}; the category from each
+    # source ({"head": {"label", "probabilities"}, "rule": ..., "combined": ...}) and which
+    # one `label` is; the rule's reasoning (EU-TIRADS bundles only).
+    descriptors: dict[str, Any] | None = None
+    category_sources: dict[str, Any] | None = None
+    category_source: str = "head"
+    rule_path: str | None = None
+    # An abstention is a result: label and probabilities stay for whoever looks, but no
+    # consumer shows advice for it. Reasons: abstention.ABSTAIN_REASONS.
+    abstain: bool = False
+    abstain_reason: str | None = None
 
     @property
     def confidence(self) -> float | None:
@@ -82,14 +95,22 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the heatmap and the mask. `nodule`/`nodule_reason` only when
-        the bundle has a localiser."""
+        the bundle has a localiser; `descriptors`, `category_sources`, `category_source`
+        only with descriptor heads; `rule_path` only for EU-TIRADS bundles with all five."""
         out = {"label": self.label, "name": self.name, "confidence": self.confidence,
                "probabilities": dict(self.probabilities), "crop_box": list(self.crop_box),
-               "box_source": self.box_source}
+               "box_source": self.box_source, "abstain": self.abstain,
+               "abstain_reason": self.abstain_reason}
         if self.localised:
             out["nodule"] = self.nodule
             if self.nodule is None:
                 out["nodule_reason"] = self.nodule_reason
+        if self.descriptors is not None:
+            out["descriptors"] = self.descriptors
+            out["category_sources"] = self.category_sources
+            out["category_source"] = self.category_source
+        if self.rule_path is not None:
+            out["rule_path"] = self.rule_path
         return out
 
 
@@ -154,6 +175,40 @@ class Predictor:
         if tuple(outputs[:2]) != OUTPUT_NAMES or self._session.get_inputs()[0].name != INPUT_NAME:
             raise ModelError(f"{model}: expected input {INPUT_NAME!r} and "
                              f"outputs {OUTPUT_NAMES}, found {outputs}")
+        settings = meta["components"][CLASSIFIER]
+        self._descriptors: dict[str, dict[str, Any]] = dict(settings.get("descriptors") or {})
+        for name, head in self._descriptors.items():
+            if head.get("output") not in outputs:
+                raise ModelError(f"{model}: descriptor head {name!r} has no output "
+                                 f"{head.get('output')!r} (outputs: {', '.join(outputs)})")
+        self._outputs = list(OUTPUT_NAMES) + [h["output"] for h in self._descriptors.values()]
+        self.abstain_rule = AbstainRule.from_settings(settings, self._ood_reference(settings))
+        source = str(settings.get("category_source", "head"))
+        self.category_source = source if source in CATEGORY_SOURCES else "head"
+        if self.category_source != "head" and not self.rule_applies:
+            self.category_source = "head"
+
+    def _ood_reference(self, settings: dict[str, Any]) -> np.ndarray | None:
+        """The training images' pooled features for the out-of-distribution check."""
+        name = (settings.get("ood") or {}).get("reference")
+        if not name:
+            return None
+        if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+            raise ModelError(f"{self.bundle_dir / METADATA_FILE}: ood reference {name!r} is "
+                             "not a plain file name")
+        try:
+            return np.asarray(np.load(self.bundle_dir / name, allow_pickle=False), np.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{self.bundle_dir / name}: not readable ({type(exc).__name__})") from None
+
+    @property
+    def descriptor_names(self) -> list[str]:
+        return list(self._descriptors) if self.spec is not None else []
+
+    @property
+    def rule_applies(self) -> bool:
+        """Whether the guideline's rule gives a category here (EU-TIRADS, all descriptors)."""
+        return rule_applies(self.class_names, self.descriptor_names)
 
     @property
     def has_classifier(self) -> bool:
@@ -190,34 +245,43 @@ class Predictor:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits NxK, features NxCxhxw) for a prepared Nx3xHxW float32 batch."""
+        outputs = self.run_all(batch)
+        return outputs["logits"], outputs["features"]
+
+    def run_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the classifier by name (logits, features, descriptor_<name>)."""
         self._need_classifier()
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        logits, features = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
-        return logits, features
+        return dict(zip(self._outputs,
+                        self._session.run(self._outputs, {INPUT_NAME: batch})))
 
     def prepare(self, image: ImageInput, *, box: Sequence[int] | None = None,
-                name: str | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
+                name: str | None = None, area: Box | None = None
+                ) -> tuple[np.ndarray, np.ndarray, Box]:
         """(RGB pixels, model input 3xHxW, crop box): `preprocess.prepare`, with the crop box
-        kept so the heatmap can be mapped back."""
+        kept so the heatmap can be mapped back. `area`: the image area, when the caller
+        found it already (see `preprocess.crop_box`)."""
         spec = self._need_classifier()
         pixels = _as_rgb(image, name)
-        crop_box = model_crop_box(pixels, spec, box)
+        crop_box = model_crop_box(pixels, spec, box, area=area)
         tensor = normalize(resize_to_input(crop(pixels, crop_box), spec), spec)
         return pixels, tensor, crop_box
 
     def predict(self, image: ImageInput, *, box: Sequence[int] | None = None,
                 heatmap: bool = True, name: str | None = None,
-                pixel_mm: Spacing | Sequence[float] | float | None = None) -> Prediction:
+                pixel_mm: Spacing | Sequence[float] | float | None = None,
+                area: Box | None = None) -> Prediction:
         """Category, name, probabilities and (unless heatmap=False) the class-activation
         heatmap of the predicted class at the input image's size (from the unmirrored image
         when the bundle uses mirror test-time augmentation), and with a localiser the nodule
         found. `image` is an HxWx3 (or HxW) uint8 array, a path or encoded bytes; `box` the
         nodule (x0, y0, x1, y1) in the image's pixels (given, it is the classifier's crop;
         else the localiser's box is); `pixel_mm` the (x, y) pixel size in mm (or one number)
-        for the nodule's axes in mm; `name` what errors call the image."""
+        for the nodule's axes in mm; `name` what errors call the image; `area` the image
+        area when the caller found it already (the diagnosis server, on a reduced copy)."""
         pixels = _as_rgb(image, name)
         spacing = mm_or_none(pixel_mm)
-        found = self.localiser.find(pixels, spacing=spacing) if self.localiser else None
+        found = self.localiser.find(pixels, spacing=spacing, area=area) if self.localiser else None
         source = "given" if box is not None else "none"
         if box is None and found is not None and found.nodule is not None:
             box, source = found.nodule["box"], "localiser"
@@ -229,23 +293,66 @@ class Predictor:
                          mask=found.mask)
         if self.spec is None:
             height, width = pixels.shape[:2]
-            area = crop_box(pixels, self.localiser.spec) if self.localiser else Box(0, 0, width, height)
+            area = crop_box(pixels, self.localiser.spec, area=area) if self.localiser \
+                else Box(0, 0, width, height)
             return Prediction(label=None, name=None, probabilities={}, crop_box=tuple(area),
                               **extra)
-        _, tensor, crop_box_ = self.prepare(pixels, box=box)
-        if self.tta:
-            # Mirror test-time augmentation, as the run was evaluated: one batch of two.
-            logits, features = self.run(np.stack([tensor, tensor[:, :, ::-1]]))
-            proba = softmax(logits.astype(np.float64)).mean(axis=0)
-        else:
-            logits, features = self.run(tensor[None])
-            proba = softmax(logits[0].astype(np.float64))
+        _, tensor, crop_box_ = self.prepare(pixels, box=box, area=area)
+        # Mirror test-time augmentation, as the run was evaluated: one batch of two, each
+        # head's softmax averaged over both.
+        batch = np.stack([tensor, tensor[:, :, ::-1]]) if self.tta else tensor[None]
+        outputs = self.run_all(batch)
+        rule = self.abstain_rule
+        head = apply_temperature(softmax(outputs["logits"].astype(np.float64)).mean(axis=0),
+                                 rule.temperature)
+        sources = {"head": head}
+        descriptors = None
+        rule_text = None
+        if self._descriptors:
+            descriptors, value_probs = {}, {}
+            for name, spec_ in self._descriptors.items():
+                p = softmax(outputs[spec_["output"]].astype(np.float64)).mean(axis=0)
+                values = list(spec_["values"])
+                value_probs[name] = p
+                descriptors[name] = {"value": values[int(p.argmax())],
+                                     "probabilities": {v: float(x) for v, x in zip(values, p)}}
+            if self.rule_applies:
+                rule_label, rule_probs, rule_text = rule_category(value_probs, self.class_names,
+                                                                   head)
+                sources["rule"] = rule_probs
+                sources["combined"] = combine(head, rule_probs)
+        proba = sources[self.category_source]
         index = int(proba.argmax())
+        if self.category_source == "rule":
+            index = self.class_names.index(rule_label)
         label = self.class_names[index]
+        category_sources = None
+        if descriptors is not None:
+            category_sources = {}
+            for key, p in sources.items():
+                top = rule_label if key == "rule" else self.class_names[int(p.argmax())]
+                category_sources[key] = {"label": top, "probabilities":
+                                         {c: float(x) for c, x in zip(self.class_names, p)}}
+        reason = ("no-ultrasound-area" if _no_image_area(pixels) else
+                  rule.reason(pixels=pixels, features=outputs["features"][:1],
+                              confidence=float(proba[index])))
         heat = None
         if heatmap:
-            cam = class_activation_map(features[0], self._weight, index)
+            cam = class_activation_map(outputs["features"][0], self._weight, index)
             heat = heatmap_to_image(cam, self.spec, crop_box_, pixels.shape)
         return Prediction(label=label, name=category_name(label, self.class_names),
                           probabilities={c: float(p) for c, p in zip(self.class_names, proba)},
-                          crop_box=tuple(crop_box_), heatmap=heat, **extra)
+                          crop_box=tuple(crop_box_), heatmap=heat, descriptors=descriptors,
+                          category_sources=category_sources,
+                          category_source=self.category_source, rule_path=rule_text,
+                          abstain=reason is not None, abstain_reason=reason, **extra)
+
+
+def _no_image_area(pixels: np.ndarray) -> bool:
+    """A frame with no ultrasound image area at all: blank (one grey level, give or take)
+    or dark everywhere but for a few pixels of text."""
+    # On a subsample of about 40,000 pixels: the two numbers do not need every pixel, and
+    # the server asks this of every upload (4 ms of a request at full size).
+    step = max(1, round((pixels.shape[0] * pixels.shape[1] / 40_000) ** 0.5))
+    gray = np.asarray(pixels[::step, ::step, :3], np.float32).mean(axis=-1)
+    return bool(gray.std() < 2.0 or (gray > 12).mean() < 0.01)

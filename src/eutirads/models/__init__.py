@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import ModelError
 
@@ -71,7 +71,7 @@ def _load_local(model, path: Path, name: str) -> None:
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     # A classifier of another size is expected to differ; the feature extractor must match.
-    missing = [k for k in own if k not in usable and not k.startswith(("classifier.", "fc.", "head."))]
+    missing = [k for k in own if k not in usable and not k.startswith(("classifier.", "fc.", "head.", "descriptor_heads."))]
     if missing:
         raise ModelError(f"{path}: {len(missing)} of {len(own)} tensors of {name} missing or "
                          f"of another shape (first: {missing[0]})")
@@ -79,8 +79,9 @@ def _load_local(model, path: Path, name: str) -> None:
 
 
 def create_model(name: str, *, num_classes: int, weights: str | os.PathLike[str] = "imagenet",
-                 **kwargs: Any):
-    """A classifier `name` with `num_classes` outputs.
+                 descriptors: Mapping[str, int] | None = None, **kwargs: Any):
+    """A classifier `name` with `num_classes` outputs, and one head per entry of
+    `descriptors` (descriptor name -> number of values; none when empty).
 
     kwargs go to the model: for seed-cnn `filters`, `dense`, `dropout`; for timm models
     `drop_rate` (dropout before our head) and anything timm's `create_model` accepts.
@@ -95,7 +96,7 @@ def create_model(name: str, *, num_classes: int, weights: str | os.PathLike[str]
     weights = str(weights)
     if name == SEED_CNN:
         try:
-            model = SeedCNN(num_classes, **kwargs)
+            model = SeedCNN(num_classes, descriptors=descriptors, **kwargs)
         except TypeError as exc:
             raise ModelError(f"{name}: invalid option ({exc})") from None
         if weights == "imagenet":
@@ -128,4 +129,4 @@ def create_model(name: str, *, num_classes: int, weights: str | os.PathLike[str]
                     f"({type(exc).__name__}; offline?). Use weights: none or weights: PATH") from None
     elif weights != "none":
         _load_local(backbone, Path(weights), name)
-    return TimmClassifier(backbone, num_classes, drop_rate=drop_rate)
+    return TimmClassifier(backbone, num_classes, drop_rate=drop_rate, descriptors=descriptors)

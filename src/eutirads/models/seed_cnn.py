@@ -10,10 +10,12 @@ every other model here.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
+
+from .backbone import all_heads, descriptor_heads
 
 __all__ = ["SeedCNN"]
 
@@ -24,7 +26,8 @@ def _conv(cin: int, cout: int) -> nn.Module:
 
 class SeedCNN(nn.Module):
     def __init__(self, num_classes: int, *, filters: Sequence[int] = (32, 64, 128),
-                 dense: int = 128, dropout: float = 0.3) -> None:
+                 dense: int = 128, dropout: float = 0.3,
+                 descriptors: Mapping[str, int] | None = None) -> None:
         super().__init__()
         stages: list[nn.Module] = [nn.Sequential(_conv(3, 16), _conv(16, 16), nn.MaxPool2d(2))]
         cin = 16
@@ -37,6 +40,7 @@ class SeedCNN(nn.Module):
         self.num_features = dense
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(dense, num_classes)
+        self.descriptor_heads = descriptor_heads(dense, descriptors)
 
     def feature_stages(self) -> list[nn.Module]:
         """Feature-extracting modules in input-to-output order (for partial unfreezing)."""
@@ -49,6 +53,9 @@ class SeedCNN(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(features.mean(dim=(2, 3))))
+
+    def forward_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return all_heads(self, features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

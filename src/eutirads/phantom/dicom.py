@@ -94,7 +94,23 @@ def _accession(seed: int, patient: int, study: int) -> str:
     return f"ACCFAKE{(seed * 7919 + patient * 101 + study) % 10_000_000:07d}"
 
 
-def _dataset(job: _Instance, seed: int, width: int, height: int, balance: str):
+def _burn_name_in_area(screen: np.ndarray, mask: np.ndarray, name: str, box) -> tuple:
+    """The screen (and annotation mask) with the patient's name written inside the image
+    area too, as some scanners do with a measurement label: what the text check must find."""
+    from PIL import Image, ImageDraw
+
+    from .screen import TEXT_GRAY, _font
+
+    font = _font(max(10, box.height // 14))
+    where = (box.x0 + box.width // 8, box.y0 + box.height // 6)
+    image, overlay = Image.fromarray(screen.copy()), Image.fromarray(mask.copy())
+    for target in (image, overlay):
+        ImageDraw.Draw(target).text(where, name, fill=TEXT_GRAY, font=font)
+    return np.asarray(image), np.asarray(overlay)
+
+
+def _dataset(job: _Instance, seed: int, width: int, height: int, balance: str,
+             name_in_area: bool = False):
     """The pydicom dataset of one planned instance, pixels included."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
@@ -106,8 +122,12 @@ def _dataset(job: _Instance, seed: int, width: int, height: int, balance: str):
               for f in range(job.frames)]
     first = frames[0]
     ident, notes, box = first.identity, first.notes, first.image_box
-    pixels = np.stack([colorize(e.screen, e.annotation_mask) if job.rgb else e.screen
-                       for e in frames])
+    screens = [(e.screen, e.annotation_mask) for e in frames]
+    if name_in_area:
+        screens = [_burn_name_in_area(screen, mask, notes.name, box)
+                   for screen, mask in screens]
+    pixels = np.stack([colorize(screen, mask) if job.rgb else screen
+                       for screen, mask in screens])
     multi = job.frames > 1
     sop_class = UltrasoundMultiFrameImageStorage if multi else UltrasoundImageStorage
     sop_uid = _uid(seed, "sop", job.index)
@@ -129,6 +149,7 @@ def _dataset(job: _Instance, seed: int, width: int, height: int, balance: str):
     ds.AcquisitionDateTime = date + time
     ds.AccessionNumber = _accession(seed, job.patient, job.study)
     ds.Modality = "US"
+    ds.PatientOrientation = ""  # Type 2C in General Image: present, empty (no orientation)
     ds.Manufacturer = "Phantom Imaging (invented)"
     ds.ManufacturerModelName = "PhantomScan 9"
     ds.SoftwareVersions = "1.0"
@@ -205,8 +226,8 @@ def _dataset(job: _Instance, seed: int, width: int, height: int, balance: str):
 
 
 def _write_instance(job: tuple) -> dict[str, object]:
-    out, seed, width, height, balance, instance = job
-    ds, label = _dataset(instance, seed, width, height, balance)
+    out, seed, width, height, balance, instance, name_in_area = job
+    ds, label = _dataset(instance, seed, width, height, balance, name_in_area)
     path = Path(out) / str(label) / f"us_{instance.index:05d}.dcm"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".us-", suffix=".dcm", dir=path.parent)
@@ -226,16 +247,18 @@ def _write_instance(job: tuple) -> dict[str, object]:
 def generate_dicom(out: str | os.PathLike[str], *, n: int, seed: int, width: int = 560,
                    height: int = 360, balance: str = "equal", images_per_patient: int = 1,
                    progress: bool = True, workers: int | None = None,
-                   overwrite: bool = False) -> DicomReport:
+                   overwrite: bool = False, name_in_area: bool = False) -> DicomReport:
     """Write `n` ultrasound DICOM files (single images and cine loops) of phantom patients
     into class folders of `out`, plus `phantom_identities.json`. `images_per_patient` is
     accepted for symmetry with `generate_dataset`; the exam structure decides how many
-    files each patient gets."""
+    files each patient gets. `name_in_area` also burns the patient's name inside the
+    ultrasound image area (not only in the banner around it)."""
     del images_per_patient
     check_options(n=n, width=width, height=height, balance=balance)
     root = prepare_output(out, overwrite=overwrite)
     plan = _plan(int(n), int(seed))
-    jobs = [(str(root), int(seed), width, height, balance, instance) for instance in plan]
+    jobs = [(str(root), int(seed), width, height, balance, instance, name_in_area)
+            for instance in plan]
     try:
         results = _run_jobs(_write_instance, jobs, workers=_workers(workers, len(jobs) * 3),
                             progress=progress, desc="phantom DICOM")

@@ -2,8 +2,10 @@
 
 `RUN/checkpoints/best.pt` and `last.pt` hold a dict: format_version, eutirads_version,
 model_name, model_kwargs, state_dict, class_names, preprocess (PreprocessSpec.to_dict()),
-config (resolved), data_summary, epoch, val_metrics, and task ("classify", or "segment" for
-a localiser, whose class_names is empty; absent in older checkpoints = "classify"). Only plain Python values and tensors,
+config (resolved), data_summary, epoch, val_metrics, descriptors (head -> values),
+abstention (calibration temperature, thresholds, OOD statistics) and task ("classify", or
+"segment" for a localiser, whose class_names is empty; absent in older checkpoints =
+"classify"). Only plain Python values and tensors,
 so `torch.load(..., weights_only=True)` reads them.
 """
 
@@ -27,7 +29,10 @@ def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name:
                     model_kwargs: Mapping[str, Any], class_names: list[str],
                     preprocess: Mapping[str, Any], config: Mapping[str, Any],
                     data_summary: Mapping[str, Any], epoch: int,
-                    val_metrics: Mapping[str, float], task: str = "classify") -> Path:
+                    val_metrics: Mapping[str, float],
+                    descriptors: Mapping[str, list[str]] | None = None,
+                    abstention: Mapping[str, Any] | None = None,
+                    task: str = "classify") -> Path:
     """Write a checkpoint (of a model or of its state dict) atomically."""
     import torch
 
@@ -48,6 +53,10 @@ def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name:
         "data_summary": dict(data_summary),
         "epoch": int(epoch),
         "val_metrics": {k: float(v) for k, v in val_metrics.items()},
+        # descriptor head -> its values in output order; absent heads: {}
+        "descriptors": {k: list(v) for k, v in (descriptors or {}).items()},
+        # calibration temperature, low-confidence threshold, OOD statistics (plain values)
+        "abstention": dict(abstention or {}),
         "task": task,
     }
     tmp = path.with_name(f".{path.name}.tmp")
@@ -100,8 +109,9 @@ def load_checkpoint(run_or_path: str | os.PathLike[str]):
 
         model = create_segmenter(payload["model_name"], weights="none", **payload["model_kwargs"])
     else:
+        heads = {k: len(v) for k, v in (payload.get("descriptors") or {}).items()}
         model = create_model(payload["model_name"], num_classes=len(payload["class_names"]),
-                             weights="none", **payload["model_kwargs"])
+                             weights="none", descriptors=heads, **payload["model_kwargs"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

@@ -16,7 +16,18 @@ import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["TrainConfig", "resolve_config", "parse_overrides", "save_config", "MODES", "LOSSES"]
+__all__ = ["TrainConfig", "resolve_config", "parse_overrides", "save_config", "MODES", "LOSSES",
+           "recipe_note", "DEFAULT_RECIPE", "DEFAULT_RECIPE_WHY", "LARGE_DATASET"]
+
+# What `eutirads train` says when it runs the built-in default (configs/default.yaml spells
+# it out). The measurement behind it: docs/benchmarks.md, "Recipes for a few hundred real
+# images" (benchmarks/recipe_cv.py).
+DEFAULT_RECIPE = "lite0 two-stage, whole image area, descriptor heads"
+DEFAULT_RECIPE_WHY = ("measured best of the recipes tried in repeated patient-grouped CV on "
+                      "DDTI-dev (170 images; docs/benchmarks.md)")
+# Above this many training images the default, sized for a few hundred, is not the measured
+# choice any more.
+LARGE_DATASET = 2000
 
 MODES = ("frozen", "finetune", "two-stage")
 LOSSES = ("ce", "ordinal")
@@ -55,6 +66,8 @@ class TrainConfig:
     ordinal_weight: float = 1.0
     label_smoothing: float = 0.0
     class_weights: bool = True           # inverse class frequency from the training counts
+    descriptor_weight: float = 1.0       # loss weight of each descriptor head (masked where
+                                         # unknown); 0 = no descriptor heads
     # Augmentation (train only; eval is deterministic)
     augment: bool = True
     aug_passes: int = 3                  # augmented passes cached when the base is frozen
@@ -69,6 +82,15 @@ class TrainConfig:
     # smaller than min_region_px pixels of the input grid are dropped
     threshold: float = 0.5
     min_region_px: int = 64
+    # Knowing when not to answer (fitted on the val split after training)
+    category_source: str = "auto"        # the default category: head | rule | combined;
+                                         # auto = the best on val (rule needs EU-TIRADS
+                                         # classes and all five descriptor heads)
+    calibrate: bool = True               # temperature scaling of the category probabilities
+    abstain_quantile: float = 0.1        # low-confidence threshold: this quantile of the
+                                         # calibrated val confidences
+    ood_quantile: float = 0.99           # out-of-distribution threshold: this quantile of
+                                         # the val images' distance to the training images
     # Early stopping
     monitor: str = "macro_f1"            # macro_f1 | accuracy | loss (on the val split)
     patience: int = 10                   # epochs without improvement; 0 = never stop early
@@ -119,6 +141,15 @@ class TrainConfig:
         for name in ("lr", "finetune_lr"):
             if not getattr(self, name) > 0:
                 raise bad(f"{name} must be positive")
+        if self.category_source not in ("auto", "head", "rule", "combined"):
+            raise bad(f"category_source must be auto, head, rule or combined, "
+                      f"got {self.category_source!r}")
+        if self.descriptor_weight < 0:
+            raise bad("descriptor_weight must not be negative")
+        if not 0 <= self.abstain_quantile < 1:
+            raise bad("abstain_quantile must be in [0, 1)")
+        if not 0 < self.ood_quantile <= 1:
+            raise bad("ood_quantile must be in (0, 1]")
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing must be in [0, 1)")
         if self.freeze_bn not in ("auto", "true", "false"):
@@ -217,6 +248,20 @@ def resolve_config(path: str | os.PathLike[str] | None = None,
             overrides = parse_overrides(overrides)
         _apply(config, overrides, "command line")
     return config.validate()
+
+
+def recipe_note(config_file: str | os.PathLike[str] | None, n_train: int,
+                overrides: Iterable[str] | None = None) -> str:
+    """One line for `eutirads train`: which recipe runs and why."""
+    changed = f" with {' '.join(overrides)}" if overrides else ""
+    if config_file is not None:
+        return f"recipe: {config_file}{changed} (chosen with --config)"
+    line = f"recipe: the default ({DEFAULT_RECIPE}){changed}: {DEFAULT_RECIPE_WHY}"
+    if n_train > LARGE_DATASET:
+        line += (f"; note: {n_train} training images is far more than it was measured on: "
+                 "fine-tuning more of the network (unfreeze=-1, more epochs) may pay off; "
+                 "measure with benchmarks/recipe_cv.py")
+    return line
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> Path:

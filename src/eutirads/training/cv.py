@@ -22,44 +22,29 @@ from tqdm import tqdm
 from ..categories import sort_labels
 from ..data.manifest import MANIFEST_NAME, read_manifest
 from ..errors import InputError
+from ..evaluation.metrics import FOLD_METRICS as METRICS, default_positive, fold_metrics
 from .config import TrainConfig, save_config
-from .data import Sample, _sample, load_images
+from .data import _sample, load_images
 from .run import make_spec, seed_everything, write_history
 
-__all__ = ["CVResult", "cross_validate", "fold_metrics", "default_positive"]
-
-METRICS = ("macro_f1", "accuracy", "kappa", "auc_high")
-
-
-def default_positive(class_names: Sequence[str]) -> list[str] | None:
-    """High-suspicion labels: EU-TIRADS 4-5; for TI-RADS 4b, 4c, 5."""
-    names = set(class_names)
-    if names <= {"1", "2", "3", "4", "5"}:
-        return [n for n in ("4", "5") if n in names] or None
-    if names & {"4a", "4b", "4c"}:
-        return [n for n in ("4b", "4c", "5") if n in names] or None
-    return None
+__all__ = ["CVResult", "cross_validate", "fold_metrics", "default_positive",
+           "check_class_sizes"]
 
 
-def fold_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
-                 positive: Sequence[str] | None) -> dict[str, float]:
-    """macro-F1, accuracy, quadratic-weighted kappa, AUC of the positive set vs the rest."""
-    from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
-    y_pred = probs.argmax(1)
-    labels = list(range(len(class_names)))
-    present = sorted(set(y_true.tolist()))  # absent classes would count as F1 0
-    out = {"macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro",
-                                      zero_division=0)),
-           "accuracy": float((y_true == y_pred).mean()),
-           "kappa": float(cohen_kappa_score(y_true, y_pred, labels=labels, weights="quadratic")),
-           "auc_high": float("nan")}
-    if positive:
-        pos = [class_names.index(p) for p in positive]
-        target = np.isin(y_true, pos)
-        if 0 < target.sum() < len(target):
-            out["auc_high"] = float(roc_auc_score(target, probs[:, pos].sum(axis=1)))
-    return out
+def check_class_sizes(labels: Sequence[str], k: int, *, where: str, repeats: int = 1) -> None:
+    """Every class needs at least k images for (repeated) K-fold CV: one in each scored
+    fold, and others left to train on. InputError naming the class and the count."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    for name in sort_labels(counts):
+        if counts[name] < k:
+            kind = f"{k}-fold" + (f" x {repeats} repeated" if repeats > 1 else "")
+            fewer = f", or use --cv {counts[name]}" if counts[name] >= 2 else ""
+            raise InputError(f"{where}: class {name!r} has {counts[name]} image(s); {kind} "
+                             f"cross-validation needs at least {k} per class (add "
+                             f"{k - counts[name]} more{fewer})")
 
 
 @dataclass
@@ -111,14 +96,20 @@ def cross_validate(dataset: str | os.PathLike[str], config: TrainConfig,
     class_names = sort_labels(r["label"] for r in rows)
     if len(class_names) < 2:
         raise InputError(f"{root / MANIFEST_NAME}: need at least 2 classes for cross-validation")
-    positive = list(positive) if positive else default_positive(class_names)
+    check_class_sizes([r["label"] for r in rows], k, where=str(root / MANIFEST_NAME))
+    positive = list(positive) if positive else (default_positive(class_names) or None)
     folds = np.asarray(patient_folds(rows, k, seed=config.seed))
     samples = [_sample(root, r) for r in rows]
     spec = make_spec(config, class_names)
     images, kept, skipped = load_images(samples, spec, cache=image_cache, progress=progress,
                                         desc="cv images")
-    index = {name: i for i, name in enumerate(class_names)}
-    labels = np.asarray([index[samples[i].label] for i in kept])
+    from ..categories import DESCRIPTORS
+    from .data import descriptor_heads, targets
+
+    kept_samples = [samples[i] for i in kept]
+    heads = descriptor_heads(kept_samples) if config.descriptor_weight > 0 else []
+    Y = targets(kept_samples, class_names, heads)
+    labels = Y[:, 0]
     fold_of = folds[kept]
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -137,15 +128,18 @@ def cross_validate(dataset: str | os.PathLike[str], config: TrainConfig,
                              f"{(missing or ['?'])[0]!r} without training images (use fewer folds)")
         seed_everything(config.seed + fold)
         model = create_model(config.model, num_classes=len(class_names), weights=config.weights,
+                             descriptors={h: len(DESCRIPTORS[h]) for h in heads},
                              **config.model_kwargs)
-        result = fit(model, spec, config, [images[i] for i in train], labels[train],
-                     [images[i] for i in test], labels[test], progress=False,
-                     early_stopping=False)
+        result = fit(model, spec, config, [images[i] for i in train], Y[train],
+                     [images[i] for i in test], Y[test], progress=False,
+                     early_stopping=False, head_names=heads)
         (out / "cv" / f"fold-{fold}").mkdir(parents=True, exist_ok=True)
         write_history(result.history, out / "cv" / f"fold-{fold}" / "history.csv")
         probs = predict_proba(model, spec, [images[i] for i in test], config)
         oof[test] = probs
         metrics = fold_metrics(labels[test], probs, class_names, positive)
+        metrics.update({f"{h}_accuracy": result.best_metrics[f"{h}_accuracy"] for h in heads
+                        if f"{h}_accuracy" in result.best_metrics})
         metrics["n"] = float(len(test))
         per_fold.append(metrics)
 

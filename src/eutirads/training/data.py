@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, MutableMapping, Sequence
 
@@ -20,14 +20,16 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..categories import sort_labels
+from ..categories import DESCRIPTORS, sort_labels
 from ..data.manifest import MANIFEST_NAME, Row, image_path, read_manifest, row_bbox
+from ..data.manifest import row_descriptors as manifest_descriptors
 from ..errors import EutiradsError, InputError
 from ..imageio import load_rgb
 from ..preprocess import PreprocessSpec, crop_for_model, normalize, resize_to_input
 
 __all__ = ["Sample", "DatasetRows", "read_training_rows", "load_images", "train_transform",
-           "eval_transform", "class_counts"]
+           "eval_transform", "class_counts", "row_descriptors", "descriptor_heads",
+           "descriptor_matrix", "targets"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Sample:
     label: str
     patient_id: str
     box: tuple[int, int, int, int] | None
+    descriptors: dict[str, str] = field(default_factory=dict)  # known values only
 
 
 @dataclass
@@ -48,11 +51,51 @@ class DatasetRows:
     train: list[Sample]
     val: list[Sample]
     all_labelled: list[Sample]
+    descriptor_names: list[str] = field(default_factory=list)  # the heads to train
+
+
+def row_descriptors(row: Row) -> dict[str, str]:
+    """The row's known descriptor values (`data.manifest.row_descriptors`, unknowns left
+    out); a value outside the vocabulary is logged with its row and column and kept as
+    unknown: a head is never taught a guess."""
+    return {k: v for k, v in manifest_descriptors(row, on_problem=log.warning).items() if v}
+
+
+def descriptor_heads(samples: Sequence[Sample]) -> list[str]:
+    """The descriptors present in `samples` (a known value on at least one): one head each.
+    A head whose training images all show one value learns that value, which is what the
+    data says (a phantom or a small clinic may never show a taller-than-wide nodule)."""
+    return [name for name in DESCRIPTORS if any(name in s.descriptors for s in samples)]
+
+
+def targets(samples: Sequence[Sample], class_names: Sequence[str],
+            heads: Sequence[str]) -> np.ndarray:
+    """N x (1 + D) int64: the category index, then each head's value index (-1 unknown)."""
+    index = {name: i for i, name in enumerate(class_names)}
+    out = np.full((len(samples), 1 + len(heads)), -1, np.int64)
+    for i, s in enumerate(samples):
+        out[i, 0] = index[s.label]
+        for j, name in enumerate(heads, start=1):
+            if name in s.descriptors:
+                out[i, j] = DESCRIPTORS[name].index(s.descriptors[name])
+    return out
+
+
+def descriptor_matrix(rows: Sequence[Row]) -> tuple[list[str], np.ndarray]:
+    """For benchmarks: the heads of these rows and their N x D value indices (-1 unknown)."""
+    values = [row_descriptors(r) for r in rows]
+    heads = [n for n in DESCRIPTORS if len({v[n] for v in values if n in v}) >= 2]
+    D = np.full((len(rows), len(heads)), -1, np.int64)
+    for i, v in enumerate(values):
+        for j, name in enumerate(heads):
+            if name in v:
+                D[i, j] = DESCRIPTORS[name].index(v[name])
+    return heads, D
 
 
 def _sample(root: Path, row: Row) -> Sample:
     return Sample(image_path(root, row), row["path"], row["label"],
-                  row.get("patient_id", "") or row["path"], row_bbox(row))
+                  row.get("patient_id", "") or row["path"], row_bbox(row), row_descriptors(row))
 
 
 def read_training_rows(dataset: str | os.PathLike[str], *, train_split: str = "train",
@@ -91,7 +134,7 @@ def read_training_rows(dataset: str | os.PathLike[str], *, train_split: str = "t
         if name not in present:
             raise InputError(f"{manifest}: class {name!r} has no training image "
                              f"in split {train_split!r}")
-    return DatasetRows(root, class_names, train, val, samples)
+    return DatasetRows(root, class_names, train, val, samples, descriptor_heads(train))
 
 
 def class_counts(labels: Sequence[int], n_classes: int) -> np.ndarray:

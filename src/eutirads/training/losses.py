@@ -1,12 +1,15 @@
-"""Losses: class-weighted cross-entropy, optionally ordinal-aware."""
+"""Losses: class-weighted cross-entropy, optionally ordinal-aware, and the multi-task sum
+with masked descriptor heads."""
 
 from __future__ import annotations
+
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["balanced_class_weights", "classification_loss"]
+__all__ = ["balanced_class_weights", "classification_loss", "multitask_loss"]
 
 
 def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
@@ -31,4 +34,24 @@ def classification_loss(logits: torch.Tensor, target: torch.Tensor, *,
         expected = (probs * distance).sum(dim=1)
         w = weight[target] if weight is not None else torch.ones_like(expected)
         loss = loss + ordinal_weight * (w * expected).sum() / w.sum()
+    return loss
+
+
+def multitask_loss(outputs: Mapping[str, torch.Tensor], target: torch.Tensor,
+                   head_names: Sequence[str] = (), *, weight: torch.Tensor | None = None,
+                   label_smoothing: float = 0.0, ordinal_weight: float = 0.0,
+                   descriptor_weight: float = 1.0) -> torch.Tensor:
+    """The category's `classification_loss` plus `descriptor_weight` x each descriptor
+    head's cross-entropy, masked where that descriptor is unknown (target -1): a partly
+    described image still teaches every head whose label it has.
+
+    `target` is N x (1 + D): column 0 the category, column j the head `head_names[j-1]`.
+    """
+    loss = classification_loss(outputs["category"], target[:, 0], weight=weight,
+                               label_smoothing=label_smoothing, ordinal_weight=ordinal_weight)
+    for j, name in enumerate(head_names, start=1):
+        known = target[:, j] >= 0
+        if descriptor_weight > 0 and bool(known.any()):
+            loss = loss + descriptor_weight * F.cross_entropy(
+                outputs[name][known].float(), target[known, j], label_smoothing=label_smoothing)
     return loss
