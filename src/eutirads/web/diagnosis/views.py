@@ -49,6 +49,7 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
                                     size=(image.width, image.height)),
         "descriptor_rows": present.descriptor_rows(diagnosis.descriptors),
         "size_text": present.size_text(diagnosis.diameter_mm, diagnosis.diameter_source),
+        "abstain_text": present.abstain_text(diagnosis.abstain_reason),
         "category_choices": [(str(n), c.name) for n, c in CATEGORIES.items()],
         "disclaimer": services.DISCLAIMER,
         "confidence": round(100 * diagnosis.probabilities.get(diagnosis.label, 0.0), 1),
