@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy
 
 from ...categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice
 from ...inference.diagnosis import DESCRIPTOR_VALUES, outline_geometry
-from ..labeling.vocabulary import DESCRIPTOR_LABELS, VALUE_LABELS
+from ..core.vocabulary import CATEGORY_TEXT, DESCRIPTOR_LABELS, VALUE_LABELS, translate_advice
 from . import services
 
 # The library's abstention texts (`inference.diagnosis.ABSTAIN_REASONS`), translated.
@@ -106,8 +106,12 @@ def prediction_context(prediction) -> dict:
         "p": prediction, "category": cat, "bars": bars(label, prediction.probabilities or {}),
         "confidence_percent": round(100 * prediction.confidence, 1),
         "decision": decision, "decided_category": decided_cat,
-        "decided_advice": fna_advice(decided_cat.number, prediction.diameter_mm)
+        "decided_advice": translate_advice(fna_advice(decided_cat.number,
+                                                      prediction.diameter_mm))
         if decided_cat else "",
+        "advice_text": translate_advice(prediction.advice),
+        **category_texts(label), "decided_name": category_texts(decision.label)["category_name"]
+        if decision else "",
         "descriptor_rows": descriptor_rows(prediction.descriptors,
                                            decision.descriptors if decision else None),
         "category_choices": [(str(n), c.name) for n, c in CATEGORIES.items()],
@@ -148,3 +152,13 @@ def render_card(markdown_text: str) -> str:
     return nh3.clean(html, tags=_CARD_TAGS, attributes={"a": {"href", "title"},
                                                         "th": {"align"}, "td": {"align"}},
                      url_schemes={"http", "https"}, link_rel="noopener noreferrer")
+
+
+def category_texts(label: str) -> dict:
+    """The category's name, definition and risk in the page's language ("" for a label of
+    another scheme)."""
+    if label not in EU_TIRADS_LABELS:
+        return {"category_name": "", "category_definition": "", "category_risk": ""}
+    name, definition, _features = CATEGORY_TEXT[int(label)]
+    return {"category_name": str(name), "category_definition": str(definition),
+            "category_risk": CATEGORIES[int(label)].risk_text}

@@ -50,6 +50,8 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
         "descriptor_rows": present.descriptor_rows(diagnosis.descriptors),
         "size_text": present.size_text(diagnosis.diameter_mm, diagnosis.diameter_source),
         "abstain_text": present.abstain_text(diagnosis.abstain_reason),
+        "advice_text": present.translate_advice(diagnosis.advice),
+        **present.category_texts(diagnosis.label),
         "category_choices": [(str(n), c.name) for n, c in CATEGORIES.items()],
         "disclaimer": services.DISCLAIMER,
         "confidence": round(100 * diagnosis.probabilities.get(diagnosis.label, 0.0), 1),
