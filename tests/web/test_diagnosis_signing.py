@@ -42,6 +42,17 @@ def test_the_api_returns_the_localisers_nodule_with_calipers_and_a_measured_size
     assert body["box"] == dict(zip(("x0", "y0", "x1", "y1"), body["nodule"]["box"]))
 
 
+def test_a_png_is_measured_on_the_outline_with_the_pixel_size_sent(client, token,
+                                                                  active_full):
+    body = _validate(_post(client, token, samples.png_bytes(samples.ultrasound_like(320, 240)),
+                           mm_per_pixel="0.2"), "/api/v1/predict")
+    (region,) = body["nodule"]["regions"]
+    assert body["diameter_source"] == "localiser"
+    assert body["diameter_mm"] == pytest.approx(region["long_axis_px"] * 0.2, abs=0.1)
+    response = _post(client, token, samples.png_bytes(), mm_per_pixel="9")
+    assert response.status_code == 400 and "mm_per_pixel" in response.json()["error"]
+
+
 def test_a_checkerboard_upload_abstains_with_a_reason_and_no_advice(client, token,
                                                                     active_bundle):
     response = _post(client, token, samples.png_bytes(samples.checkerboard()))

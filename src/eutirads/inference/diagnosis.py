@@ -26,6 +26,7 @@ from .uploads import CleanImage, encode_png, reduced_image_area
 
 __all__ = [
     "Box", "Diagnosis", "ABSTAIN_REASONS", "DESCRIPTOR_NAMES", "DESCRIPTOR_VALUES", "parse_box", "parse_size_mm",
+    "parse_pixel_mm",
     "diagnose", "screen_check", "calipers", "heatmap_overlay_png", "heatmap_png", "data_uri",
     "box_dict", "outline_geometry", "descriptor_rule_path", "DISCLAIMER",
 ]
@@ -143,6 +144,16 @@ def parse_size_mm(value: Any) -> float | None:
     if size <= 0 or size > MAX_DIAMETER_MM:
         raise InputError(f"size_mm must be over 0 and at most {MAX_DIAMETER_MM:g} mm")
     return round(size, 1)
+
+
+def parse_pixel_mm(value: Any) -> float | None:
+    """Millimetres per pixel from a form field (empty: unknown)."""
+    if value in (None, ""):
+        return None
+    number = _number(value, "mm_per_pixel")
+    if not 0 < number < 5:
+        raise InputError("mm_per_pixel (the pixel size) must be over 0 and under 5 mm")
+    return number
 
 
 # ---- the minimal honest check that a picture is an ultrasound screen ----------------------
