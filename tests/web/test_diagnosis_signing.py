@@ -307,3 +307,11 @@ def test_the_diagnosis_pages_speak_spanish_to_a_spanish_browser(rad_client, acti
     assert "Historial de predicciones" in history.decode()
     report = rad_client.get(f"/diagnosis/history/{pk}/report/", HTTP_ACCEPT_LANGUAGE="es-CO")
     assert "Nódulo tiroideo · informe EU-TIRADS" in report.content.decode()
+
+
+def test_a_rule_path_ending_on_another_category_is_flagged():
+    from eutirads.web.diagnosis.present import rule_differs
+
+    assert rule_differs("solid, markedly hypoechoic -> EU-TIRADS 5", "4")
+    assert not rule_differs("solid, markedly hypoechoic -> EU-TIRADS 5", "5")
+    assert not rule_differs("", "4")

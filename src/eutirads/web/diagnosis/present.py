@@ -110,6 +110,7 @@ def prediction_context(prediction) -> dict:
                                                       prediction.diameter_mm))
         if decided_cat else "",
         "advice_text": translate_advice(prediction.advice),
+        "rule_differs": rule_differs(prediction.rule_path, label),
         **category_texts(label), "decided_name": category_texts(decision.label)["category_name"]
         if decision else "",
         "descriptor_rows": descriptor_rows(prediction.descriptors,
@@ -162,3 +163,10 @@ def category_texts(label: str) -> dict:
     name, definition, _features = CATEGORY_TEXT[int(label)]
     return {"category_name": str(name), "category_definition": str(definition),
             "category_risk": CATEGORIES[int(label)].risk_text}
+
+
+def rule_differs(rule_path: str, label: str) -> bool:
+    """Whether the guideline's rule on the predicted descriptors ends on another category
+    than the one shown (the bundle's category head): worth a word to the radiologist."""
+    return bool(rule_path) and label in EU_TIRADS_LABELS and \
+        not rule_path.rstrip().endswith(f"EU-TIRADS {label}")

@@ -39,6 +39,7 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
         "size_text": present.size_text(diagnosis.diameter_mm, diagnosis.diameter_source),
         "abstain_text": present.abstain_text(diagnosis.abstain_reason),
         "advice_text": present.translate_advice(diagnosis.advice),
+        "rule_differs": present.rule_differs(diagnosis.rule_path, diagnosis.label),
         **present.category_texts(diagnosis.label),
         "category_choices": [(str(n), c.name) for n, c in CATEGORIES.items()],
         "disclaimer": services.DISCLAIMER,
