@@ -187,3 +187,22 @@ def test_a_png_or_an_unreachable_pacs_is_a_one_line_error_and_the_batch_goes_on(
     assert (tmp_path / "out" / "sr_0002.dcm").is_file()  # written before the send failed
     source = pydicom.dcmread(exam, stop_before_pixels=True)
     assert str(source.PatientName) not in captured.err + captured.out
+
+
+def test_results_for_exam_takes_the_upload_bytes_and_a_prediction_made_elsewhere(
+        phantom_exams, tmp_path):
+    """The diagnosis page's "send to PACS" path: bytes in memory, a prediction it already has."""
+    from types import SimpleNamespace
+
+    from eutirads.pacs.results import results_for_exam
+
+    exam = _exam(phantom_exams)
+    source = pydicom.dcmread(exam)
+    predictor = SimpleNamespace(metadata={"name": MODEL, "version": VERSION})
+    done = results_for_exam(predictor, exam.read_bytes(), prediction=_prediction(source),
+                            dicom_out=tmp_path / "out")
+    assert done["kinds"] == ["SR", "SEG"] and done["sent"] == 0
+    assert [p.name for p in done["written"]] == ["sr_0001.dcm", "seg_0001.dcm"]
+    texts = {str(i.TextValue) for i in _items(hd.sr.srread(done["written"][0]))
+             if i.ValueType == "TEXT"}
+    assert MODEL in texts and VERSION in texts
