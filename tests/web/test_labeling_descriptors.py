@@ -386,3 +386,21 @@ def test_changes_made_in_the_django_admin_are_audited(client_for, project):
     event = AuditEvent.objects.get(action="admin_change")
     assert event.username == "adam" and "study" in event.target
     assert "Readers required" in event.after["change"] or "readers" in event.after["change"].lower()
+
+
+@pytest.mark.parametrize("number", [1, 2, 3, 4, 5])
+def test_every_fna_advice_sentence_has_a_spanish_translation(number):
+    from django.utils import translation
+
+    from eutirads.categories import fna_advice
+    from eutirads.web.core.vocabulary import advice
+
+    for diameter in (None, 0.5, 8, 10, 12.5, 15, 20, 25.0, 40):
+        english = fna_advice(number, diameter)
+        with translation.override("en"):
+            assert advice(number, diameter) == english
+        with translation.override("es-co"):
+            spanish = advice(number, diameter)
+        assert spanish != english and "PAAF" in spanish, (number, diameter, spanish)
+        if diameter == 12.5 and number >= 3:
+            assert "12,5" in spanish  # numbers in the language's own form

@@ -20,6 +20,7 @@ Environment:
   EUTIRADS_LOCKOUT_MINUTES lock-out length; default 15
   EUTIRADS_TRUSTED_PROXIES comma-separated proxy addresses whose forwarding header is believed
   EUTIRADS_CLIENT_IP_HEADER that header; default X-Forwarded-For
+  EUTIRADS_SERVER_TIMING   0/1: Server-Timing header with each request's CPU time (benchmarks)
   EUTIRADS_TIME_ZONE       time zone dates are shown in (e.g. America/Bogota); default UTC
 """
 
@@ -127,6 +128,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "eutirads.web.core.middleware.ServerTimingMiddleware",  # only with EUTIRADS_SERVER_TIMING=1
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "eutirads.web.core.middleware.PermissionsPolicyMiddleware",
@@ -261,6 +263,7 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
+SERVER_TIMING = env_bool("EUTIRADS_SERVER_TIMING", False)
 PERMISSIONS_POLICY = ("accelerometer=(), camera=(), geolocation=(), gyroscope=(), "
                       "magnetometer=(), microphone=(), payment=(), usb=(), "
                       "interest-cohort=()")

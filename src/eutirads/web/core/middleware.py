@@ -42,6 +42,26 @@ class EutiradsErrorMiddleware:
         return error_response(request, exception)
 
 
+class ServerTimingMiddleware:
+    """With EUTIRADS_SERVER_TIMING=1 (benchmarks): a `Server-Timing: cpu;dur=MS` header with
+    this request's CPU time in the worker, which a browser's Resource Timing API reports.
+    It tells the server's own work from time spent queueing for a core on a busy machine."""
+
+    def __init__(self, get_response):
+        from django.conf import settings
+        from django.core.exceptions import MiddlewareNotUsed
+
+        if not settings.SERVER_TIMING:
+            raise MiddlewareNotUsed
+        self.get_response = get_response
+
+    def __call__(self, request):
+        start = time.thread_time()
+        response = self.get_response(request)
+        response["Server-Timing"] = f"cpu;dur={(time.thread_time() - start) * 1000:.1f}"
+        return response
+
+
 class PermissionsPolicyMiddleware:
     """Permissions-Policy on every response: no camera, microphone, location, ..."""
 

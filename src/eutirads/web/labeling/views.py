@@ -25,7 +25,8 @@ from ...data.manifest import image_path, row_bbox
 from ...errors import EutiradsError
 from ..core.access import ADMIN, READERS, REVIEWER, has_role, role_required
 from ..core.errors import error_response
-from . import queue, report, vocabulary
+from ..core import vocabulary
+from . import queue, report
 from .forms import ConsensusForm, VerdictForm
 from .models import DESCRIPTOR_MODE, EXCLUDED, Image, Project, Reading
 

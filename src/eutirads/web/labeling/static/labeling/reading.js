@@ -45,12 +45,19 @@
 
   // Patient images are sent with Cache-Control: no-store, so the prefetch keeps the bytes
   // in a blob: URL of this page instead of the browser's cache.
+  // The promise resolves once the picture is decoded too, so showing a prefetched image
+  // after a save costs no decoding.
   function blobUrl(url) {
     if (!blobs.has(url)) {
       const p = fetch(url, { credentials: "same-origin" }).then((r) => {
         if (!r.ok) throw new Error(fmt(gettext("image not available (%(status)s)"), { status: r.status }));
         return r.blob();
-      }).then((b) => URL.createObjectURL(b));
+      }).then((b) => {
+        const u = URL.createObjectURL(b);
+        const probe = new Image();
+        probe.src = u;
+        return probe.decode().then(() => u);
+      });
       p.catch(() => blobs.delete(url));
       blobs.set(url, p);
     }
@@ -180,10 +187,7 @@
     const keep = [current.url].concat(data.prefetch ? [data.prefetch.url] : []);
     forget(keep);
     if (data.prefetch) blobUrl(data.prefetch.url);
-    const src = await blobUrl(current.url);
-    const next = new Image();
-    next.src = src;
-    await next.decode();
+    const src = await blobUrl(current.url);  // fetched and decoded
     if (ticket !== showing) return;  // a newer image was asked for meanwhile
     img.src = src;
     await img.decode().catch(() => {});
