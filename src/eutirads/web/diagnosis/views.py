@@ -23,18 +23,6 @@ def _optional_bundle():
     return ModelBundle.objects.filter(active=True).first()
 
 
-def _mm_per_pixel(value) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise InputError("pixel size must be a number of millimetres") from None
-    if not 0 < number < 5:
-        raise InputError("pixel size must be over 0 and under 5 mm")
-    return number
-
-
 def result_context(diagnosis, image, prediction, bundle) -> dict:
     """What the result part of a page shows (shared by Classify and the reading mode)."""
     box = services.box_dict(diagnosis.box)
@@ -49,6 +37,9 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
                                     size=(image.width, image.height)),
         "descriptor_rows": present.descriptor_rows(diagnosis.descriptors),
         "size_text": present.size_text(diagnosis.diameter_mm, diagnosis.diameter_source),
+        "abstain_text": present.abstain_text(diagnosis.abstain_reason),
+        "advice_text": present.translate_advice(diagnosis.advice),
+        **present.category_texts(diagnosis.label),
         "category_choices": [(str(n), c.name) for n, c in CATEGORIES.items()],
         "disclaimer": services.DISCLAIMER,
         "confidence": round(100 * diagnosis.probabilities.get(diagnosis.label, 0.0), 1),
@@ -75,7 +66,8 @@ def classify(request):
         image = upload_from_request(request)
         box = services.parse_box(request.POST, image.width, image.height)
         size_mm = services.parse_size_mm(request.POST.get("size_mm"))
-        mm_per_pixel = image.mm_per_pixel or _mm_per_pixel(request.POST.get("mm_per_pixel"))
+        mm_per_pixel = image.mm_per_pixel or services.parse_pixel_mm(
+            request.POST.get("mm_per_pixel"))
         bundle = services.active_bundle()
         diagnosis = services.diagnose(services.get_predictor(bundle), image, box=box,
                                       size_mm=size_mm, mm_per_pixel=mm_per_pixel)
