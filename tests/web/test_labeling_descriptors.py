@@ -404,3 +404,21 @@ def test_every_fna_advice_sentence_has_a_spanish_translation(number):
         assert spanish != english and "PAAF" in spanish, (number, diameter, spanish)
         if diameter == 12.5 and number >= 3:
             assert "12,5" in spanish  # numbers in the language's own form
+
+
+def test_kept_manifest_labels_bring_their_descriptors_into_a_descriptor_project(db, tmp_path):
+    from eutirads.data.manifest import read_manifest, write_manifest
+    from eutirads.web.labeling.project_io import import_project
+    from tests.web.conftest import write_dataset
+
+    root = write_dataset(tmp_path / "k", 3, labels=["5", "4", "1"])
+    rows = read_manifest(root)
+    rows[0].update(HIGH_RISK)
+    rows[1].update(LOW_RISK)  # the rule says 3; the manifest says 4
+    write_manifest(root, rows)
+    import_project(root, "kept", readers=2, progress=False, keep_labels_as="thesis")
+    readings = list(Reading.objects.filter(reader__username="thesis").order_by("image__position"))
+    assert [(r.label, r.rule_label) for r in readings] == [("5", "5"), ("4", "3"), ("1", "1")]
+    assert readings[0].descriptors == HIGH_RISK and readings[0].override_reason == ""
+    assert readings[1].override_reason == "label kept from the manifest"
+    assert readings[2].descriptors == {}
