@@ -291,3 +291,31 @@ def test_no_page_of_core_labeling_or_the_admin_breaks_the_content_security_polic
             page.wait_for_load_state("networkidle")
         context.close()
         assert violations == [], (name, violations)
+
+
+def test_a_reading_reopened_from_my_readings_shows_the_readers_descriptors(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling import queue
+    from eutirads.web.labeling.models import Image, Reading
+    from eutirads.web.labeling.project_io import import_project
+
+    alice = make_user("alice", "radiologist")
+    import_project(write_dataset(tmp_path / "ds", 3), "mine", readers=1, progress=False)
+    image = Image.objects.select_related("project").order_by("position")[1]
+    queue.save_reading(image, alice, descriptors={
+        "composition": "solid", "echogenicity": "mildly_hypoechoic", "shape": "oval",
+        "margins": "smooth", "echogenic_foci": "none"}, override="5",
+        override_reason="rapid growth")
+    page = browser.new_page()
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/labeling/mine/mine/")
+    page.click("#mine a")
+    _wait_position(page, "image #2")
+    assert page.get_attribute('button[data-value="mildly_hypoechoic"]', "aria-pressed") == "true"
+    assert page.inner_text("#computed-chip") == "5" and "rule: 4" in page.inner_text("#computed-name")
+    assert page.input_value("#override-reason") == "rapid growth"
+    page.keyboard.press("Escape")  # drop the override: the rule's category stands
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('status').textContent === 'Saved.'")
+    reading = Reading.objects.get(image=image, reader=alice)
+    assert (reading.label, reading.rule_label, reading.override_reason) == ("4", "4", "")

@@ -422,3 +422,16 @@ def test_kept_manifest_labels_bring_their_descriptors_into_a_descriptor_project(
     assert readings[0].descriptors == HIGH_RISK and readings[0].override_reason == ""
     assert readings[1].override_reason == "label kept from the manifest"
     assert readings[2].descriptors == {}
+
+
+def test_my_readings_lists_only_the_readers_own_saved_readings(client_for, users, project):
+    from eutirads.web.labeling import queue
+
+    images = list(Image.objects.select_related("project").order_by("position"))
+    queue.save_reading(images[0], users["alice"], label="3")
+    queue.save_reading(images[1], users["bob"], label="4", comment="bob's secret")
+    page = client_for("alice").get("/labeling/study/mine/")
+    assert page.status_code == 200
+    assert [r.image_id for r in page.context["readings"]] == [images[0].pk]
+    assert f"?image={images[0].pk}".encode() in page.content and b"secret" not in page.content
+    assert client_for("adam").get("/labeling/study/mine/").status_code == 403
