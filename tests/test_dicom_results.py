@@ -16,8 +16,7 @@ from eutirads.cli import main
 from eutirads.inference.predictor import Prediction
 from eutirads.pacs.dicomweb import dicomweb_session
 from eutirads.pacs.results import build_results, send_results, write_results
-from tests.pacs_fixtures import (ORTHANC_PASSWORD, ORTHANC_USER, exam_files, free_port,  # noqa: F401
-                                 orthanc, phantom_exams)
+from tests.pacs_fixtures import ORTHANC_PASSWORD, ORTHANC_USER, exam_files, free_port
 
 MODEL, VERSION = "tiny-model", "v0123abcd"
 

@@ -13,9 +13,8 @@ import pytest
 from eutirads.cli import main
 from eutirads.dicom import ingest
 from eutirads.pacs.dicomweb import dicomweb_session, pull
-from tests.pacs_fixtures import (ORTHANC_PASSWORD, ORTHANC_USER, assert_nothing_identifying,  # noqa: F401
-                                 exam_files, free_port, identifying_values, orthanc,
-                                 phantom_exams)
+from tests.pacs_fixtures import (ORTHANC_PASSWORD, ORTHANC_USER, assert_nothing_identifying,
+                                 exam_files, free_port, identifying_values)
 
 pytestmark = pytest.mark.slow
 

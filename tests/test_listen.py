@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from eutirads.dicom import ingest
 from eutirads.pacs.listener import Listener, ListenOptions, parse_allow
 from tests.pacs_fixtures import (assert_nothing_identifying, exam_files, free_port,
-                                 identifying_values, phantom_exams)  # noqa: F401
+                                 identifying_values)
 
 pytestmark = pytest.mark.slow
 

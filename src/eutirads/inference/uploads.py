@@ -363,6 +363,18 @@ def _pixel_spacing(ds) -> float | None:
     return None
 
 
+def _blank_outside_area(pixels: np.ndarray) -> np.ndarray:
+    """A screenshot through the one clean-frame rule (eutirads.frame): blank outside the
+    ultrasound image area, same size (a box drawn on the upload still fits). Without an
+    area the pixels go on as they are and the predictor abstains (no-ultrasound-area)."""
+    from ...frame import NoImageAreaError, clean_pixels
+
+    try:
+        return clean_pixels(pixels).blanked
+    except NoImageAreaError:
+        return pixels
+
+
 def clean_upload(data: bytes, filename: str | None = None, *,
                  limits: UploadLimits | None = None, max_bytes: int | None = None,
                  max_pixels: int | None = None) -> CleanImage:
@@ -401,5 +413,7 @@ def clean_upload(data: bytes, filename: str | None = None, *,
         pixels, mm_per_pixel = _decode_dicom(data, limits)
     if pixels.shape[0] < 16 or pixels.shape[1] < 16:
         raise UploadError(f"image too small ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
+    if kind != "dicom":
+        pixels = _blank_outside_area(pixels)
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     return CleanImage(pixels=pixels, kind=kind, mm_per_pixel=mm_per_pixel)

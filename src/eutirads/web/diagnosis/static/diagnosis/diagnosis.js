@@ -12,6 +12,10 @@
     opacity.addEventListener("input", apply);
     apply();
   }
+  // Bar widths from data attributes (CSSOM, which the CSP allows; inline styles it does not).
+  document.querySelectorAll(".dx-bar-fill[data-percent]").forEach((bar) => {
+    bar.style.width = Math.max(0, Math.min(100, Number(bar.dataset.percent))) + "%";
+  });
   document.querySelectorAll(".dx-boxmark").forEach((mark) => {
     const d = mark.dataset, w = Number(d.w), h = Number(d.h);
     mark.style.left = (100 * d.x0 / w) + "%";
