@@ -367,7 +367,7 @@ def _blank_outside_area(pixels: np.ndarray) -> np.ndarray:
     """A screenshot through the one clean-frame rule (eutirads.frame): blank outside the
     ultrasound image area, same size (a box drawn on the upload still fits). Without an
     area the pixels go on as they are and the predictor abstains (no-ultrasound-area)."""
-    from ...frame import NoImageAreaError, clean_pixels
+    from ..frame import NoImageAreaError, clean_pixels
 
     try:
         return clean_pixels(pixels).blanked
