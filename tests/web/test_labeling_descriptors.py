@@ -435,3 +435,24 @@ def test_my_readings_lists_only_the_readers_own_saved_readings(client_for, users
     assert [r.image_id for r in page.context["readings"]] == [images[0].pk]
     assert f"?image={images[0].pk}".encode() in page.content and b"secret" not in page.content
     assert client_for("adam").get("/labeling/study/mine/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_projects_made_before_descriptor_reading_keep_reading_by_category():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    old = [("labeling", "0001_initial")]
+    latest = executor.loader.graph.leaf_nodes("labeling")
+    try:
+        executor.migrate(old)
+        apps = executor.loader.project_state(old).apps
+        apps.get_model("labeling", "Project").objects.create(name="old", dataset_root="/x")
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+        new_apps = executor.loader.project_state(latest).apps
+        project = new_apps.get_model("labeling", "Project").objects.get(name="old")
+        assert project.reading_mode == "category"
+    finally:
+        MigrationExecutor(connection).migrate(executor.loader.graph.leaf_nodes())
