@@ -379,7 +379,7 @@ def test_changes_made_in_the_django_admin_are_audited(client_for, project):
     url = f"/admin/labeling/project/{project.pk}/change/"
     assert adam.get(url).status_code == 200
     response = adam.post(url, {"name": "study", "readers_required": "3",
-                               "reading_mode": "category"})
+                               "reading_mode": "category", "queue_order": "manifest"})
     assert response.status_code == 302, response.content[:2000]
     project.refresh_from_db()
     assert project.readers_required == 3
