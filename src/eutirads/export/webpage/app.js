@@ -354,7 +354,9 @@ async function predict(decoded) {
     image = { ...decoded, rgb: blanked };
   } catch (error) {
     if (!(error instanceof P.NoImageAreaError)) throw error;
+    // As `eutirads predict` reports it: no model ran, so no box and no probabilities.
     Object.assign(result, { abstain: true, abstain_reason: "no-ultrasound-area" });
+    delete result.box_source;
     result.timing = { compute_ms: performance.now() - started, model_ms: 0 };
     return { result, heat, mask, ruleTop, image: decoded };
   }
