@@ -66,14 +66,15 @@ FEATURE_RECIPES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
 
 # name -> config overrides for engine.fit (fixed schedules, chosen before scoring).
 TRAIN_RECIPES: dict[str, list[str]] = {
-    "lite0 two-stage full (old default)": ["crop=full"],
-    "lite0 frozen roi50 + descriptor heads": ["mode=frozen", "crop=roi", "roi_margin=0.5",
-                                              "augment=true", "aug_passes=4", "epochs=40"],
+    # The schedule of benchmarks/ddti_cv.py's "lite0-two-stage-full" (same folds for
+    # repeat 0), now with the descriptor heads as auxiliary targets.
+    "lite0 two-stage full + descriptor heads": ["crop=full", "head_epochs=40", "epochs=10",
+                                                "unfreeze=3", "aug_passes=3"],
+    "lite0 two-stage full, no descriptor heads": ["crop=full", "head_epochs=40", "epochs=10",
+                                                  "unfreeze=3", "aug_passes=3",
+                                                  "descriptor_weight=0"],
     "lite0 two-stage roi50 + descriptor heads": ["crop=roi", "roi_margin=0.5",
                                                  "head_epochs=40", "epochs=10"],
-    "lite0 two-stage roi50, no descriptor heads": ["crop=roi", "roi_margin=0.5",
-                                                   "head_epochs=40", "epochs=10",
-                                                   "descriptor_weight=0"],
 }
 BASELINE = "baseline: lite0 full + logreg"
 

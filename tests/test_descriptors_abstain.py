@@ -227,3 +227,25 @@ def test_a_class_too_small_for_repeated_cv_is_a_clear_error():
                                          r"cross-validation needs at least 5 per class"):
         check_class_sizes(labels, 5, where="manifest.csv", repeats=5)
     check_class_sizes(labels, 3, where="manifest.csv")
+
+
+def test_the_evaluation_report_gives_ece_before_and_after_and_descriptor_accuracy(bundle):
+    from eutirads.evaluation import evaluate_run
+
+    _, _, run = bundle
+    metrics = evaluate_run(run, split="test", n_boot=0, progress=False)
+    assert metrics["temperature"] > 0
+    assert metrics["calibration_uncalibrated"]["ece"] is not None
+    assert set(metrics["descriptors"]) == set(DESCRIPTORS)
+    report = (run / "eval" / "test" / "report.md").read_text()
+    assert "before scaling" in report and "## Descriptor heads" in report
+
+
+def test_train_says_which_recipe_it_runs_and_why():
+    from eutirads.training.config import LARGE_DATASET, recipe_note
+
+    line = recipe_note(None, 136)
+    assert line.startswith("recipe: the default (") and "DDTI-dev" in line
+    assert "note:" in recipe_note(None, LARGE_DATASET + 1)
+    assert recipe_note("configs/lite0-frozen.yaml", 136, ["epochs=3"]) == (
+        "recipe: configs/lite0-frozen.yaml with epochs=3 (chosen with --config)")

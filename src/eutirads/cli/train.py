@@ -50,9 +50,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{result.summary_line()} -> {result.run / 'cv_results.json'}")
         return 0
 
+    from ..training import distributed
+    from ..training.config import recipe_note
+    from ..training.data import read_training_rows
     from ..training.run import train
 
-    result = train(args.dataset, config, args.out, progress=not args.quiet)
+    # Under torchrun (--nproc_per_node N): DistributedDataParallel, rank 0 writes and prints.
+    with distributed.session():
+        if distributed.is_main():
+            rows = read_training_rows(args.dataset, train_split=config.train_split,
+                                      val_split=config.val_split)
+            print(recipe_note(args.config, len(rows.train), args.overrides), flush=True)
+        result = train(args.dataset, config, args.out, progress=not args.quiet)
+        if not distributed.is_main():
+            return 0
     for message in result.skipped:
         print(f"warning: skipped {message}", file=sys.stderr)
     m = result.best_metrics
@@ -60,4 +71,13 @@ def _run(args: argparse.Namespace) -> int:
           f"{result.best_epoch}/{result.epochs_run}, val macro-F1 {m.get('macro_f1', 0):.3f}, "
           f"accuracy {m.get('accuracy', 0):.3f}, {len(result.skipped)} image(s) skipped, "
           f"{result.seconds:.0f} s -> {result.run}")
+    if result.descriptor_heads:
+        accuracy = ", ".join(f"{h} {m.get(f'{h}_accuracy', float('nan')):.2f}"
+                             for h in result.descriptor_heads)
+        print(f"descriptor heads (val accuracy): {accuracy}")
+    calibration = result.abstention.get("calibration") or {}
+    if calibration:
+        print(f"calibration: temperature {calibration['temperature']:.2f}, val ECE "
+              f"{calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}; default "
+              f"category: {(result.abstention.get('category_source') or {}).get('default')}")
     return 0

@@ -23,6 +23,7 @@ from ..categories import normalize_label, sort_labels
 from ..data.manifest import MANIFEST_NAME, image_path, read_manifest, row_bbox
 from ..errors import EutiradsError, InputError
 from ..imageio import load_rgb
+from ..inference.abstention import apply_temperature
 from ..preprocess import PreprocessSpec, prepare
 from . import metrics as M
 from .plots import confusion_png, reliability_png, roc_png
@@ -145,17 +146,25 @@ def evaluate_run(run: str | os.PathLike[str], *, dataset: str | os.PathLike[str]
                              f"all of the model's classes ({', '.join(class_names)})")
 
     tta = bool(config.get("tta", False))
-    proba, kept, skipped = predict_rows(model, spec, root, rows, tta=tta, progress=progress)
+    outputs, kept, skipped = predict_rows(model, spec, root, rows, tta=tta, progress=progress,
+                                          heads=True)
     if not kept:
         raise InputError(f"{root / MANIFEST_NAME}: no image of split {split!r} could be read")
     rows = [rows[i] for i in kept]
     # Kappa and the report want the classes in ordinal order.
     ordered = sort_labels(class_names)
-    proba = proba[:, [class_names.index(c) for c in ordered]]
+    raw = outputs["category"][:, [class_names.index(c) for c in ordered]]
+    # Scored as the bundle serves them: temperature-scaled on val (argmax unchanged).
+    temperature = float(((payload.get("abstention") or {}).get("calibration") or {})
+                        .get("temperature", 1.0))
+    proba = apply_temperature(raw, temperature)
     y_true = [r["label"] for r in rows]
     groups = [r.get("patient_id") or r["path"] for r in rows]
     result = M.compute_metrics(y_true, proba, ordered, groups=groups, positive=positive_labels,
                                n_boot=n_boot, seed=seed)
+    result["calibration_uncalibrated"] = M.calibration(y_true, raw, ordered)
+    result["temperature"] = temperature
+    result["descriptors"] = _descriptor_accuracy(rows, outputs, payload.get("descriptors") or {})
 
     epochs = None
     summary_file = run_dir / "summary.json"
@@ -181,6 +190,24 @@ def evaluate_run(run: str | os.PathLike[str], *, dataset: str | os.PathLike[str]
     out = run_dir / "eval" / split
     _write_outputs(out, metrics, rows, result, proba, ordered)
     return json_safe(metrics)
+
+
+def _descriptor_accuracy(rows: Sequence[dict[str, str]], outputs: dict[str, np.ndarray],
+                         heads: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Each descriptor head's accuracy on the rows where the descriptor is recorded."""
+    from ..training.data import row_descriptors
+
+    known = [row_descriptors(r) for r in rows]
+    out = {}
+    for name, values in heads.items():
+        idx = [i for i, k in enumerate(known) if name in k]
+        if name not in outputs or not idx:
+            out[name] = {"accuracy": float("nan"), "n": 0}
+            continue
+        truth = np.array([values.index(known[i][name]) for i in idx])
+        out[name] = {"accuracy": float((outputs[name][idx].argmax(1) == truth).mean()),
+                     "n": len(idx)}
+    return out
 
 
 def _write_outputs(out: Path, metrics: dict[str, Any], rows: Sequence[dict[str, str]],

@@ -131,13 +131,27 @@ def build_report(metrics: Mapping[str, Any], figures: Sequence[Figure]) -> list[
                                 "(pass --positive)."))
 
     cal = metrics["calibration"]
+    raw = metrics.get("calibration_uncalibrated")
+    temperature = metrics.get("temperature")
+    scaled = (f" Probabilities are temperature-scaled (T = {fmt(temperature)}, fitted on the "
+              f"val split) as the bundle serves them; expected calibration error "
+              f"{fmt(raw['ece'])} before scaling, {fmt(cal['ece'])} after."
+              if raw is not None and temperature is not None else "")
     blocks += [Heading("Calibration"),
                Paragraph(f"Expected calibration error {fmt(cal['ece'])} over {cal['n_bins']} "
-                         "equal-width bins of the predicted class's probability."),
+                         "equal-width bins of the predicted class's probability." + scaled),
                Table(["confidence bin", "images", "mean confidence", "accuracy"],
                      [[f"{b['lower']:.1f}-{b['upper']:.1f}", str(b["count"]),
                        fmt(b["confidence"]), fmt(b["accuracy"])]
                       for b in cal["bins"] if b["count"]])]
+    descriptors = metrics.get("descriptors") or {}
+    if descriptors:
+        blocks += [Heading("Descriptor heads"),
+                   Paragraph("Accuracy of each descriptor head on the images of this split "
+                             "where the descriptor is recorded."),
+                   Table(["descriptor", "accuracy", "images"],
+                         [[name, fmt(d["accuracy"]), str(d["n"])]
+                          for name, d in descriptors.items()])]
     blocks.append(Heading("Plots"))
     blocks.extend(figures)
     return blocks

@@ -256,28 +256,32 @@ class Predictor:
                         self._session.run(self._outputs, {INPUT_NAME: batch})))
 
     def prepare(self, image: ImageInput, *, box: Sequence[int] | None = None,
-                name: str | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
+                name: str | None = None, area: Box | None = None
+                ) -> tuple[np.ndarray, np.ndarray, Box]:
         """(RGB pixels, model input 3xHxW, crop box): `preprocess.prepare`, with the crop box
-        kept so the heatmap can be mapped back."""
+        kept so the heatmap can be mapped back. `area`: the image area, when the caller
+        found it already (see `preprocess.crop_box`)."""
         spec = self._need_classifier()
         pixels = _as_rgb(image, name)
-        crop_box = model_crop_box(pixels, spec, box)
+        crop_box = model_crop_box(pixels, spec, box, area=area)
         tensor = normalize(resize_to_input(crop(pixels, crop_box), spec), spec)
         return pixels, tensor, crop_box
 
     def predict(self, image: ImageInput, *, box: Sequence[int] | None = None,
                 heatmap: bool = True, name: str | None = None,
-                pixel_mm: Spacing | Sequence[float] | float | None = None) -> Prediction:
+                pixel_mm: Spacing | Sequence[float] | float | None = None,
+                area: Box | None = None) -> Prediction:
         """Category, name, probabilities and (unless heatmap=False) the class-activation
         heatmap of the predicted class at the input image's size (from the unmirrored image
         when the bundle uses mirror test-time augmentation), and with a localiser the nodule
         found. `image` is an HxWx3 (or HxW) uint8 array, a path or encoded bytes; `box` the
         nodule (x0, y0, x1, y1) in the image's pixels (given, it is the classifier's crop;
         else the localiser's box is); `pixel_mm` the (x, y) pixel size in mm (or one number)
-        for the nodule's axes in mm; `name` what errors call the image."""
+        for the nodule's axes in mm; `name` what errors call the image; `area` the image
+        area when the caller found it already (the diagnosis server, on a reduced copy)."""
         pixels = _as_rgb(image, name)
         spacing = mm_or_none(pixel_mm)
-        found = self.localiser.find(pixels, spacing=spacing) if self.localiser else None
+        found = self.localiser.find(pixels, spacing=spacing, area=area) if self.localiser else None
         source = "given" if box is not None else "none"
         if box is None and found is not None and found.nodule is not None:
             box, source = found.nodule["box"], "localiser"
@@ -287,10 +291,11 @@ class Predictor:
                          mask=found.mask)
         if self.spec is None:
             height, width = pixels.shape[:2]
-            area = crop_box(pixels, self.localiser.spec) if self.localiser else Box(0, 0, width, height)
+            area = crop_box(pixels, self.localiser.spec, area=area) if self.localiser \
+                else Box(0, 0, width, height)
             return Prediction(label=None, name=None, probabilities={}, crop_box=tuple(area),
                               **extra)
-        _, tensor, crop_box_ = self.prepare(pixels, box=box)
+        _, tensor, crop_box_ = self.prepare(pixels, box=box, area=area)
         # Mirror test-time augmentation, as the run was evaluated: one batch of two, each
         # head's softmax averaged over both.
         batch = np.stack([tensor, tensor[:, :, ::-1]]) if self.tta else tensor[None]
@@ -344,5 +349,8 @@ class Predictor:
 def _no_image_area(pixels: np.ndarray) -> bool:
     """A frame with no ultrasound image area at all: blank (one grey level, give or take)
     or dark everywhere but for a few pixels of text."""
-    gray = np.asarray(pixels[..., :3], np.float32).mean(axis=-1)
+    # On a subsample of about 40,000 pixels: the two numbers do not need every pixel, and
+    # the server asks this of every upload (4 ms of a request at full size).
+    step = max(1, round((pixels.shape[0] * pixels.shape[1] / 40_000) ** 0.5))
+    gray = np.asarray(pixels[::step, ::step, :3], np.float32).mean(axis=-1)
     return bool(gray.std() < 2.0 or (gray > 12).mean() < 0.01)

@@ -16,7 +16,18 @@ import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["TrainConfig", "resolve_config", "parse_overrides", "save_config", "MODES", "LOSSES"]
+__all__ = ["TrainConfig", "resolve_config", "parse_overrides", "save_config", "MODES", "LOSSES",
+           "recipe_note", "DEFAULT_RECIPE", "DEFAULT_RECIPE_WHY", "LARGE_DATASET"]
+
+# What `eutirads train` says when it runs the built-in default (configs/default.yaml spells
+# it out). The measurement behind it: docs/benchmarks.md, "Recipes for a few hundred real
+# images" (benchmarks/recipe_cv.py).
+DEFAULT_RECIPE = "lite0 two-stage, whole image area, descriptor heads"
+DEFAULT_RECIPE_WHY = ("measured best of the recipes tried in repeated patient-grouped CV on "
+                      "DDTI-dev (170 images; docs/benchmarks.md)")
+# Above this many training images the default, sized for a few hundred, is not the measured
+# choice any more.
+LARGE_DATASET = 2000
 
 MODES = ("frozen", "finetune", "two-stage")
 LOSSES = ("ce", "ordinal")
@@ -217,6 +228,20 @@ def resolve_config(path: str | os.PathLike[str] | None = None,
             overrides = parse_overrides(overrides)
         _apply(config, overrides, "command line")
     return config.validate()
+
+
+def recipe_note(config_file: str | os.PathLike[str] | None, n_train: int,
+                overrides: Iterable[str] | None = None) -> str:
+    """One line for `eutirads train`: which recipe runs and why."""
+    changed = f" with {' '.join(overrides)}" if overrides else ""
+    if config_file is not None:
+        return f"recipe: {config_file}{changed} (chosen with --config)"
+    line = f"recipe: the default ({DEFAULT_RECIPE}){changed}: {DEFAULT_RECIPE_WHY}"
+    if n_train > LARGE_DATASET:
+        line += (f"; note: {n_train} training images is far more than it was measured on: "
+                 "fine-tuning more of the network (unfreeze=-1, more epochs) may pay off; "
+                 "measure with benchmarks/recipe_cv.py")
+    return line
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> Path:

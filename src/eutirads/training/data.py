@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..categories import DESCRIPTORS, sort_labels
 from ..data.manifest import MANIFEST_NAME, Row, image_path, read_manifest, row_bbox
+from ..data.manifest import row_descriptors as manifest_descriptors
 from ..errors import EutiradsError, InputError
 from ..imageio import load_rgb
 from ..preprocess import PreprocessSpec, crop_for_model, normalize, resize_to_input
@@ -54,30 +55,10 @@ class DatasetRows:
 
 
 def row_descriptors(row: Row) -> dict[str, str]:
-    """The row's known descriptor values in our vocabulary (`categories.DESCRIPTORS`).
-
-    An empty cell is unknown. A value outside the vocabulary is logged (row and column)
-    and kept as unknown: a head is never taught a guess.
-    """
-    from ..categories import normalize_descriptor
-
-    out: dict[str, str] = {}
-    if "calcifications" in row and "echogenic_foci" not in row:
-        # A DDTI manifest imported before the descriptor columns existed: its raw fields
-        # are DDTI's words, mapped by the project's one DDTI vocabulary.
-        from ..data.vocabularies import map_ddti
-
-        return {k: v for k, v in map_ddti(row).items() if v}
-    for name in DESCRIPTORS:
-        raw = row.get(name, "") or ""
-        if not raw.strip():
-            continue
-        try:
-            out[name] = normalize_descriptor(name, raw)
-        except EutiradsError:
-            log.warning("%s: column %s: %r is not in the vocabulary; kept as unknown",
-                        row.get("path", "?"), name, raw[:40])
-    return out
+    """The row's known descriptor values (`data.manifest.row_descriptors`, unknowns left
+    out); a value outside the vocabulary is logged with its row and column and kept as
+    unknown: a head is never taught a guess."""
+    return {k: v for k, v in manifest_descriptors(row, on_problem=log.warning).items() if v}
 
 
 def descriptor_heads(samples: Sequence[Sample]) -> list[str]:
