@@ -270,7 +270,10 @@ def _assert_same_nodule(got: dict | None, want: dict | None) -> None:
         assert a["box"] == b["box"] and a["area_px"] == b["area_px"]
         assert abs(a["score"] - b["score"]) <= 2e-4
         assert abs(a["long_axis_px"] - b["long_axis_px"]) <= 0.1
-        assert abs(a["short_axis_px"] - b["short_axis_px"]) <= 0.1
+        # Equally long diameters (common on a pixel grid) are a tie that qhull's vertex
+        # order breaks in Python and the hull's sort order in the page: the short axis,
+        # measured across the chosen one, may differ by a pixel.
+        assert abs(a["short_axis_px"] - b["short_axis_px"]) <= 1.0
         assert a["contour"] == b["contour"]
 
 
@@ -346,6 +349,28 @@ def test_every_part_of_a_bundle_gives_the_cli_answer(open_page, full_bundle, pha
         assert page.page.locator("#descriptors tr").count() == 5
         if got["nodule"]:
             assert page.page.locator("#nodule li").count() == len(got["nodule"]["regions"])
+    finally:
+        server.shutdown()
+
+
+def test_a_localiser_only_bundle_outlines_the_nodule_as_the_cli_does(open_page, phantom_images,
+                                                                     tmp_path, capsys):
+    pytest.importorskip("torch", reason="making a bundle needs the training extra")
+    from eutirads.export.exporter import Component, export_models
+    from eutirads.export.web import export_web
+
+    bundle = export_models(tmp_path / "bundle", name="outline", localiser=Component(
+        _dark_spot_localiser(), PreprocessSpec(input_size=(72, 112), resize="letterbox"),
+        "dark-spots", settings={"threshold": 0.6, "min_region_px": 20}))
+    server, address = _serve(export_web(bundle, tmp_path / "site"))
+    try:
+        page = open_page(address)
+        assert page.ready is True, page.text("#message")
+        _assert_same_answers(page, capsys, bundle, phantom_images[:5])
+        got = page.page.evaluate("window.eutiradsPage.last")
+        assert got["label"] is None and "nodule" in got
+        assert page.page.locator("#probabilities-box").is_hidden()
+        assert page.page.locator("#guideline").is_hidden()
     finally:
         server.shutdown()
 
