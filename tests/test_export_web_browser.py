@@ -295,6 +295,21 @@ def test_the_page_gives_the_cli_answer_on_ddti_images(open_page, bundle, ddti_di
     _assert_same_answers(page, capsys, bundle, images)
 
 
+def test_an_exif_orientation_is_ignored_as_python_ignores_it(open_page, bundle, phantom_images,
+                                                              tmp_path, capsys):
+    """Browsers turn a photo by its EXIF orientation; Pillow does not. The page decodes the
+    pixels as stored, so its answer stays the CLI's (a phone photo of a screen, say)."""
+    pixels = Image.open(phantom_images[4]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    turned_jpeg, turned_png = tmp_path / "turned.jpg", tmp_path / "turned.png"
+    pixels.save(turned_jpeg, quality=95, exif=exif)
+    pixels.save(turned_png, exif=exif)
+    page = open_page()
+    _assert_same_answers(page, capsys, bundle, [turned_jpeg, turned_png])
+    assert page.page.eval_on_selector("#image", "e => [e.width, e.height]") == list(pixels.size)
+
+
 def test_an_image_dropped_on_the_page_is_classified(open_page, phantom_images):
     page = open_page()
     page.page.evaluate(
