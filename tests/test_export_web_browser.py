@@ -362,6 +362,7 @@ def test_every_part_of_a_bundle_gives_the_cli_answer(open_page, full_bundle, pha
         got = page.classify(last)
         assert page.text("#rule-path") == got["rule_path"]
         assert page.page.locator("#descriptors tr").count() == 5
+        assert "rule on the descriptors: " in page.text("#sources") and "(shown)" in page.text("#sources")
         if got["nodule"]:
             assert page.page.locator("#nodule li").count() == len(got["nodule"]["regions"])
     finally:

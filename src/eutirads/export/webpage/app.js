@@ -461,7 +461,7 @@ function renderResult({ result, heat, mask, image, ruleTop }) {
     fill("advice", g(cat.advice));
   }
   renderNodule(result.nodule);
-  renderDescriptors(result.descriptors, ruleTop);
+  renderDescriptors(result.descriptors, ruleTop, result.category_sources, result.category_source);
   fill("timing", t("timing", { model: result.timing.model_ms.toFixed(1), total: (result.timing.total_ms ?? 0).toFixed(1) }));
   if (image) drawImage(image, heat, result.nodule);
 }
@@ -483,7 +483,7 @@ function renderNodule(nodule) {
 }
 
 // The descriptor heads' answers and, with all five, the guideline rule's reasoning.
-function renderDescriptors(descriptors, ruleTop) {
+function renderDescriptors(descriptors, ruleTop, sources, used) {
   $("descriptors-box").hidden = !descriptors;
   if (!descriptors) return;
   const table = $("descriptors");
@@ -496,6 +496,11 @@ function renderDescriptors(descriptors, ruleTop) {
   }
   $("rule-box").hidden = !ruleTop;
   if (ruleTop) fill("rule-path", G.rulePath(state.site.rule, ruleTop, g));
+  // The category from each source (head, rule, combined) and which one the page shows.
+  const list = Object.entries(sources || {}).map(([key, source]) =>
+    `${t(`source_${key}`)}: ${source.label}${key === used ? ` (${t("source_used")})` : ""}`);
+  $("sources").hidden = list.length < 2;
+  fill("sources", list.join(" · "));
 }
 
 function drawImage(image, heat, nodule) {
