@@ -422,13 +422,13 @@ def test_the_javascript_preprocessing_equals_python_to_the_bit(open_page, phanto
 
 
 def test_the_heatmap_matches_the_python_predictor(open_page, bundle, phantom_images):
-    from eutirads.inference import Predictor
+    from eutirads.inference import Predictor, load_image
 
     image = phantom_images[3]
     page = open_page()
     page.classify(image)
     heat = np.asarray(page.page.evaluate("Array.from(window.eutiradsPage.heat)"), np.float32)
-    expected = Predictor(bundle).predict(image).heatmap
+    expected = Predictor(bundle).predict(load_image(image)).heatmap  # as `eutirads predict`
     assert heat.shape == (expected.size,) and expected.max() > 0.5
     assert np.abs(heat - expected.ravel()).max() < 1e-3
 
