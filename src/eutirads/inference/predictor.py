@@ -13,12 +13,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..categories import CATEGORIES, EU_TIRADS_LABELS
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, NoImageAreaError
 from ..imageio import load_rgb
 # crop_box is preprocess's own crop rule: reused, not rewritten, so the heatmap maps back
 # through exactly the crop the model saw (a test checks they agree).
 from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
-from ..region import Box, crop
+from ..region import Box, crop, find_image_area
 from .abstention import AbstainRule, apply_temperature
 from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, METADATA_FILE, OUTPUT_NAMES,
                      component_file, flat_metadata, read_head, read_metadata)
@@ -342,7 +342,10 @@ class Predictor:
 
 
 def _no_image_area(pixels: np.ndarray) -> bool:
-    """A frame with no ultrasound image area at all: blank (one grey level, give or take)
-    or dark everywhere but for a few pixels of text."""
-    gray = np.asarray(pixels[..., :3], np.float32).mean(axis=-1)
-    return bool(gray.std() < 2.0 or (gray > 12).mean() < 0.01)
+    """No ultrasound image area at all (a blank frame, a screen of text): the region
+    finder's `NoImageAreaError`, the same rule as the clean-frame function's."""
+    try:
+        find_image_area(pixels)
+    except NoImageAreaError:
+        return True
+    return False
