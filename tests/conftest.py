@@ -11,6 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DDTI = REPO.parent / "shared" / "datasets" / "ddti-dev"
 
+# Phantom exams and a real Orthanc for the DICOM network tests (listen, DICOMweb, SR/SEG).
+pytest_plugins = ["tests.pacs_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def ddti_dir() -> Path:

@@ -66,12 +66,24 @@ def test_categories_carry_guideline_thresholds_and_risks():
 
 
 @pytest.mark.parametrize("category_number, size, expected", [
-    (3, 25, "FNA advised"), (3, 15, "No FNA"), (4, 16, "FNA advised"), (4, 15, "No FNA"),
-    (5, 11, "FNA advised"), (5, 8, "active surveillance or FNA"), (2, 40, "not indicated"),
+    (3, 25, "measures 25 mm."), (3, 15, "not indicated by size"), (4, 16, "measures 16 mm."),
+    (4, 15, "not indicated by size"), (5, 11, "measures 11 mm."),
+    (5, 8, "active surveillance or FNA is considered"), (2, 40, "not indicated"),
     (1, None, "No nodule"), (5, None, "over 10 mm"),
 ])
 def test_fna_advice_follows_size_thresholds(category_number, size, expected):
     assert expected in fna_advice(category_number, size)
+
+
+@pytest.mark.parametrize("size", [None, 5.0, 10.0, 12.0, 18.0, 25.0])
+@pytest.mark.parametrize("category_number", [1, 2, 3, 4, 5])
+def test_fna_advice_states_the_guideline_rule_never_an_order(category_number, size):
+    text = fna_advice(category_number, size)
+    assert "advised" not in text and not text.lower().startswith(("do ", "perform", "no fna"))
+    if category_number >= 3:
+        threshold = CATEGORIES[category_number].fna_threshold_mm
+        assert text.startswith(f"FNA is indicated for EU-TIRADS {category_number} nodules "
+                               f"over {threshold:g} mm")
 
 
 @pytest.mark.parametrize("text", ["TIRADS 3", "EU-TIRADS 3", "eu-tirads3", "3", " 3 ",

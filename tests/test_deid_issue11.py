@@ -352,3 +352,21 @@ def test_outputs_cannot_be_linked_to_their_source_without_the_key(tmp_path, caps
     code = main(["ingest", "--which", str(src / "a.dcm"), "--out", str(out),
                  "--key", str(tmp_path / "other-key")])
     assert code == 2 and "key" in capsys.readouterr().err
+
+
+def test_the_pinned_table_agrees_with_pydicoms_dictionary_where_both_know_the_tag():
+    import pydicom.datadict
+
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    known = unknown = 0
+    for tag, (_basic, _dates, _desc, name) in TABLE.items():
+        try:
+            entry = pydicom.datadict.get_entry(tag)
+        except KeyError:
+            unknown += 1  # newer than this pydicom (the README names them)
+            continue
+        known += 1
+        assert norm(entry[2]) == norm(name), (hex(tag), name, entry[2])
+    assert (known, unknown) == (621, 24)

@@ -15,7 +15,8 @@ from pydicom.sequence import Sequence
 from dicom_helpers import pydicom_file
 from eutirads.dicom import profile
 from eutirads.dicom.keys import Keyring, load_or_create_key, shift_date, shift_datetime
-from eutirads.dicom.pixels import clean_frame, spacing_of, ultrasound_regions
+from eutirads.dicom.pixels import spacing_of, ultrasound_regions
+from eutirads.frame import clean_pixels
 from eutirads.dicom.reading import (decode_frames, frame_info, read_dataset,
                                     select_frames)
 from eutirads.errors import ConfigError, ImageDecodeError
@@ -188,7 +189,8 @@ def test_only_2d_regions_count_and_their_union_is_kept():
     regions, _ = ultrasound_regions(ds, 60, 100)
     assert len(regions) == 2
     frame = np.full((60, 100, 3), 200, np.uint8)
-    blanked, cropped = clean_frame(frame, regions)
+    clean = clean_pixels(frame, regions=regions)
+    blanked, cropped = clean.blanked, clean.pixels
     assert cropped.shape == (40, 100, 3)
     assert not blanked[:, 40:60].any() and not blanked[40:].any()  # gap and Doppler strip
     assert (blanked[:40, :40] == 200).all() and (blanked[:40, 60:] == 200).all()

@@ -169,3 +169,37 @@ def test_dataset_import_blanks_outside_the_image_area_and_says_so(tmp_path):
     assert not out[:box.y0].any() and not out[:, :box.x0].any()  # banner, settings column
     assert (out[box.y0 + 5:box.y1 - 5, box.x0 + 5:box.x1 - 5] ==
             example.screen[box.y0 + 5:box.y1 - 5, box.x0 + 5:box.x1 - 5]).mean() > 0.99
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
+    from eutirads.export import export_model
+    from eutirads.models import create_model
+    from eutirads.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    model = create_model("seed-cnn", num_classes=3, weights="none", filters=(8,), dense=8)
+    spec = PreprocessSpec(input_size=(48, 48), mean=(0.3,) * 3, std=(0.2,) * 3,
+                          class_names=("3", "4", "5"))
+    return export_model(model.eval(), spec, tmp_path_factory.mktemp("b") / "bundle",
+                        name="tiny", model_name="seed-cnn")
+
+
+def test_predict_abstains_on_a_source_without_an_ultrasound_area(tiny_bundle, tmp_path,
+                                                                 capsys):
+    import json
+
+    from eutirads.cli import main
+
+    text_only = np.zeros((300, 400, 3), np.uint8)
+    image = Image.fromarray(text_only)
+    ImageDraw.Draw(image).text((10, 10), "DOE^JANE 12345", fill=(255, 255, 255),
+                               font=ImageFont.truetype(FONT, 20))
+    image.save(tmp_path / "screen.png")
+    code = main(["predict", str(tiny_bundle), str(tmp_path / "screen.png"), "--json"])
+    out = capsys.readouterr()
+    entry = json.loads(out.out)["predictions"][0]
+    assert code == 0 and entry["abstain"] is True
+    assert entry["abstain_reason"] == "no-ultrasound-area" and entry["label"] is None
+    assert "DOE" not in out.out + out.err

@@ -48,7 +48,8 @@ def _small_us() -> Dataset:
 
 def _quarantine(out: Path) -> dict[str, tuple[str, str]]:
     with open(out / "quarantine.csv", newline="") as handle:
-        return {r["source_key_hash"]: (r["reason_code"], r["reason"]) for r in csv.DictReader(handle)}
+        return {r["source_key_hash"]: (r["reason_code"], r["reason"])
+                for r in csv.DictReader(handle)}
 
 
 def _nested_sequence_file(depth: int) -> bytes:

@@ -269,30 +269,32 @@ def rule_table() -> dict:
 
 
 def fna_advice(category_number: int, diameter_mm: float | None = None) -> str:
-    """The guideline's fine-needle-aspiration advice for a category and nodule size."""
+    """The guideline's fine-needle-aspiration indication for a category and nodule size,
+    worded as the guideline states it ("FNA is indicated for EU-TIRADS 5 nodules over
+    10 mm"), never as an order: the decision is the radiologist's."""
     cat = CATEGORIES.get(int(category_number))
     if cat is None:
         raise InputError(f"not an EU-TIRADS category (1-5): {category_number!r}")
     if cat.number == 1:
-        return "No nodule: no FNA."
+        return "No nodule: FNA is not indicated."
     if cat.number == 2:
-        return "Benign pattern: FNA not indicated (only to relieve symptoms)."
+        return ("FNA is not indicated for EU-TIRADS 2 (benign) nodules, except as a "
+                "therapeutic procedure for symptoms.")
     threshold = cat.fna_threshold_mm
     assert threshold is not None
+    rule = f"FNA is indicated for EU-TIRADS {cat.number} nodules over {threshold:g} mm"
+    small = (f"for EU-TIRADS 5 nodules of {threshold:g} mm or less, active surveillance or "
+             "FNA is considered" if cat.number == 5 else "")
     if diameter_mm is None:
-        advice = f"FNA advised if the largest diameter is over {threshold:g} mm."
-        if cat.number == 5:
-            advice += " At or under 10 mm: active surveillance or FNA."
-        return advice
+        return f"{rule}; {small}." if small else f"{rule}."
     if diameter_mm < 0:
         raise InputError(f"a nodule diameter cannot be negative: {diameter_mm}")
     if diameter_mm > threshold:
-        return f"FNA advised: {diameter_mm:g} mm is over the {threshold:g} mm threshold."
-    if cat.number == 5:
-        return (f"{diameter_mm:g} mm is at or under {threshold:g} mm: "
-                "active surveillance or FNA.")
-    return (f"No FNA for now: {diameter_mm:g} mm is at or under the {threshold:g} mm "
-            "threshold; follow-up.")
+        return f"{rule}; this nodule measures {diameter_mm:g} mm."
+    if small:
+        return f"{rule}; {small}. This nodule measures {diameter_mm:g} mm."
+    return (f"{rule}; this nodule measures {diameter_mm:g} mm, at or under the threshold: "
+            "FNA is not indicated by size; follow-up per the guideline.")
 
 
 _PREFIX = re.compile(r"^(eu[-_ ]?ti[-_ ]?rads|ti[-_ ]?rads|tr|category|cat\.?|class)[-_ :]*")

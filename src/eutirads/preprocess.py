@@ -161,18 +161,20 @@ def _roi_box(box: Sequence[int], margin: float, area: Box) -> Box:
 
 
 def crop_box(image: np.ndarray, spec: PreprocessSpec,
-             box: Sequence[int] | None = None) -> Box:
+             box: Sequence[int] | None = None, *, area: Box | None = None) -> Box:
     """The box of `image` that the model sees: the frame crop, then the nodule crop with
     its margin when spec.crop == "roi" and a box is given.
 
     `box` is (x0, y0, x1, y1) in the full frame's pixels (x1, y1 exclusive). A frame in
     which no image area is found (already cropped, uniform) is used whole. A box that
     misses the image area falls back to the whole image area. Inference maps heatmaps back
-    through this same box.
+    through this same box. `area` is the image area when the caller found it already (the
+    diagnosis server finds it once per upload, on a reduced copy).
     """
     height, width = image.shape[:2]
-    area = Box(0, 0, width, height)
-    if spec.frame == "detect":
+    if spec.frame != "detect":
+        area = Box(0, 0, width, height)
+    elif area is None:
         try:
             area = find_image_area(image)
         except InputError:

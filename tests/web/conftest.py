@@ -18,6 +18,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eutirads.web.settings")
 os.environ["EUTIRADS_HOME"] = tempfile.mkdtemp(prefix="eutirads-web-tests-")
 for _name in ("DATABASE_URL", "EUTIRADS_PRODUCTION", "EUTIRADS_DEBUG", "EUTIRADS_SECRET_KEY"):
     os.environ.pop(_name, None)
+# The PostgreSQL pass of scripts/test.sh (tests/postgres_server.py) runs this suite against
+# a throw-away server; otherwise the tests use a SQLite file.
+if os.environ.get("EUTIRADS_TEST_DATABASE_URL"):
+    os.environ["DATABASE_URL"] = os.environ["EUTIRADS_TEST_DATABASE_URL"]
 
 import django  # noqa: E402  (after the environment above)
 
@@ -95,9 +99,26 @@ def write_dataset(root: Path, n: int, *, labels: list[str] | None = None,
 
 @pytest.fixture
 def project(db, tmp_path):
-    """Project 'study' with 4 images, 2 readers each."""
+    """Project 'study' with 4 images, 2 readers each, read by category."""
     from eutirads.web.labeling.models import Project
     from eutirads.web.labeling.project_io import import_project
 
-    import_project(write_dataset(tmp_path / "ds", 4), "study", readers=2, progress=False)
+    import_project(write_dataset(tmp_path / "ds", 4), "study", readers=2, progress=False,
+                   mode="category")
     return Project.objects.get(name="study")
+
+
+@pytest.fixture
+def descriptor_project(db, tmp_path):
+    """Project 'desc' with 4 images, 2 readers each, read by descriptors; image 1 has a
+    box in the manifest."""
+    from eutirads.data.manifest import read_manifest, write_manifest
+    from eutirads.web.labeling.models import Project
+    from eutirads.web.labeling.project_io import import_project
+
+    root = write_dataset(tmp_path / "dsd", 4)
+    rows = read_manifest(root)
+    rows[0].update({"x0": "10", "y0": "8", "x1": "40", "y1": "30"})
+    write_manifest(root, rows)
+    import_project(root, "desc", readers=2, progress=False)
+    return Project.objects.get(name="desc")

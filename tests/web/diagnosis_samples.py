@@ -121,3 +121,10 @@ def dicom_bytes(*, frames: int = 1, spacing_cm: float | None = 0.01, rgb: bool =
     ds.save_as(buffer, enforce_file_format=True)
     data = buffer.getvalue()
     return data[:truncate] if truncate else data
+
+
+def checkerboard(width: int = 320, height: int = 240, square: int = 20) -> np.ndarray:
+    """Black and white squares: a picture that is no ultrasound image (HxWx3 uint8)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    board = (((yy // square) + (xx // square)) % 2 * 255).astype(np.uint8)
+    return np.repeat(board[..., None], 3, axis=2)

@@ -9,7 +9,9 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 # Pages that exist for people who are not logged in, or only end a session.
-OPEN = {"login", "logout", "admin:logout"}
+# Open to anyone: the login, the language switch (the login page has it) and the JavaScript
+# translations (no data, only the interface's words).
+OPEN = {"login", "logout", "admin:logout", "set_language", "javascript-catalog"}
 REFUSED = {401, 403, 404, 405}
 LOGIN_PAGES = ("/login/", "/admin/login/")  # the admin's login only redirects to ours
 

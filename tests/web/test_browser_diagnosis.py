@@ -76,3 +76,99 @@ def test_a_radiologist_uploads_an_image_and_reads_category_and_advice(browser, l
     canvas.wait_for(state="visible")
     assert page.eval_on_selector("#dx-file", "e => e.files.length") == 1
     assert page.eval_on_selector("#dx-canvas", "e => [e.width, e.height]") == [480, 320]
+
+
+def _phantom_with_nodule(folder):
+    """A phantom screen of category 5 (or 4) and its true mask."""
+    import numpy as np
+
+    from eutirads.data.manifest import load_mask, read_manifest
+    from eutirads.phantom import generate_dataset
+
+    generate_dataset(folder, n=10, seed=7, progress=False, workers=1)
+    rows = [r for r in read_manifest(folder) if r["label"] in ("5", "4")]
+    row = rows[0]
+    return folder / row["path"], np.asarray(load_mask(folder, row))
+
+
+def test_done_when_outline_descriptors_decision_history_pdf_and_abstention(
+        browser, live_server, users, dx_home, tmp_path, active_full):
+    """Issue 13's done-when, in Chromium, with a real format-2 bundle (localiser and
+    descriptor heads): a phantom upload shows outline, size, descriptors, category and
+    advice; the radiologist changes one descriptor and saves;
+    history shows both decisions; the PDF downloads and holds them; a checkerboard
+    abstains with a reason and no advice."""
+    from conftest import PASSWORD
+    from eutirads.web.diagnosis.models import Decision, Prediction
+
+    pdfium = pytest.importorskip("pypdfium2", reason="pypdfium2 reads the downloaded PDF")
+    pytest.importorskip("weasyprint", reason="the PDF report needs WeasyPrint")
+    screen, _mask = _phantom_with_nodule(tmp_path / "phantom")
+    page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/diagnosis/")
+    page.set_input_files("#dx-file", str(screen))
+    page.fill("#dx-mmpp", "0.1")
+    page.click("#dx-submit")
+    # outline and calipers drawn, size measured on the outline, descriptors, category
+    contours = page.locator("#dx-overlay .dx-contour").count()
+    assert contours >= 1 and page.locator("#dx-overlay .dx-caliper").count() == 2 * contours
+    size = page.locator("#dx-size-text").inner_text()
+    assert re.match(r"\d+(\.\d)? mm \(measured on the model's outline\)", size), size
+    predicted = Prediction.objects.get().descriptor_values
+    assert predicted["echogenicity"].replace("_", " ") in \
+        page.locator("#dx-descriptors").inner_text()
+    assert page.locator("#dx-rule-path").inner_text().startswith("Rule:")
+    heading = page.locator("#dx-category").inner_text()
+    assert re.match(r"EU-TIRADS [1-5] · ", heading)
+    assert page.locator("#dx-advice").inner_text().startswith("FNA is")
+    # the model's box is editable: it comes back into the form, ready to redraw
+    page.click("#dx-reuse")
+    page.locator("#dx-canvas").wait_for(state="visible")
+    page.wait_for_function("document.getElementById('dx-x0').value !== ''")
+    auto = Prediction.objects.get().box
+    assert [int(page.input_value(f"#dx-{k}")) for k in ("x0", "y0", "x1", "y1")] == \
+        [auto[k] for k in ("x0", "y0", "x1", "y1")]
+    # the radiologist changes one descriptor and saves
+    changed = "mildly_hypoechoic" if predicted["echogenicity"] != "mildly_hypoechoic" \
+        else "isoechoic"
+    page.select_option("#dx-d-echogenicity", changed)
+    page.click("#dx-decision-save")
+    page.wait_for_selector("#dx-decided")
+    assert "echogenicity" in page.locator("#dx-differs").inner_text()
+    prediction = Prediction.objects.get()
+    decision = Decision.objects.get()
+    assert decision.descriptors["echogenicity"] == changed
+    assert prediction.descriptors["echogenicity"]["value"] == predicted["echogenicity"]
+    # history shows both
+    page.goto(f"{live_server.url}/diagnosis/history/")
+    row = page.locator("#dx-history tbody tr").first
+    assert row.locator(".dx-h-decision").inner_text().strip() == decision.label
+    assert "differs" in row.locator(".dx-h-agreement").inner_text()
+    # the PDF downloads and holds both decisions
+    page.goto(f"{live_server.url}/diagnosis/history/{prediction.pk}/")
+    with page.expect_download() as info:
+        page.click("#dx-report-pdf")
+    pdf = (tmp_path / "report.pdf")
+    info.value.save_as(pdf)
+    document = pdfium.PdfDocument(str(pdf))
+    first = document[0]
+    first.render(scale=1).to_pil().save(tmp_path / "report.png")
+    text = " ".join(first.get_textpage().get_text_range().split())
+    assert f"Model: EU-TIRADS {prediction.label}" in text
+    assert predicted["echogenicity"].replace("_", " ") in text
+    assert changed.replace("_", " ") in text
+    assert f"EU-TIRADS {decision.label}" in text and "alice" in text
+    assert "measured on the model's outline" in text
+    # a checkerboard abstains, with a reason and no advice
+    board = tmp_path / "board.png"
+    board.write_bytes(samples.png_bytes(samples.checkerboard()))
+    page.goto(f"{live_server.url}/diagnosis/")
+    page.set_input_files("#dx-file", str(board))
+    page.click("#dx-submit")
+    assert "does not look like" in page.locator("#dx-abstain-reason").inner_text()
+    assert page.locator("#dx-advice").count() == 0
+    assert "FNA is" not in page.locator("#dx-result").inner_text()

@@ -11,6 +11,8 @@ import pytest
 
 from tests.web.conftest import PASSWORD, make_user, write_dataset
 
+# Expressions for page.wait_for_function are written as functions ("() => ..."): a bare
+# expression string is evaluated with eval(), which the app's CSP forbids.
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
@@ -65,7 +67,8 @@ def test_two_readers_label_by_keyboard_and_the_reviewer_sees_their_agreement(
 
     for name, role in (("alice", "radiologist"), ("bob", "radiologist"), ("rita", "reviewer")):
         make_user(name, role)
-    import_project(write_dataset(tmp_path / "ds", 5), "study", readers=2, progress=False)
+    import_project(write_dataset(tmp_path / "ds", 5), "study", readers=2, progress=False,
+                   mode="category")
     base = live_server.url
 
     page = browser.new_page(viewport={"width": 1366, "height": 820})
@@ -80,16 +83,16 @@ def test_two_readers_label_by_keyboard_and_the_reviewer_sees_their_agreement(
 
     # ← goes back to the last saved image, showing alice's own label; she changes it.
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function("document.getElementById('position').textContent === 'image #3'")
+    page.wait_for_function("() => document.getElementById('position').textContent === 'image #3'")
     assert page.get_attribute('.choice[data-label="5"]', "aria-pressed") == "true"
     page.keyboard.press("4")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('position').textContent === 'image #4'")
+    page.wait_for_function("() => document.getElementById('position').textContent === 'image #4'")
     # F flags the image as unusable: type the reason, Enter saves.
     page.keyboard.press("f")
     page.keyboard.type("only the isthmus, no nodule in view")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('position').textContent === 'image #5'")
+    page.wait_for_function("() => document.getElementById('position').textContent === 'image #5'")
     # S skips the last one: nothing is left for alice.
     page.keyboard.press("s")
     page.wait_for_selector("#empty:not([hidden])")

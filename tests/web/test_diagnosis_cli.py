@@ -90,3 +90,85 @@ def test_the_demo_step_loads_its_dataset_into_a_labeling_project_the_demo_accoun
     assert "/labeling/demo/" in out
     client.post("/login/", {"username": "demo", "password": password})
     assert client.get("/labeling/demo/").status_code == 200
+
+
+def _audit(action: str):
+    from eutirads.web.core.models import AuditEvent
+
+    return list(AuditEvent.objects.filter(action=action).order_by("id"))
+
+
+def test_users_token_expires_lists_and_revokes_with_every_step_audited(radiologist, client,
+                                                                       capsys):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from eutirads.web.diagnosis.models import ApiToken
+
+    assert main(["users", "token", "rad", "--expires", "30"]) == 0
+    out = capsys.readouterr().out
+    token = out.split()[-1]  # still the last word printed
+    row = ApiToken.objects.get()
+    assert row.expires_at and timedelta(days=29) < row.expires_at - timezone.now() <= \
+        timedelta(days=30)
+    assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    assert main(["users", "tokens", "rad"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{row.pk}\trad\t{row.prefix}…\tactive" in listing and token not in listing
+    # expiry enforced
+    ApiToken.objects.filter(pk=row.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 401
+    assert _audit("diagnosis.token_refused")[-1].after == {"reason": "expired"}
+    main(["users", "tokens"])
+    assert "\texpired\t" in capsys.readouterr().out
+    # revoke by id
+    second = main(["users", "token", "rad"]) == 0 and capsys.readouterr().out.split()[-1]
+    second_row = ApiToken.objects.get(prefix=second[:8])
+    assert main(["users", "revoke", str(second_row.pk)]) == 0
+    assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {second}").status_code == 401
+    assert _audit("diagnosis.token_refused")[-1].after == {"reason": "revoked"}
+    assert [e.target for e in _audit("diagnosis.token_create")] == \
+        [f"token #{row.pk}", f"token #{second_row.pk}"]
+    assert _audit("diagnosis.token_revoke")[-1].target == f"token #{second_row.pk}"
+    assert main(["users", "revoke", "9999"]) == 2
+
+
+def test_revoke_all_and_re_adding_a_user_revoke_every_old_token(radiologist, client, capsys,
+                                                                monkeypatch):
+    import io
+
+    from eutirads.web.diagnosis.models import ApiToken
+
+    for _ in range(2):
+        main(["users", "token", "rad"])
+    main(["users", "revoke", "--all", "rad"])
+    assert "revoked 2 API token(s)" in capsys.readouterr().out
+    assert not any(r.status() == "active" for r in ApiToken.objects.all())
+    main(["users", "token", "rad"])
+    token = capsys.readouterr().out.split()[-1]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-new-long-password-77\n"))
+    assert main(["users", "add", "rad", "--role", "radiologist"]) == 0
+    assert "revoked 1 API token(s) of rad" in capsys.readouterr().out
+    assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 401
+    assert _audit("diagnosis.token_revoke")[-1].after["reason"] == "user re-added"
+
+
+def test_a_token_deleted_in_the_django_admin_is_audited_with_the_admins_name(radiologist,
+                                                                             client, capsys):
+    from eutirads.web.core.accounts import add_user
+    from eutirads.web.diagnosis.models import ApiToken
+    from eutirads.web.diagnosis.tokens import create_token
+
+    add_user("chief", role="admin", password=None)
+    from django.contrib.auth import get_user_model
+
+    chief = get_user_model().objects.get(username="chief")
+    create_token(radiologist)
+    row = ApiToken.objects.get()
+    client.force_login(chief)
+    response = client.post(f"/admin/diagnosis/apitoken/{row.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302 and not ApiToken.objects.exists()
+    (event,) = _audit("diagnosis.token_delete")
+    assert event.target == f"token #{row.pk}" and event.username == "chief"
+    assert event.after["owner"] == "rad"

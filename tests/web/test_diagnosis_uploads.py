@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eutirads.web.diagnosis.uploads import UploadError, clean_upload
+from eutirads.inference.uploads import UploadError, clean_upload
 
 import diagnosis_samples as samples
 

@@ -50,7 +50,8 @@ def _in_threads(target, args_list):
 def test_six_readers_labelling_at_once_fill_every_image_exactly_to_n(tmp_path):
     from eutirads.web.labeling.project_io import import_project
 
-    import_project(write_dataset(tmp_path / "ds", 9), "race", readers=2, progress=False)
+    import_project(write_dataset(tmp_path / "ds", 9), "race", readers=2, progress=False,
+                   mode="category")
     readers = [make_user(f"reader{i}", "radiologist") for i in range(6)]
     saved = Counter()
     lock = threading.Lock()
@@ -77,7 +78,8 @@ def test_six_readers_labelling_at_once_fill_every_image_exactly_to_n(tmp_path):
 def test_readers_saving_the_same_image_at_the_same_instant_never_exceed_n(tmp_path):
     from eutirads.web.labeling.project_io import import_project
 
-    import_project(write_dataset(tmp_path / "ds", 1), "one", readers=2, progress=False)
+    import_project(write_dataset(tmp_path / "ds", 1), "one", readers=2, progress=False,
+                   mode="category")
     image = Image.objects.get()
     readers = [make_user(f"racer{i}", "radiologist") for i in range(6)]
     barrier = threading.Barrier(len(readers))

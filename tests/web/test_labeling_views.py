@@ -167,7 +167,7 @@ def test_the_image_file_goes_only_to_its_claimant_and_reviewers(client_for, proj
     response = alice.get(data["current"]["url"])
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert b"".join(response.streaming_content)[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "private" in response["Cache-Control"]
+    assert response["Cache-Control"] == "no-store"  # never in a shared browser's cache
     unclaimed = Image.objects.exclude(pk__in=[data["current"]["id"], data["prefetch"]["id"]]).first()
     assert alice.get(f"/labeling/study/image/{unclaimed.pk}/").status_code == 404
     assert client_for("rita").get(data["current"]["url"]).status_code == 200

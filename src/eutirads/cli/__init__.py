@@ -19,8 +19,8 @@ __all__ = ["main", "build_parser"]
 
 # Pipeline order, as a newcomer reads it.
 COMMAND_MODULES: tuple[str, ...] = (
-    "demo", "phantom", "ingest", "dataset", "label", "train", "evaluate", "compare",
-    "export", "predict", "models", "users", "serve",
+    "demo", "phantom", "ingest", "listen", "dataset", "label", "train", "evaluate", "compare",
+    "export", "export_web", "predict", "models", "users", "serve", "backup",
 )
 
 

@@ -45,18 +45,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-mb", type=int, default=1024,
                         help="largest decoded image per file, in MiB (default 1024)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from . import _dicomweb
+
+    _dicomweb.add_arguments(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..dicom import ingest, parse_frames
 
+    if args.dicomweb:
+        from . import _dicomweb
+
+        return _dicomweb.run(args)
     if args.which:
         if args.sources:
             raise InputError("give either sources to ingest or --which FILE..., not both")
         return _which(args)
     if not args.sources:
-        raise InputError("nothing to ingest: give at least one SRC (or --which FILE...)")
+        raise InputError("nothing to ingest: give at least one SRC (or --which FILE..., or --dicomweb URL)")
     report = ingest(args.sources, args.out, key_path=args.key,
                     frames=parse_frames(args.frames), keep_dicom=args.keep_dicom,
                     detect_region=args.detect_region, text_policy=args.text_policy,

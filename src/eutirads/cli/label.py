@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("dataset", help="dataset folder (with manifest.csv) or the CSV itself")
     imp.add_argument("--project", required=True, help="project name (letters, digits, - or _)")
     imp.add_argument("--readers", type=int, default=2, help="readers per image (default 2)")
+    imp.add_argument("--mode", choices=("descriptors", "category"), default="descriptors",
+                     help="readers set the five descriptors and the rule gives the category "
+                          "(descriptors, default), or they pick the category only")
     labels = imp.add_mutually_exclusive_group()
     labels.add_argument("--keep-labels", metavar="READER",
                         help="keep the manifest's labels as this reader's readings")
@@ -47,7 +50,7 @@ def _import(args: argparse.Namespace) -> int:
     from ..web.labeling.project_io import import_project
 
     report = import_project(args.dataset, args.project, readers=args.readers,
-                            keep_labels_as=args.keep_labels)
+                            keep_labels_as=args.keep_labels, mode=args.mode)
     for problem in report.problems:
         print(f"eutirads: warning: {problem}", file=sys.stderr)
     print(report.summary())

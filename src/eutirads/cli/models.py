@@ -1,15 +1,12 @@
 """`eutirads models add BUNDLE [--activate]`, `models list`, `models activate ID`: the
-diagnosis app's model registry. Also `register_token_command`, which `eutirads users` uses
-for `users token NAME` (a new API token, printed once)."""
+diagnosis app's model registry."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..errors import InputError
-
-__all__ = ["register", "register_token_command"]
+__all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,38 +64,4 @@ def _activate(args: argparse.Namespace) -> int:
 
     bundle = activate_bundle(args.id)
     print(f"model #{bundle.pk} ({bundle.name} {bundle.version}) is now active")
-    return 0
-
-
-# ---- `eutirads users token NAME` (registered by cli/users.py) --------------------------------
-
-def register_token_command(sub: argparse._SubParsersAction) -> None:
-    """Add `token NAME` to the `users` command's subparsers."""
-    token = sub.add_parser("token", help="print a new API token for a user (shown once)",
-                           description="Create a new API token for NAME and print it once; "
-                                       "only its hash is stored. Send it as "
-                                       "'Authorization: Token <token>'.")
-    token.add_argument("name", help="user name")
-    token.set_defaults(func=_token)
-
-
-def _token(args: argparse.Namespace) -> int:
-    _setup()
-    from django.contrib.auth import get_user_model
-
-    from ..web.core.access import ROLES, has_role
-    from ..web.core.audit import record
-    from ..web.diagnosis.tokens import create_token
-
-    user = get_user_model().objects.filter(username=args.name).first()
-    if user is None:
-        raise InputError(f"no user named {args.name!r} (create one with 'eutirads users add')")
-    if not user.is_active:
-        raise InputError(f"user {args.name!r} is inactive")
-    if not has_role(user, *ROLES):
-        raise InputError(f"user {args.name!r} has no role; the API would refuse the token")
-    token = create_token(user)
-    record("diagnosis.token", user=user, target=f"user {user.pk}",
-           after={"prefix": token[:8]})
-    print(token)
     return 0

@@ -39,7 +39,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="heatmap overlay opacity in [0, 1] (default 0.5)")
     parser.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1",
                         help="nodule box in pixels, used for every image given")
+    parser.add_argument("--dicom-out", metavar="DIR",
+                        help="write a DICOM SR (TID 1500) per DICOM exam, and a DICOM SEG when "
+                             "the bundle localises the nodule, into DIR (sr_0001.dcm, "
+                             "seg_0001.dcm, ...); they carry the exam's patient and study identity")
+    parser.add_argument("--stow", metavar="URL",
+                        help="send the SR (and SEG) to this PACS by STOW-RS (DICOMweb root; "
+                             "credentials as for `ingest --dicomweb`)")
     parser.set_defaults(func=_run)
+
+
+def _abstained():
+    from ..inference.predictor import Prediction
+
+    return Prediction(label=None, name=None, probabilities={}, crop_box=(0, 0, 0, 0),
+                      abstain=True, abstain_reason="no-ultrasound-area")
+
+
+def _dicom_results(predictor, image, result, args, index: int, entry: dict) -> None:
+    """The SR/SEG of one exam, written and/or sent (eutirads.pacs.results)."""
+    from ..pacs.results import results_for_exam
+
+    done = results_for_exam(predictor, image, prediction=result, dicom_out=args.dicom_out,
+                            stow=args.stow, index=index)
+    entry["dicom_results"] = [str(p) for p in done["written"]]
+    entry["stowed"] = done["sent"]
+    if done.get("note"):
+        entry["dicom_note"] = done["note"]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -66,12 +92,21 @@ def _run(args: argparse.Namespace) -> int:
                 target = heat_dir / f"heatmap_{index:04d}.png"
                 save_png(overlay_heatmap(pixels, result.heatmap, args.opacity), target)
                 entry["heatmap"] = str(target)
+            if args.dicom_out or args.stow:
+                _dicom_results(predictor, image, result, args, index, entry)
         except NoImageAreaError as exc:
             # No ultrasound area (a screen of text, a blank frame): an abstention, not an
             # error; nothing is shown or advised for it.
             tqdm.write(f"eutirads: abstained: {exc}", file=sys.stderr)
             entry = {"index": index, "image": image, "label": None, "abstain": True,
                      "abstain_reason": "no-ultrasound-area"}
+            if args.dicom_out or args.stow:  # the SR records the abstention
+                try:
+                    _dicom_results(predictor, image, _abstained(), args, index, entry)
+                except EutiradsError as err:
+                    failed += 1
+                    tqdm.write(f"eutirads: error: {err}", file=sys.stderr)
+                    entry = {"index": index, "image": image, "error": str(err)}
         except EutiradsError as exc:
             failed += 1
             tqdm.write(f"eutirads: error: {exc}", file=sys.stderr)
@@ -82,6 +117,10 @@ def _run(args: argparse.Namespace) -> int:
         elif not args.json and "error" not in entry:
             probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
             extra = f"  heatmap: {entry['heatmap']}" if "heatmap" in entry else ""
+            if entry.get("dicom_results"):
+                extra += "  dicom: " + " ".join(entry["dicom_results"])
+            if entry.get("stowed"):
+                extra += f"  sent to the PACS: {entry['stowed']} object(s)"
             if entry.get("rule_path"):
                 extra += f"  rule: {entry['rule_path']}"
             # An abstention is a result (exit 0), shown as such, never as a category to act on.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,29 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def gunicorn_argv(args: argparse.Namespace) -> list[str]:
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    return ["gunicorn", "--bind", f"{host}:{args.port}", "--workers", str(args.workers),
-            "--timeout", str(args.timeout), "--access-logfile", "-",
-            # Query strings never reach the access log (they could carry anything).
-            "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
-            "eutirads.web.wsgi:application"]
+    from ..web import gunicorn_argv as argv
+
+    return argv(host=args.host, port=args.port, workers=args.workers, timeout=args.timeout)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..web import setup
+    from ..web import serve
 
-    if args.workers < 1 or not 0 < args.port < 65536:
-        raise InputError("--workers must be >= 1 and --port within 1-65535")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eutirads.web.settings")
-    setup(migrate=True)
-    from django.conf import settings
-
-    print(f"eutirads web app: http://{args.host}:{args.port}/  (data in {settings.EUTIRADS_HOME})",
-          flush=True)
-    from gunicorn.app.wsgiapp import run
-
-    import sys
-    sys.argv = gunicorn_argv(args)
-    run()
-    return 0
+    return serve(host=args.host, port=args.port, workers=args.workers, timeout=args.timeout)

@@ -50,14 +50,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{result.summary_line()} -> {result.run / 'cv_results.json'}")
         return 0
 
+    from ..training import distributed
     from ..training.config import recipe_note
     from ..training.data import read_training_rows
     from ..training.run import train
 
-    rows = read_training_rows(args.dataset, train_split=config.train_split,
-                              val_split=config.val_split)
-    print(recipe_note(args.config, len(rows.train), args.overrides), flush=True)
-    result = train(args.dataset, config, args.out, progress=not args.quiet)
+    # Under torchrun (--nproc_per_node N): DistributedDataParallel, rank 0 writes and prints.
+    with distributed.session():
+        if distributed.is_main():
+            rows = read_training_rows(args.dataset, train_split=config.train_split,
+                                      val_split=config.val_split)
+            print(recipe_note(args.config, len(rows.train), args.overrides), flush=True)
+        result = train(args.dataset, config, args.out, progress=not args.quiet)
+        if not distributed.is_main():
+            return 0
     for message in result.skipped:
         print(f"warning: skipped {message}", file=sys.stderr)
     m = result.best_metrics

@@ -94,7 +94,8 @@ class ImportReport:
         labels = ", ".join(f"{k}: {v}" for k, v in self.per_label.items()) or "none"
         return (f"imported {self.imported} image(s) into {self.dataset} "
                 f"({self.labelled} labelled [{labels}], {self.unlabelled} unlabelled, "
-                f"{self.masks} with mask); skipped {len(self.skipped)}, warnings {len(self.warnings)}" +
+                f"{self.masks} with mask); skipped {len(self.skipped)}, "
+                f"warnings {len(self.warnings)}" +
                 (f"; {self.blanked} blanked outside the ultrasound area (coordinates "
                  f"unchanged), {self.text_boxes_redacted} burned-in text box(es) redacted"
                  if self.blanked else ""))

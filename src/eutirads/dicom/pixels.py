@@ -1,10 +1,11 @@
-"""Pixel cleaning: keep only the ultrasound image regions of a frame.
+"""The ultrasound image regions of a DICOM frame, and the masks made from them.
 
 Scanners burn the patient's name, the date and the institution into the pixels around the
 image. The SequenceOfUltrasoundRegions (PS3.3 C.8.5.5) says where the 2D image regions
-are; everything outside their union is blanked and the frame is cropped to the union's
-bounding box. A file with no usable region is not guessed at: the caller quarantines it,
-unless it asked for the region to be found from the pixels (`eutirads.region`).
+are; `eutirads.frame.clean_pixels` (the one clean-frame rule) blanks everything outside
+their union and crops to the union's bounding box. A file with no usable region is not
+guessed at: the caller quarantines it, unless it asked for the region to be found from
+the pixels (`eutirads.region`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from ..region import Box
 
 __all__ = ["Region", "ultrasound_regions", "union_box", "region_mask", "blank_outside",
-           "clean_frame", "spacing_of"]
+           "spacing_of"]
 
 _SPATIAL_2D = 0x0001
 _UNITS_CM = 0x0003
@@ -102,13 +103,6 @@ def blank_outside(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = frame.copy()
     out[~mask] = 0
     return out
-
-
-def clean_frame(frame: np.ndarray, regions: list[Region]) -> tuple[np.ndarray, np.ndarray]:
-    """(full frame blanked outside the regions, that frame cropped to the regions' union)."""
-    blanked = blank_outside(frame, region_mask(frame.shape[:2], regions))
-    box = union_box(regions)
-    return blanked, blanked[box.y0:box.y1, box.x0:box.x1]
 
 
 def spacing_of(regions: list[Region]) -> tuple[float, float] | None:

@@ -42,8 +42,9 @@ from pydicom.tag import BaseTag
 
 from .profile_table import TABLE
 
-__all__ = ["TABLE", "KEEP", "KEEP_UID_KEYWORDS", "CODE_SEQUENCES", "CODE_ITEM", "DEID_METHOD_CODES", "UNKNOWN_TABLE_KEYWORDS",
-           "action_for", "effective_action", "rule_for", "dictionary_vr"]
+__all__ = ["TABLE", "KEEP", "KEEP_UID_KEYWORDS", "CODE_SEQUENCES", "CODE_ITEM",
+           "DEID_METHOD_CODES", "UNKNOWN_TABLE_KEYWORDS", "action_for", "effective_action",
+           "rule_for", "dictionary_vr"]
 
 # UIDs that name a class or a well-known thing, never an instance: always kept.
 KEEP_UID_KEYWORDS: frozenset[str] = frozenset({

@@ -3,9 +3,9 @@ run's split with the eval preprocessing and writes the report (Markdown, HTML, J
 
 from __future__ import annotations
 
-from . import metrics
+from . import agreement, metrics
 
-__all__ = ["metrics", "evaluate_run", "compare_runs"]
+__all__ = ["agreement", "metrics", "evaluate_run", "compare_runs"]
 
 
 def __getattr__(name: str):

@@ -10,13 +10,16 @@ from ..errors import InputError
 from ..preprocess import PreprocessSpec
 from ..region import Box
 
-__all__ = ["class_activation_map", "heatmap_to_image", "colorize", "overlay_heatmap"]
+__all__ = ["class_activation_map", "heatmap_to_image", "colorize", "overlay_heatmap",
+           "COLOR_ANCHORS"]
 
 # A perceptually ordered dark-blue -> cyan -> yellow -> red ramp (anchor colours of "turbo"),
 # interpolated linearly: enough for a heatmap, and no matplotlib on the serving side.
 _ANCHORS = np.array([
     [48, 18, 59], [70, 107, 227], [40, 187, 236], [49, 242, 153], [162, 252, 60],
     [237, 208, 58], [251, 128, 34], [208, 47, 5], [122, 4, 3]], dtype=np.float32)
+# The ramp's anchors, public for consumers that colour heatmaps themselves (the static page).
+COLOR_ANCHORS = _ANCHORS
 
 
 def class_activation_map(features: np.ndarray, weight: np.ndarray, class_index: int) -> np.ndarray:

@@ -242,16 +242,19 @@ class Localiser:
                              f"its preprocess file says {list(self.spec.input_size)}; export "
                              "the bundle again")
 
-    def probability(self, pixels: np.ndarray) -> tuple[np.ndarray, Box]:
-        """(nodule probability HxW float32 at the image's size, the crop the model saw)."""
-        box = crop_box(pixels, self.spec)
+    def probability(self, pixels: np.ndarray, *, area: Box | None = None
+                    ) -> tuple[np.ndarray, Box]:
+        """(nodule probability HxW float32 at the image's size, the crop the model saw).
+        `area`: the image area when the caller found it already."""
+        box = crop_box(pixels, self.spec, area=area)
         tensor = normalize(resize_to_input(crop(pixels, box), self.spec), self.spec)
         (logits,) = self._session.run(list(LOCALISER_OUTPUTS), {INPUT_NAME: tensor[None]})
         prob = 1.0 / (1.0 + np.exp(-logits[0, 0].astype(np.float32)))
         return probability_to_image(prob, self.spec, box, pixels.shape), box
 
-    def find(self, pixels: np.ndarray, *, spacing: Spacing | None = None) -> Nodule:
-        prob, box = self.probability(pixels)
+    def find(self, pixels: np.ndarray, *, spacing: Spacing | None = None,
+             area: Box | None = None) -> Nodule:
+        prob, box = self.probability(pixels, area=area)
         mask, nodule = nodule_from_mask(prob >= self.threshold, prob, spacing=spacing,
                                         min_region_px=_image_min_region(self.min_region_px,
                                                                         self.spec, box))

@@ -256,28 +256,32 @@ class Predictor:
                         self._session.run(self._outputs, {INPUT_NAME: batch})))
 
     def prepare(self, image: ImageInput, *, box: Sequence[int] | None = None,
-                name: str | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
+                name: str | None = None, area: Box | None = None
+                ) -> tuple[np.ndarray, np.ndarray, Box]:
         """(RGB pixels, model input 3xHxW, crop box): `preprocess.prepare`, with the crop box
-        kept so the heatmap can be mapped back."""
+        kept so the heatmap can be mapped back. `area`: the image area, when the caller
+        found it already (see `preprocess.crop_box`)."""
         spec = self._need_classifier()
         pixels = _as_rgb(image, name)
-        crop_box = model_crop_box(pixels, spec, box)
+        crop_box = model_crop_box(pixels, spec, box, area=area)
         tensor = normalize(resize_to_input(crop(pixels, crop_box), spec), spec)
         return pixels, tensor, crop_box
 
     def predict(self, image: ImageInput, *, box: Sequence[int] | None = None,
                 heatmap: bool = True, name: str | None = None,
-                pixel_mm: Spacing | Sequence[float] | float | None = None) -> Prediction:
+                pixel_mm: Spacing | Sequence[float] | float | None = None,
+                area: Box | None = None) -> Prediction:
         """Category, name, probabilities and (unless heatmap=False) the class-activation
         heatmap of the predicted class at the input image's size (from the unmirrored image
         when the bundle uses mirror test-time augmentation), and with a localiser the nodule
         found. `image` is an HxWx3 (or HxW) uint8 array, a path or encoded bytes; `box` the
         nodule (x0, y0, x1, y1) in the image's pixels (given, it is the classifier's crop;
         else the localiser's box is); `pixel_mm` the (x, y) pixel size in mm (or one number)
-        for the nodule's axes in mm; `name` what errors call the image."""
+        for the nodule's axes in mm; `name` what errors call the image; `area` the image
+        area when the caller found it already (the diagnosis server, on a reduced copy)."""
         pixels = _as_rgb(image, name)
         spacing = mm_or_none(pixel_mm)
-        found = self.localiser.find(pixels, spacing=spacing) if self.localiser else None
+        found = self.localiser.find(pixels, spacing=spacing, area=area) if self.localiser else None
         source = "given" if box is not None else "none"
         if box is None and found is not None and found.nodule is not None:
             box, source = found.nodule["box"], "localiser"
@@ -287,10 +291,13 @@ class Predictor:
                          mask=found.mask)
         if self.spec is None:
             height, width = pixels.shape[:2]
-            area = crop_box(pixels, self.localiser.spec) if self.localiser else Box(0, 0, width, height)
+            area = crop_box(pixels, self.localiser.spec, area=area) if self.localiser \
+                else Box(0, 0, width, height)
             return Prediction(label=None, name=None, probabilities={}, crop_box=tuple(area),
                               **extra)
-        _, tensor, crop_box_ = self.prepare(pixels, box=box)
+        found_area, no_area = (_image_area(pixels, area) if self.spec.frame == "detect"
+                               else (area, False))
+        _, tensor, crop_box_ = self.prepare(pixels, box=box, area=found_area)
         # Mirror test-time augmentation, as the run was evaluated: one batch of two, each
         # head's softmax averaged over both.
         batch = np.stack([tensor, tensor[:, :, ::-1]]) if self.tta else tensor[None]
@@ -326,7 +333,7 @@ class Predictor:
                 top = rule_label if key == "rule" else self.class_names[int(p.argmax())]
                 category_sources[key] = {"label": top, "probabilities":
                                          {c: float(x) for c, x in zip(self.class_names, p)}}
-        reason = ("no-ultrasound-area" if _no_image_area(pixels) else
+        reason = ("no-ultrasound-area" if no_area else
                   rule.reason(pixels=pixels, features=outputs["features"][:1],
                               confidence=float(proba[index])))
         heat = None
@@ -341,11 +348,16 @@ class Predictor:
                           abstain=reason is not None, abstain_reason=reason, **extra)
 
 
-def _no_image_area(pixels: np.ndarray) -> bool:
-    """No ultrasound image area at all (a blank frame, a screen of text): the region
-    finder's `NoImageAreaError`, the same rule as the clean-frame function's."""
+def _image_area(pixels: np.ndarray, area: Box | None) -> tuple[Box | None, bool]:
+    """(the image area, whether there is none): the region finder's `NoImageAreaError` (a
+    blank frame, a screen of text) is the clean-frame rule's "no ultrasound area". Found
+    once here and handed to the crop, so a request pays for one search; a caller that
+    found the area already (the diagnosis server) skips it."""
+    if area is not None:
+        return area, False
     try:
-        find_image_area(pixels)
+        return find_image_area(pixels), False
     except NoImageAreaError:
-        return True
-    return False
+        return None, True
+    except InputError:
+        return None, False

@@ -215,7 +215,6 @@ def _edge_shadows(c: _Canvas, cx: float, cy: float, half_width: float,
 
 def _paint_nodule(c: _Canvas, case: Case, view: View, rng: np.random.Generator) -> np.ndarray:
     n: NoduleGeometry = case.nodule  # type: ignore[assignment]
-    a = case.anatomy
     hw, hh = n.half_width * view.nodule_scale, n.half_height * view.nodule_scale
     angle = n.angle + view.nodule_turn
     ccol, crow = c.to_px(n.cx, n.cy)

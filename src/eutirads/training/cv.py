@@ -24,7 +24,7 @@ from ..data.manifest import MANIFEST_NAME, read_manifest
 from ..errors import InputError
 from ..evaluation.metrics import FOLD_METRICS as METRICS, default_positive, fold_metrics
 from .config import TrainConfig, save_config
-from .data import Sample, _sample, load_images
+from .data import _sample, load_images
 from .run import make_spec, seed_everything, write_history
 
 __all__ = ["CVResult", "cross_validate", "fold_metrics", "default_positive",

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ..evaluation.metrics import training_metrics
 from ..preprocess import PreprocessSpec
+from . import distributed
 from .config import TrainConfig
 from .data import eval_transform, train_transform
 from .losses import balanced_class_weights, multitask_loss
@@ -562,8 +563,9 @@ def _train_batches(split, cache, train_images, y_train, augment, epoch, options,
                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     loop = options.loop
     for idx in _batches(len(train_images), loop.batch_size, generator):
-        if len(idx) < 2 and split.k > 0:
-            continue  # batch-norm cannot train on a single image
+        if len(idx) < 2 * distributed.world_size() and split.k > 0:
+            continue  # batch-norm cannot train on a single image (per rank)
+        idx = distributed.shard(idx)  # this rank's part of the batch (all of it in one process)
         if cache is not None and cache.train:
             x = cache.train[epoch % options.passes][idx]
         else:
@@ -621,6 +623,7 @@ def fit(model: nn.Module, spec: PreprocessSpec, config: TrainConfig | FitOptions
 
     for phase, split in plan:
         split.freeze()
+        distributed.wrap_top(split)  # DDP under torchrun; nothing in one process
         opt = _optimiser(split, phase, len(train_images), options)
         cache = _phase_cache(split, shared, spec, train_images, val_images, augment,
                              evaluate_tf, options, phase.name, progress)

@@ -209,11 +209,14 @@ def train(dataset: str | os.PathLike[str], config: TrainConfig, out: str | os.Pa
     import torch
 
     from ..models import create_model
-    from .checkpoint import save_checkpoint
     from .engine import fit
+
+    from . import distributed
 
     config.validate()
     out = Path(out)
+    main = distributed.is_main()  # under torchrun only rank 0 writes the run folder
+    progress = progress and main
     rows = read_training_rows(dataset, train_split=config.train_split, val_split=config.val_split)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -244,8 +247,9 @@ def train(dataset: str | os.PathLike[str], config: TrainConfig, out: str | os.Pa
     if missing:
         raise InputError(f"{rows.root}: class {missing[0]!r} has no decodable training image")
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
     summary = _data_summary(rows, train_samples, val_samples, skipped)
     summary["descriptors"] = {h: int((val_y[:, j + 1] >= 0).sum() + (train_y[:, j + 1] >= 0).sum())
                               for j, h in enumerate(heads)}
@@ -257,7 +261,8 @@ def train(dataset: str | os.PathLike[str], config: TrainConfig, out: str | os.Pa
 
     def on_epoch(row: dict[str, Any], improved: bool, model_) -> None:
         history.append(row)
-        write_history(history, out / "history.csv")
+        if main:
+            write_history(history, out / "history.csv")
 
     # Checkpoints are written once at the end: writing a 15 MB file every epoch would cost
     # more than an epoch of the head on cached features.
@@ -265,14 +270,28 @@ def train(dataset: str | os.PathLike[str], config: TrainConfig, out: str | os.Pa
                  progress=progress, on_epoch=on_epoch, head_names=heads)
     # fit leaves the best weights loaded: calibration and the OOD reference belong to them.
     abstention = fit_abstention(model, spec, config, train_imgs, val_imgs, val_y[:, 0], heads)
+    public = {k: {kk: vv for kk, vv in v.items() if kk != "reference"}
+              for k, v in abstention.items()}
+    if main:
+        _write_run(out, config, result, history, abstention, public, summary, heads, skipped,
+                   ckpt_args)
+    distributed.barrier()  # the other ranks return once the run folder is complete
+    return TrainResult(out, list(rows.class_names), result.best_epoch, result.best_metrics,
+                       len(history), skipped, result.seconds, result.train_images_per_s,
+                       heads, public)
+
+
+def _write_run(out: Path, config: TrainConfig, result, history, abstention, public, summary,
+               heads, skipped, ckpt_args) -> None:
+    from . import distributed
+    from .checkpoint import save_checkpoint
+
     save_checkpoint(out / "checkpoints" / "best.pt", result.best_state, epoch=result.best_epoch,
                     val_metrics=result.best_metrics, abstention=abstention, **ckpt_args)
     last = history[-1]
     save_checkpoint(out / "checkpoints" / "last.pt", result.last_state, epoch=last["epoch"],
                     val_metrics={k[4:]: v for k, v in last.items() if k.startswith("val_")},
                     **ckpt_args)
-    public = {k: {kk: vv for kk, vv in v.items() if kk != "reference"}
-              for k, v in abstention.items()}
     plot_curves(history, out / "curves")
     (out / "summary.json").write_text(json.dumps({
         "eutirads_version": __version__, "model": config.model, "mode": config.mode,
@@ -280,7 +299,5 @@ def train(dataset: str | os.PathLike[str], config: TrainConfig, out: str | os.Pa
         "epochs_run": len(history), "seconds": round(result.seconds, 1),
         "train_images_per_s": round(result.train_images_per_s, 1),
         "descriptor_heads": heads, "abstention": public,
+        "processes": distributed.world_size(),  # > 1: trained under torchrun (DDP)
         "data": summary, "skipped": skipped}, indent=2) + "\n", encoding="utf-8")
-    return TrainResult(out, list(rows.class_names), result.best_epoch, result.best_metrics,
-                       len(history), skipped, result.seconds, result.train_images_per_s,
-                       heads, public)

@@ -14,8 +14,14 @@ Environment:
   EUTIRADS_CSRF_TRUSTED_ORIGINS  comma-separated origins (https://host) behind a proxy
   EUTIRADS_IDLE_MINUTES    log out after this many idle minutes; default 30
   EUTIRADS_MAX_UPLOAD_MB   largest accepted request body; default 20
+  EUTIRADS_MAX_UPLOAD_PIXELS  largest accepted image in pixels; default 8000000
+  EUTIRADS_MAX_UPLOAD_ASPECT  longest/shortest side of an accepted image; default 8
   EUTIRADS_LOGIN_FAILURES  failed logins before a lock-out; default 5
   EUTIRADS_LOCKOUT_MINUTES lock-out length; default 15
+  EUTIRADS_TRUSTED_PROXIES comma-separated proxy addresses whose forwarding header is believed
+  EUTIRADS_CLIENT_IP_HEADER that header; default X-Forwarded-For
+  EUTIRADS_SERVER_TIMING   0/1: Server-Timing header with each request's CPU time (benchmarks)
+  EUTIRADS_TIME_ZONE       time zone dates are shown in (e.g. America/Bogota); default UTC
 """
 
 from __future__ import annotations
@@ -122,12 +128,19 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "eutirads.web.core.middleware.ServerTimingMiddleware",  # only with EUTIRADS_SERVER_TIMING=1
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "eutirads.web.core.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language, or the language cookie); no URL prefixes.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A logged-in user's own choice of language wins over the browser's.
+    "eutirads.web.core.middleware.UserLanguageMiddleware",
     "eutirads.web.core.middleware.IdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -201,7 +214,9 @@ IDLE_MINUTES = env_int("EUTIRADS_IDLE_MINUTES", 30, minimum=1)
 # Idle timeout: the session lives IDLE_MINUTES after the last request. It is renewed by
 # core.middleware.IdleTimeoutMiddleware at most once a minute (a database write on every
 # request would cost each "save and next" a transaction).
-SESSION_COOKIE_AGE = IDLE_MINUTES * 60
+# Plus the renewal interval: renewed at most once a minute, a session must still live
+# IDLE_MINUTES after the LAST request, never less.
+SESSION_COOKIE_AGE = IDLE_MINUTES * 60 + 60
 SESSION_SAVE_EVERY_REQUEST = False
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
@@ -211,9 +226,18 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "core/locked_out.html"
 AXES_VERBOSE = False
+# Behind a TLS proxy: the client address comes from the trusted proxy's header (see
+# core/network.py); throttling and the audit log both use it.
+EUTIRADS_TRUSTED_PROXIES = [str(a) for a in env_list("EUTIRADS_TRUSTED_PROXIES", [])]
+EUTIRADS_CLIENT_IP_HEADER = "HTTP_" + env_str("EUTIRADS_CLIENT_IP_HEADER",
+                                              "X-Forwarded-For").upper().replace("-", "_")
+AXES_CLIENT_IP_CALLABLE = "eutirads.web.core.network.client_ip"
 
 # ---- uploads -----------------------------------------------------------------------------
 MAX_UPLOAD_MB = env_int("EUTIRADS_MAX_UPLOAD_MB", 20, minimum=1)
+# A scanner frame is under 2 MP; each accepted megapixel costs ~10 ms of CPU (issue 13).
+MAX_UPLOAD_PIXELS = env_int("EUTIRADS_MAX_UPLOAD_PIXELS", 8_000_000, minimum=65_536)
+MAX_UPLOAD_ASPECT = env_int("EUTIRADS_MAX_UPLOAD_ASPECT", 8, minimum=2)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o600
@@ -223,6 +247,26 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# No inline script or style anywhere (django-csp); patient images may be blob: URLs (the
+# reading screen's prefetch). Permissions-Policy: core.middleware.PermissionsPolicyMiddleware.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "blob:", "data:"],
+        "connect-src": ["'self'", "blob:", "data:"],  # fetch() of a page's own images
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+SERVER_TIMING = env_bool("EUTIRADS_SERVER_TIMING", False)
+PERMISSIONS_POLICY = ("accelerometer=(), camera=(), geolocation=(), gyroscope=(), "
+                      "magnetometer=(), microphone=(), payment=(), usb=(), "
+                      "interest-cohort=()")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -251,15 +295,28 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# ---- languages ---------------------------------------------------------------------------
+# Spanish (Colombia) and English, chosen by the browser (Accept-Language: "es" or "es-MX"
+# also give es-co) with a per-user switch (core.Preference). Each app keeps its catalogue
+# in its own locale/ folder (found by Django for every installed app); the compiled .mo
+# files are committed beside the .po files, so a fresh install needs no gettext.
+USE_I18N = True
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("es-co", "Español (Colombia)")]
+LOCALE_PATHS: list[str] = []
+LANGUAGE_COOKIE_NAME = "eutirads_language"
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+
 # ---- misc --------------------------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = False
+TIME_ZONE = env_str("EUTIRADS_TIME_ZONE", "UTC")
 USE_TZ = True
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"no_4xx_traceback": {"()": "eutirads.web.core.errors.NoTracebackFor4xx"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "filters": ["no_4xx_traceback"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }

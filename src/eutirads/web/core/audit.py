@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .models import AuditEvent
-
-
-def _client_ip(request) -> str | None:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a proxy is configured.
-    return request.META.get("REMOTE_ADDR") or None if request is not None else None
+from .network import client_ip as _client_ip
 
 
 def record(action: str, *, user=None, request=None, target: str = "",

@@ -25,3 +25,11 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action} {self.target}"
+
+
+class Preference(models.Model):
+    """A user's own settings: the interface language ("" = the browser's)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="eutirads_preference")
+    language = models.CharField(max_length=10, blank=True)

@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import ApiToken, ModelBundle, Prediction, Reading
+from .models import ApiToken, Decision, ModelBundle, Prediction, Reading
 
 
 @admin.register(ModelBundle)
@@ -46,5 +46,31 @@ class ReadingAdmin(ReadOnly):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(ReadOnly):
-    list_display = ("prefix", "user", "created_at", "last_used_at")
+    """Tokens are made on the command line (the secret is shown once there); here they can
+    be revoked or deleted, both audited with the admin's name."""
+
+    list_display = ("id", "prefix", "user", "created_at", "last_used_at", "expires_at",
+                    "revoked_at")
     exclude = ("key_hash",)
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        from .tokens import revoke_token
+
+        for row in queryset:
+            revoke_token(row.pk, by=request.user, request=request)
+        self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+    def delete_model(self, request, obj):
+        obj._deleted_by = request.user  # the post_delete audit names the admin
+        obj.delete()
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnly):
+    list_display = ("id", "decided_at", "user", "prediction", "label")

@@ -16,11 +16,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from ...errors import EutiradsError, ModelError
+from ...inference.uploads import UploadError
 from ..core.access import ROLES, has_role
 from . import services
 from .requests import request_too_large, upload_from_request
 from .tokens import token_from_header, user_for_token
-from .uploads import UploadError
 
 SCHEMA_PATH = Path(__file__).with_name("openapi.yaml")
 
@@ -43,7 +43,7 @@ def api_view(view):
             return _error("bad Authorization header; use 'Token <token>' or 'Bearer <token>'",
                           401)
         if token is not None:
-            user = user_for_token(token)
+            user = user_for_token(token, request=request)
             if user is None:
                 return _error("invalid or revoked token", 401)
             request.user = user
@@ -78,6 +78,8 @@ def _numbers(metrics: dict) -> dict:
 
 
 def diagnosis_json(diagnosis, prediction, bundle, *, heatmap: bool) -> dict:
+    """The predict answer. An abstention (`abstain: true`) has a reason and what to do, and
+    no `advice`: label and probabilities stay for whoever looks."""
     body = {
         "id": prediction.pk,
         "category": diagnosis.label,
@@ -85,16 +87,29 @@ def diagnosis_json(diagnosis, prediction, bundle, *, heatmap: bool) -> dict:
         "definition": diagnosis.definition,
         "malignancy_risk": diagnosis.risk,
         "probabilities": diagnosis.probabilities,
-        "advice": diagnosis.advice,
+        "abstain": diagnosis.abstain,
         "diameter_mm": diagnosis.diameter_mm,
         "diameter_source": diagnosis.diameter_source or None,
-        "box": diagnosis.box.as_dict() if diagnosis.box else None,
+        "box": services.box_dict(diagnosis.box),
+        "box_source": diagnosis.box_source,
+        "nodule": diagnosis.nodule,
+        "descriptors": diagnosis.descriptors,
+        "rule_path": diagnosis.rule_path or None,
         "classified": diagnosis.classified,
         "image": {"width": prediction.width, "height": prediction.height},
         "model": {"id": bundle.pk, "name": bundle.name, "version": bundle.version},
+        "report_pdf": f"/api/v1/predictions/{prediction.pk}/report.pdf",
         "disclaimer": services.DISCLAIMER,
     }
-    if heatmap:
+    if diagnosis.abstain:
+        meaning, todo = diagnosis.abstain_text
+        body.update({"abstain_reason": diagnosis.abstain_reason, "abstain_message": meaning,
+                     "what_to_do": todo})
+    else:
+        body["advice"] = diagnosis.advice
+    if diagnosis.nodule is None and diagnosis.nodule_reason:
+        body["nodule_reason"] = diagnosis.nodule_reason
+    if heatmap and diagnosis.heatmap is not None:
         body["heatmap_png"] = base64.b64encode(services.heatmap_png(diagnosis.heatmap)).decode()
     return body
 
@@ -131,6 +146,21 @@ def models(request):
     return JsonResponse({"models": [bundle_json(b) for b in ModelBundle.objects.all()]})
 
 
+@api_view
+@require_GET
+def report_pdf(request, pk: int):
+    """The printable report of one of the user's own predictions, as PDF."""
+    from ..core.access import ADMIN
+    from .models import Prediction
+    from .report import pdf_response
+
+    prediction = Prediction.objects.select_related("bundle", "user").filter(pk=pk).first()
+    if prediction is None or (prediction.user_id != request.user.pk and
+                              not has_role(request.user, ADMIN)):
+        return _error("no such prediction", 404)  # never reveal someone else's
+    return pdf_response(request, prediction)
+
+
 @functools.lru_cache(maxsize=1)
 def schema_dict() -> dict:
     import yaml
@@ -149,4 +179,4 @@ def not_found(request, rest: str = ""):
     return _error("no such API endpoint", 404)
 
 
-__all__ = ["predict", "models", "schema", "schema_dict", "not_found"]
+__all__ = ["predict", "models", "report_pdf", "schema", "schema_dict", "not_found"]

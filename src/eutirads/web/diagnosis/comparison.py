@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from ...categories import EU_TIRADS_LABELS
 from ...evaluation.metrics import accuracy, confusion_matrix, quadratic_weighted_kappa
 
-__all__ = ["Record", "compare", "compare_readers"]
+__all__ = ["Record", "compare", "compare_readers", "DecisionRecord", "compare_decisions",
+           "decision_report"]
 
 MODEL = "model"
 
@@ -76,3 +77,55 @@ def compare_readers() -> dict:
                       human=r.human_label, model=r.prediction.label)
                for r in readings if r.item_key.startswith("labeling:")]
     return compare(records)
+
+
+# ---- signed decisions against the model (the "accept or change" step) ---------------------
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One radiologist's signed decision beside the model's answer on the same image."""
+
+    radiologist: str
+    model: str
+    decided: str
+    model_descriptors: dict
+    decided_descriptors: dict
+
+
+def compare_decisions(records: list[DecisionRecord]) -> dict:
+    """Per radiologist: how often the signed category is the model's (accuracy of the
+    model against the radiologist, and their quadratic kappa), and how often each
+    descriptor was changed. Pure: records in, report out."""
+    from ...inference.diagnosis import DESCRIPTOR_NAMES
+
+    usable = [r for r in records if r.model in EU_TIRADS_LABELS and r.decided in EU_TIRADS_LABELS]
+    rows = []
+    for name in sorted({r.radiologist for r in usable}):
+        mine = [r for r in usable if r.radiologist == name]
+        scores = _scores([r.decided for r in mine], [r.model for r in mine])
+        changed = {}
+        for descriptor in DESCRIPTOR_NAMES:
+            both = [r for r in mine if r.decided_descriptors.get(descriptor)
+                    and r.model_descriptors.get(descriptor)]
+            changed[descriptor] = {"n": len(both), "changed": sum(
+                r.decided_descriptors[descriptor] != r.model_descriptors[descriptor]
+                for r in both)}
+        rows.append({"radiologist": name, "n": len(mine), "same_category": scores["accuracy"],
+                     "kappa": scores["kappa"], "confusion": scores["confusion"],
+                     "descriptors": changed})
+    return {"labels": list(EU_TIRADS_LABELS), "radiologists": rows,
+            "skipped": len(records) - len(usable)}
+
+
+def decision_report() -> dict:
+    """The decisions report from the database (every stored decision, abstentions left out)."""
+    from .models import Decision
+
+    decisions = Decision.objects.select_related("user", "prediction").filter(
+        prediction__abstain=False).order_by("decided_at", "id")
+    return compare_decisions([
+        DecisionRecord(radiologist=d.user.get_username() if d.user else "(deleted)",
+                       model=d.prediction.label, decided=d.label,
+                       model_descriptors=d.prediction.descriptor_values,
+                       decided_descriptors=dict(d.descriptors or {}))
+        for d in decisions])

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import secrets
 from pathlib import Path
 
@@ -72,6 +71,6 @@ def serve_demo(bundle: str | Path, *, serve: bool = True, host: str = "127.0.0.1
         print(f"Not serving (--no-serve). Start the app with: eutirads serve  ->  {url}")
         return 0
     print(f"Serving on {url}  (Ctrl+C stops)", flush=True)
-    from ...cli import serve as serve_cli
+    from .. import serve
 
-    return serve_cli._run(argparse.Namespace(host=host, port=port, workers=2, timeout=60))
+    return serve(host=host, port=port, workers=2, timeout=60)

@@ -1,4 +1,5 @@
-"""Registered model bundles, prediction history, blind readings and API tokens."""
+"""Registered model bundles, prediction history, the radiologist's decisions, blind
+readings and API tokens."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ class Prediction(models.Model):
 
     WEB, API, READING = "web", "api", "reading"
     CHANNELS = [(WEB, "web page"), (API, "API"), (READING, "reading mode")]
-    SOURCES = [("", "none"), ("given", "given"), ("measured", "measured from the box")]
+    SOURCES = [("", "none"), ("given", "given"), ("measured", "measured from the box"),
+               ("localiser", "measured on the model's outline")]
+    BOX_SOURCES = [("none", "none"), ("given", "drawn"), ("localiser", "the model's")]
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
                              related_name="diagnosis_predictions")
@@ -65,6 +68,16 @@ class Prediction(models.Model):
     # Generated name of the re-encoded PNG under EUTIRADS_HOME/diagnosis/images/; empty
     # unless the user opted in to keep the image.
     image_name = models.CharField(max_length=64, blank=True)
+    # Where the kept image lies in the upload ({x0, y0, x1, y1}): it holds the image area
+    # only, so outlines are drawn shifted by its corner.
+    image_area = models.JSONField(null=True, blank=True)
+    box_source = models.CharField(max_length=10, choices=BOX_SOURCES, default="none")
+    # The localiser's object ({"box", "score", "regions": [{... "contour", "calipers"}]}).
+    nodule = models.JSONField(null=True, blank=True)
+    descriptors = models.JSONField(null=True, blank=True)  # {name: {"value", "probabilities"}}
+    rule_path = models.TextField(blank=True)
+    abstain = models.BooleanField(default=False)
+    abstain_reason = models.CharField(max_length=40, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -75,6 +88,51 @@ class Prediction(models.Model):
     @property
     def confidence(self) -> float:
         return float((self.probabilities or {}).get(self.label, 0.0))
+
+    @property
+    def descriptor_values(self) -> dict[str, str]:
+        return {k: str((v or {}).get("value") or "") for k, v in (self.descriptors or {}).items()}
+
+
+class Decision(models.Model):
+    """The radiologist's own conclusion on a prediction, stored beside the model's answer:
+    the category and each descriptor as confirmed or changed. One per prediction (saving
+    again updates it; the audit log keeps every version)."""
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE,
+                                      related_name="decision")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                             related_name="diagnosis_decisions")
+    label = models.CharField(max_length=16)
+    descriptors = models.JSONField(default=dict, blank=True)  # {name: value}
+    note = models.TextField(blank=True)
+    decided_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"decision on prediction #{self.prediction_id}: {self.label}"
+
+    @property
+    def changed_fields(self) -> list[str]:
+        """What differs from the model: "category" and/or descriptor names."""
+        model = self.prediction
+        out = ["category"] if self.label != model.label else []
+        ours = model.descriptor_values
+        out += [k for k, v in (self.descriptors or {}).items() if v and ours.get(k, "") != v]
+        return out
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.changed_fields)
+
+    @property
+    def rule_path(self) -> str:
+        """The guideline's rule on the radiologist's descriptors ("" unless all are given)."""
+        from ...inference.diagnosis import descriptor_rule_path
+
+        return descriptor_rule_path(self.descriptors)
 
 
 class Reading(models.Model):
@@ -108,6 +166,21 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=8, help_text="first characters, to tell tokens apart")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="empty: never expires")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.prefix}… ({self.user})"
+        return f"#{self.pk} {self.prefix}… ({self.user})"
+
+    def status(self, now=None) -> str:
+        from django.utils import timezone
+
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"

@@ -16,8 +16,8 @@ from django.db import IntegrityError, transaction
 from ...categories import EU_TIRADS_LABELS
 from ...errors import InputError
 from ...imageio import load_rgb
+from ...inference.uploads import CleanImage
 from . import services
-from .uploads import CleanImage
 
 __all__ = ["next_item", "item_pixels", "submit", "Outcome"]
 
@@ -85,8 +85,10 @@ def submit(user, item_id: str, label: str, *, request=None) -> Outcome:
     pixels = item_pixels(item)
     image = CleanImage(pixels=pixels, kind="png")
     bundle = services.active_bundle()
+    # A dataset image went through ingest's checks already: no screen check here (the
+    # bundle's own out-of-distribution check, when it has one, still applies).
     diagnosis = services.diagnose(services.get_predictor(bundle), image,
-                                  box=_item_box(item, image.width, image.height))
+                                  box=_item_box(item, image.width, image.height), check=False)
     try:
         with transaction.atomic():
             prediction = services.save_prediction(diagnosis, image, user=user, bundle=bundle,

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from .uploads import CleanImage, UploadError, clean_upload
+from ...inference.uploads import CleanImage, UploadError, UploadLimits, clean_upload
 
 
 def max_upload_bytes() -> int:
     return int(getattr(settings, "MAX_UPLOAD_MB", 20)) * 1024 * 1024
+
+
+def upload_limits() -> UploadLimits:
+    """The configured limits (settings EUTIRADS_MAX_UPLOAD_MB, _PIXELS, _ASPECT)."""
+    return UploadLimits(max_bytes=max_upload_bytes(),
+                        max_pixels=int(getattr(settings, "MAX_UPLOAD_PIXELS", 8_000_000)),
+                        max_aspect=float(getattr(settings, "MAX_UPLOAD_ASPECT", 8)))
 
 
 def request_too_large(request) -> bool:
@@ -31,4 +38,4 @@ def upload_from_request(request, field: str = "image") -> CleanImage:
         raise UploadError(f"upload too large ({upload.size / 1e6:.1f} MB; "
                           f"limit {limit / 1e6:.1f} MB)", 413)
     data = upload.read(limit + 1)
-    return clean_upload(data, upload.name or None, max_bytes=limit)
+    return clean_upload(data, upload.name or None, limits=upload_limits())

@@ -1,173 +1,42 @@
-"""What the diagnosis views and the API call: bundle registry, predictor cache, diagnosis.
+"""What the diagnosis views and the API call: bundle registry, predictor cache, storage.
 
-`diagnose` is the pure heart (predictor + clean image + options -> `Diagnosis`); the rest
-is the thin layer that stores bundles and predictions and writes the audit log.
+The diagnosis itself (`diagnose`, boxes, sizes, abstention, overlays) is library code in
+`eutirads.inference.diagnosis`, re-exported here for the views; this module is the thin
+layer that stores bundles, predictions and decisions and writes the audit log.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ...categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice
+from ...categories import EU_TIRADS_LABELS as CATEGORY_LABELS
 from ...errors import InputError, ModelError
 from ...inference.bundle import model_sha256
-from .uploads import CleanImage, encode_png
+from ...inference.diagnosis import (
+    DISCLAIMER,
+    Box,
+    Diagnosis,
+    box_dict,
+    data_uri,
+    diagnose,
+    heatmap_overlay_png,
+    heatmap_png,
+    parse_box,
+    parse_size_mm,
+)
+from ...inference.uploads import CleanImage, encode_png
 
 __all__ = [
     "Box", "Diagnosis", "parse_box", "parse_size_mm", "diagnose", "heatmap_overlay_png",
-    "heatmap_png", "bundles_root", "register_bundle", "activate_bundle", "active_bundle",
-    "get_predictor", "save_prediction", "image_folder", "DISCLAIMER",
+    "heatmap_png", "data_uri", "box_dict", "bundles_root", "register_bundle",
+    "activate_bundle", "active_bundle", "get_predictor", "save_prediction", "save_decision",
+    "image_folder",
+    "DISCLAIMER",
 ]
-
-DISCLAIMER = ("This result supports, and does not replace, the radiologist's judgement. "
-              "It is not a diagnosis.")
-MAX_DIAMETER_MM = 150.0  # a thyroid nodule is never larger: a bigger value is a typo
-
-
-@dataclass(frozen=True)
-class Box:
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1}
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """The answer for one image, everything the page and the API show."""
-
-    label: str
-    probabilities: dict[str, float]
-    heatmap: np.ndarray | None  # HxW float32 in [0, 1], the image's size (None: not asked)
-    box: Box | None
-    diameter_mm: float | None
-    diameter_source: str  # "", "given" or "measured"
-    advice: str
-    classified: str = "image"  # "box": the model saw the nodule box; "image": the image area
-    name: str = ""
-    definition: str = ""
-    risk: str = ""
-    class_names: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def is_eu_tirads(self) -> bool:
-        return self.label in EU_TIRADS_LABELS
-
-
-def _number(value: str, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a number") from None
-    if not np.isfinite(number):
-        raise InputError(f"{what} must be a finite number")
-    return number
-
-
-def parse_box(values: dict, width: int, height: int) -> Box | None:
-    """A box from form/query fields x0, y0, x1, y1 (all four or none), checked against the
-    image's size."""
-    raw = {key: values.get(key) for key in ("x0", "y0", "x1", "y1")}
-    given = {key: value for key, value in raw.items() if value not in (None, "")}
-    if not given:
-        return None
-    if len(given) < 4:
-        raise InputError("a box needs all four of x0, y0, x1, y1")
-    x0, y0, x1, y1 = (int(round(_number(given[k], k))) for k in ("x0", "y0", "x1", "y1"))
-    x0, x1 = sorted((x0, x1))
-    y0, y1 = sorted((y0, y1))
-    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-        raise InputError(f"the box ({x0}, {y0}, {x1}, {y1}) lies outside the "
-                         f"{width}x{height} image")
-    if x1 - x0 < 4 or y1 - y0 < 4:
-        raise InputError("the box is too small (under 4 pixels wide or high)")
-    return Box(x0, y0, x1, y1)
-
-
-def parse_size_mm(value) -> float | None:
-    if value in (None, ""):
-        return None
-    size = _number(value, "size_mm")
-    if size <= 0 or size > MAX_DIAMETER_MM:
-        raise InputError(f"size_mm must be over 0 and at most {MAX_DIAMETER_MM:g} mm")
-    return round(size, 1)
-
-
-def diagnose(predictor, image: CleanImage, *, box: Box | None = None,
-             size_mm: float | None = None, mm_per_pixel: float | None = None,
-             heatmap: bool = True) -> Diagnosis:
-    """Classify a checked image and attach the guideline's reading of the result.
-
-    The diameter is the given `size_mm`, else measured as the box's longer side times the
-    pixel spacing when both are known; the FNA advice uses it.
-    """
-    box_tuple = (box.x0, box.y0, box.x1, box.y1) if box else None
-    result = predictor.predict(image.pixels, box=box_tuple, heatmap=heatmap)
-    probabilities = {str(k): float(v) for k, v in result.probabilities.items()}
-    label = str(result.label)
-    diameter, source = size_mm, "given" if size_mm is not None else ""
-    if diameter is None and box is not None and mm_per_pixel:
-        diameter = round(max(box.x1 - box.x0, box.y1 - box.y0) * mm_per_pixel, 1)
-        source = "measured"
-    heat = None
-    if heatmap:
-        heat = np.asarray(result.heatmap, dtype=np.float32)
-        if heat.shape != (image.height, image.width):
-            raise ModelError(f"the model's heatmap has shape {heat.shape}, "
-                             f"not the image's {(image.height, image.width)}")
-    # A bundle trained on nodule boxes (crop "roi") classifies the box; any other uses the
-    # box only to measure the nodule.
-    spec = getattr(predictor, "spec", None)
-    classified = "box" if box is not None and getattr(spec, "crop", "full") == "roi" else "image"
-    if label in EU_TIRADS_LABELS:
-        cat = CATEGORIES[int(label)]
-        return Diagnosis(label=label, probabilities=probabilities, heatmap=heat, box=box,
-                         diameter_mm=diameter, diameter_source=source, classified=classified,
-                         advice=fna_advice(cat.number, diameter), name=cat.name,
-                         definition=cat.definition, risk=cat.risk_text,
-                         class_names=tuple(probabilities))
-    # A bundle trained on another scheme (e.g. DDTI's 4a/4b): no EU-TIRADS advice to give.
-    return Diagnosis(label=label, probabilities=probabilities, heatmap=heat, box=box,
-                     diameter_mm=diameter, diameter_source=source, classified=classified,
-                     advice="This model's classes are not EU-TIRADS categories: no guideline "
-                            "advice.", name=f"class {label}", class_names=tuple(probabilities))
-
-
-def _colormap(values: np.ndarray) -> np.ndarray:
-    """A blue-to-red 'jet'-like map, HxW [0, 1] -> HxWx3 uint8 (no matplotlib at serving)."""
-    v = np.clip(values, 0.0, 1.0)
-    r = np.clip(1.5 - np.abs(4 * v - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * v - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * v - 1), 0, 1)
-    return (np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
-
-
-def heatmap_overlay_png(heatmap: np.ndarray) -> bytes:
-    """An RGBA PNG layer for the page: colour by heat, cool parts more transparent."""
-    rgba = np.empty(heatmap.shape + (4,), np.uint8)
-    rgba[..., :3] = _colormap(heatmap)
-    rgba[..., 3] = (np.clip(heatmap, 0, 1) ** 0.5 * 255).astype(np.uint8)
-    return encode_png(rgba)
-
-
-def heatmap_png(heatmap: np.ndarray) -> bytes:
-    """The heatmap as an 8-bit grey PNG at the image's size (the API's form)."""
-    return encode_png((np.clip(heatmap, 0, 1) * 255).round().astype(np.uint8))
-
-
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 # ---- bundle registry -----------------------------------------------------------------------
@@ -296,17 +165,30 @@ def get_predictor(bundle):
     return predictor
 
 
-def _image_area_png(image: CleanImage) -> bytes:
-    """The kept image: only the ultrasound image area, as in ingest, so names and dates
-    burned in around it on a scanner's screen are not stored (the whole frame when no
-    area is found)."""
+def _keep_image(image: CleanImage) -> tuple[str, Box | None]:
+    """Write the kept image under a generated name: through the one clean-frame rule with
+    its burned-in text check (a kept image is shown again), so only the ultrasound image
+    area is kept, not names and dates around or in it. Returns the name and where the area
+    lies in the upload (None: no area found, the whole frame is kept)."""
     from ...frame import clean_frame
 
     try:
-        # The one clean-frame rule, with the burned-in text check: a kept image is shown.
-        return encode_png(clean_frame(image.pixels, redact_text=True).pixels)
+        clean = clean_frame(image.pixels, redact_text=True)
+        png, area = encode_png(clean.pixels), Box(*clean.area_box)
     except InputError:
-        return image.png
+        png, area = image.png, None
+    # A generated name only: nothing of the upload's name or content chooses the path.
+    image_name = f"{uuid.uuid4().hex}.png"
+    folder = image_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{image_name}.tmp"
+    tmp.write_bytes(png)
+    tmp.rename(folder / image_name)
+    return image_name, area
+
+
+def _json(value):
+    return None if value is None else json.loads(json.dumps(value, default=float))
 
 
 def save_prediction(diagnosis: Diagnosis, image: CleanImage, *, user, bundle, channel: str,
@@ -315,22 +197,56 @@ def save_prediction(diagnosis: Diagnosis, image: CleanImage, *, user, bundle, ch
     from ..core.audit import record
     from .models import Prediction
 
-    image_name = ""
+    image_name, area = "", None
     if keep_image:
-        # A generated name only: nothing of the upload's name or content chooses the path.
-        image_name = f"{uuid.uuid4().hex}.png"
-        folder = image_folder()
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{image_name}.tmp"
-        tmp.write_bytes(_image_area_png(image))
-        tmp.rename(folder / image_name)
+        image_name, area = _keep_image(image)
     prediction = Prediction.objects.create(
         user=user, bundle=bundle, channel=channel, label=diagnosis.label,
-        probabilities=diagnosis.probabilities,
-        box=diagnosis.box.as_dict() if diagnosis.box else None,
+        probabilities=diagnosis.probabilities, box=box_dict(diagnosis.box),
         diameter_mm=diagnosis.diameter_mm, diameter_source=diagnosis.diameter_source,
-        advice=diagnosis.advice, width=image.width, height=image.height, image_name=image_name)
+        advice=diagnosis.advice, width=image.width, height=image.height, image_name=image_name,
+        image_area=box_dict(area), box_source=diagnosis.box_source,
+        nodule=_json(diagnosis.nodule), descriptors=_json(diagnosis.descriptors),
+        rule_path=diagnosis.rule_path, abstain=diagnosis.abstain,
+        abstain_reason=diagnosis.abstain_reason)
     record("diagnosis.predict", user=user, request=request, target=f"prediction #{prediction.pk}",
            after={"label": diagnosis.label, "model": bundle.pk, "channel": channel,
-                  "image_kept": bool(image_name)})
+                  "image_kept": bool(image_name), "abstain": diagnosis.abstain})
     return prediction
+
+
+def save_decision(prediction, *, user, label: str, descriptors: dict[str, str],
+                  note: str = "", request=None):
+    """Store (or update) the radiologist's decision beside the model's answer; audited with
+    the previous and the new version."""
+    from django.db import transaction
+
+    from ...inference.diagnosis import DESCRIPTOR_VALUES as DESCRIPTORS_BY_NAME
+    from ..core.audit import record
+    from .models import Decision
+
+    if label not in CATEGORY_LABELS:
+        raise InputError("choose an EU-TIRADS category (1-5) for your decision")
+    clean = {}
+    for name, value in (descriptors or {}).items():
+        if name not in DESCRIPTORS_BY_NAME:
+            raise InputError(f"unknown descriptor {name[:40]!r}")
+        if value in (None, ""):
+            continue
+        if value not in DESCRIPTORS_BY_NAME[name]:
+            raise InputError(f"unknown {name} value {str(value)[:40]!r}")
+        clean[name] = value
+    with transaction.atomic():
+        decision = Decision.objects.select_for_update().filter(prediction=prediction).first()
+        before = None if decision is None else {"label": decision.label,
+                                                "descriptors": decision.descriptors}
+        if decision is None:
+            decision = Decision(prediction=prediction)
+        decision.user, decision.label, decision.descriptors = user, label, clean
+        decision.note = (note or "")[:2000]
+        decision.save()
+        record("diagnosis.decision", user=user, request=request,
+               target=f"prediction #{prediction.pk}", before=before,
+               after={"label": label, "descriptors": clean, "model": prediction.label,
+                      "differs": decision.differs})
+    return decision

@@ -6,21 +6,17 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ...categories import CATEGORIES, EU_TIRADS_LABELS
+from ...categories import CATEGORIES
 from ...errors import EutiradsError, InputError, ModelError
+from ...inference.diagnosis import DESCRIPTOR_VALUES, outline_geometry
+from ...inference.uploads import UploadError, encode_png
 from ..core.access import ADMIN, READERS, REVIEWER, ROLES, has_role, role_required
-from . import comparison, reading as reading_service, services
+from . import comparison, present, report, services
+from . import reading as reading_service
 from .models import ModelBundle, Prediction
 from .requests import request_too_large, upload_from_request
-from .uploads import UploadError, encode_png
 
 STAFF = ROLES  # radiologists, reviewers and admins may classify
-
-
-def _bundle_context(bundle) -> dict:
-    # Readable names ("kappa quadratic"); counts such as n shown without decimals.
-    metrics = {k.replace("_", " "): v for k, v in bundle.test_metrics.items()} if bundle else {}
-    return {"bundle": bundle, "bundle_metrics": metrics}
 
 
 def _optional_bundle():
@@ -41,20 +37,22 @@ def _mm_per_pixel(value) -> float | None:
 
 def result_context(diagnosis, image, prediction, bundle) -> dict:
     """What the result part of a page shows (shared by Classify and the reading mode)."""
-    order = [c for c in EU_TIRADS_LABELS if c in diagnosis.probabilities] + \
-        [c for c in diagnosis.probabilities if c not in EU_TIRADS_LABELS]
-    bars = [{"label": label, "name": CATEGORIES[int(label)].name if label in EU_TIRADS_LABELS
-             else label, "percent": round(100 * diagnosis.probabilities[label], 1),
-             "predicted": label == diagnosis.label} for label in order]
+    box = services.box_dict(diagnosis.box)
     return {
-        "diagnosis": diagnosis, "prediction": prediction, "bars": bars,
+        "diagnosis": diagnosis, "prediction": prediction,
+        "bars": present.bars(diagnosis.label, diagnosis.probabilities),
         "image_uri": services.data_uri(image.png),
-        "heatmap_uri": services.data_uri(services.heatmap_overlay_png(diagnosis.heatmap)),
-        "image_width": image.width, "image_height": image.height,
-        "box": diagnosis.box.as_dict() if diagnosis.box else None,
+        "heatmap_uri": services.data_uri(services.heatmap_overlay_png(diagnosis.heatmap))
+        if diagnosis.heatmap is not None else "",
+        "image_width": image.width, "image_height": image.height, "box": box,
+        "overlay": outline_geometry(diagnosis.nodule, box, diagnosis.box_source,
+                                    size=(image.width, image.height)),
+        "descriptor_rows": present.descriptor_rows(diagnosis.descriptors),
+        "size_text": present.size_text(diagnosis.diameter_mm, diagnosis.diameter_source),
+        "category_choices": [(str(n), c.name) for n, c in CATEGORIES.items()],
         "disclaimer": services.DISCLAIMER,
         "confidence": round(100 * diagnosis.probabilities.get(diagnosis.label, 0.0), 1),
-        **_bundle_context(bundle),
+        **present.bundle_context(bundle),
     }
 
 
@@ -63,7 +61,7 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
 def classify(request):
     context = {"categories": CATEGORIES.values(), "max_upload_mb": _max_mb(), "form": {}}
     if request.method == "GET":
-        context.update(_bundle_context(_optional_bundle()))
+        context.update(present.bundle_context(_optional_bundle()))
         return render(request, "diagnosis/classify.html", context)
     context["form"] = {k: request.POST.get(k, "") for k in
                        ("x0", "y0", "x1", "y1", "size_mm", "mm_per_pixel", "keep_image")}
@@ -82,7 +80,7 @@ def classify(request):
             keep_image=request.POST.get("keep_image") == "1", request=request)
     except EutiradsError as exc:
         status = getattr(exc, "status", 503 if isinstance(exc, ModelError) else 400)
-        context.update(_bundle_context(_optional_bundle()))
+        context.update(present.bundle_context(_optional_bundle()))
         context["error"] = str(exc)
         return render(request, "diagnosis/classify.html", context, status=status)
     context.update(result_context(diagnosis, image, prediction, bundle))
@@ -97,7 +95,7 @@ def _max_mb() -> int:
 
 
 def _visible_predictions(user):
-    rows = Prediction.objects.select_related("bundle", "user")
+    rows = Prediction.objects.select_related("bundle", "user", "decision")
     return rows if has_role(user, ADMIN) else rows.filter(user=user)
 
 
@@ -118,14 +116,42 @@ def _own_prediction(request, pk: int) -> Prediction:
 @role_required(*STAFF)
 def prediction_detail(request, pk: int):
     prediction = _own_prediction(request, pk)
-    label = prediction.label
-    cat = CATEGORIES[int(label)] if label in EU_TIRADS_LABELS else None
-    bars = [{"label": k, "percent": round(100 * float(v), 1), "predicted": k == label,
-             "name": CATEGORIES[int(k)].name if k in EU_TIRADS_LABELS else k}
-            for k, v in prediction.probabilities.items()]
-    return render(request, "diagnosis/prediction.html",
-                  {"p": prediction, "category": cat, "bars": bars,
-                   "disclaimer": services.DISCLAIMER})
+    return render(request, "diagnosis/prediction.html", present.prediction_context(prediction))
+
+
+@role_required(*STAFF)
+@require_POST
+def prediction_decision(request, pk: int):
+    """Accept or change: the radiologist's category and descriptors, stored beside the
+    model's answer (only the prediction's owner decides on it)."""
+    from django.contrib import messages
+
+    prediction = _own_prediction(request, pk)
+    if prediction.user_id != request.user.pk:
+        raise Http404("no such prediction")
+    descriptors = {name: request.POST.get(f"d_{name}", "") for name in DESCRIPTOR_VALUES}
+    try:
+        services.save_decision(prediction, user=request.user, label=request.POST.get("label", ""),
+                               descriptors=descriptors, note=request.POST.get("note", ""),
+                               request=request)
+    except InputError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Your decision is saved beside the model's answer.")
+    return redirect("diagnosis:prediction", pk=prediction.pk)
+
+
+@role_required(*STAFF)
+def prediction_report(request, pk: int):
+    """The printable report (print CSS); `?format=pdf` or report.pdf gives the PDF."""
+    prediction = _own_prediction(request, pk)
+    return render(request, "diagnosis/report.html", report.report_context(prediction))
+
+
+@role_required(*STAFF)
+def prediction_report_pdf(request, pk: int):
+    prediction = _own_prediction(request, pk)
+    return report.pdf_response(request, prediction)
 
 
 @role_required(*STAFF)
@@ -147,7 +173,8 @@ def model_list(request):
     active = next((b for b in bundles if b.active), None)
     return render(request, "diagnosis/models.html",
                   {"bundles": bundles, "active": active, "is_admin": has_role(request.user, ADMIN),
-                   **_bundle_context(active)})
+                   "card_html": present.render_card(active.model_card) if active else "",
+                   **present.bundle_context(active)})
 
 
 @role_required(ADMIN)
@@ -211,5 +238,6 @@ def reading(request):
 
 @role_required(REVIEWER, ADMIN)
 def reading_report(request):
-    report = comparison.compare_readers()
-    return render(request, "diagnosis/reading_report.html", {"report": report})
+    return render(request, "diagnosis/reading_report.html",
+                  {"report": comparison.compare_readers(),
+                   "decisions": comparison.decision_report()})

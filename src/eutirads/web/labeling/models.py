@@ -13,6 +13,9 @@ from django.db import models
 
 EU_TIRADS_CHOICES = [(str(n), f"EU-TIRADS {n}") for n in range(1, 6)]
 EXCLUDED = "excluded"  # a consensus that the image is unusable
+DESCRIPTOR_MODE = "descriptors"  # the reader sets the five descriptors; the rule gives the category
+CATEGORY_MODE = "category"      # the reader picks the category only
+READING_MODES = [(DESCRIPTOR_MODE, "descriptors"), (CATEGORY_MODE, "category")]
 
 
 class Project(models.Model):
@@ -20,6 +23,9 @@ class Project(models.Model):
     # Images stay where the dataset is; this is the absolute folder holding manifest.csv.
     dataset_root = models.CharField(max_length=1000)
     readers_required = models.PositiveSmallIntegerField(default=2)
+    reading_mode = models.CharField(max_length=12, choices=READING_MODES, default=DESCRIPTOR_MODE)
+    # Off by default: a reviewer adjudicates only images they did not read themselves.
+    self_adjudication = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.SET_NULL, related_name="+")
@@ -41,6 +47,8 @@ class Image(models.Model):
     consensus_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                      on_delete=models.SET_NULL, related_name="+")
     consensus_at = models.DateTimeField(null=True, blank=True)
+    # True when the consensus came from unanimous readers, not from a reviewer.
+    consensus_auto = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position"]
@@ -51,6 +59,15 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.name}#{self.position}"
+
+    @property
+    def has_overlay(self) -> bool:
+        return has_overlay(self.row)
+
+
+def has_overlay(row: dict) -> bool:
+    """True when the manifest row gives the nodule's mask or box (drawn over the image)."""
+    return bool(row.get("mask")) or all(str(row.get(k, "")).strip() for k in ("x0", "y0", "x1", "y1"))
 
 
 class Reading(models.Model):
@@ -66,6 +83,12 @@ class Reading(models.Model):
     flagged = models.BooleanField(default=False)
     flag_reason = models.CharField(max_length=300, blank=True)
     comment = models.TextField(blank=True, max_length=2000)
+    # Descriptor mode: {"composition": "solid", ...} ({} = no nodule or category mode);
+    # `rule_label` is what the guideline rule gives; `label` differs only by an override.
+    descriptors = models.JSONField(default=dict, blank=True)
+    rule_label = models.CharField(max_length=10, blank=True)
+    override_reason = models.CharField(max_length=300, blank=True)
+    diameter_mm = models.FloatField(null=True, blank=True)
     claimed_at = models.DateTimeField(auto_now_add=True)
     saved_at = models.DateTimeField(null=True, blank=True)
 
@@ -78,7 +101,9 @@ class Reading(models.Model):
 
     def snapshot(self) -> dict:
         return {"label": self.label, "flagged": self.flagged, "flag_reason": self.flag_reason,
-                "comment": self.comment}
+                "comment": self.comment, "descriptors": self.descriptors,
+                "rule_label": self.rule_label, "override_reason": self.override_reason,
+                "diameter_mm": self.diameter_mm}
 
 
 class LabelHistory(models.Model):
@@ -90,6 +115,10 @@ class LabelHistory(models.Model):
     flagged = models.BooleanField(default=False)
     flag_reason = models.CharField(max_length=300, blank=True)
     comment = models.TextField(blank=True)
+    descriptors = models.JSONField(default=dict, blank=True)
+    rule_label = models.CharField(max_length=10, blank=True)
+    override_reason = models.CharField(max_length=300, blank=True)
+    diameter_mm = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["at", "id"]

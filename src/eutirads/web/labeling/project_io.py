@@ -20,11 +20,12 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from tqdm import tqdm
 
-from ...categories import EU_TIRADS_LABELS, normalize_label
+from ...categories import DESCRIPTORS, EU_TIRADS_LABELS, normalize_label
 from ...data.manifest import image_path, read_manifest, write_manifest
 from ...errors import EutiradsError, InputError
 from ..core.audit import record
-from .models import EXCLUDED, Image, LabelHistory, Project, Reading
+from .models import (CATEGORY_MODE, DESCRIPTOR_MODE, EXCLUDED, Image, LabelHistory, Project,
+                     Reading)
 
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 READER_COLUMN = "reader_"
@@ -46,12 +47,15 @@ class ImportReport:
 
 def import_project(dataset: str | os.PathLike[str], name: str, *, readers: int = 2,
                    keep_labels_as: str | None = None, progress: bool = True,
-                   user=None) -> ImportReport:
+                   mode: str = DESCRIPTOR_MODE, user=None) -> ImportReport:
     """Add a dataset's images to project `name` (created when new; re-import adds only new
     images). With `keep_labels_as=READER`, the manifest's EU-TIRADS labels become that
-    reader's saved readings (the reader account is created without a role or password)."""
+    reader's saved readings (the reader account is created without a role or password).
+    `mode`: readers set the descriptors (`descriptors`, default) or the category only."""
     if not PROJECT_NAME.match(name or ""):
         raise InputError(f"project name {name!r}: use 1-80 letters, digits, '-' or '_'")
+    if mode not in (DESCRIPTOR_MODE, CATEGORY_MODE):
+        raise InputError(f"--mode {mode!r}: use {DESCRIPTOR_MODE} or {CATEGORY_MODE}")
     if not 1 <= readers <= 20:
         raise InputError("--readers must be between 1 and 20")
     root = Path(dataset).resolve()
@@ -65,7 +69,7 @@ def import_project(dataset: str | os.PathLike[str], name: str, *, readers: int =
             username=keep_labels_as, defaults={"is_active": False})
     project, created = Project.objects.get_or_create(
         name=name, defaults={"dataset_root": str(root), "readers_required": readers,
-                             "created_by": user})
+                             "reading_mode": mode, "created_by": user})
     if not created and Path(project.dataset_root) != root:
         raise InputError(f"{root}: project {name} already reads images from "
                          f"{project.dataset_root}; choose another project name")
@@ -145,6 +149,22 @@ def decide_label(labels: Mapping[str, str], consensus: str, policy: str, *,
     raise InputError(f"unknown policy {policy!r}; use consensus, majority or reader:NAME")
 
 
+def descriptor_columns(readings: Mapping[str, Reading], readers: list[str], policy: str, *,
+                       required: int) -> dict[str, str]:
+    """The descriptor columns of one exported row: each descriptor decided like the label
+    (`decide_label` per descriptor, no adjudication), then reader_<name>_<descriptor>."""
+    columns: dict[str, str] = {}
+    for descriptor in DESCRIPTORS:
+        values = {name: (r.descriptors or {}).get(descriptor, "") for name, r in readings.items()}
+        columns[descriptor] = decide_label(values, "", policy, required=required)
+    for reader in readers:
+        r = readings.get(reader)
+        for descriptor in DESCRIPTORS:
+            columns[f"{READER_COLUMN}{reader}_{descriptor}"] = \
+                "" if r is None else (r.descriptors or {}).get(descriptor, "")
+    return columns
+
+
 @dataclass
 class ExportReport:
     out: Path
@@ -173,8 +193,10 @@ def export_project(name: str, out: str | os.PathLike[str], *, policy: str = "con
     """Write the project as a dataset (manifest.csv + images) that `eutirads train` reads.
 
     The `label` column follows `policy`; per-reader labels go to reader_<name> columns
-    ('flag' for a flagged image), the adjudicated label to `consensus`. Rows without a label
-    under the policy are left out unless keep_unlabelled."""
+    ('flag' for a flagged image), the adjudicated label to `consensus`. In a descriptor
+    project the descriptor columns follow the same policy per descriptor (empty: unknown,
+    e.g. readers disagree), and each reader's values go to reader_<name>_<descriptor>.
+    Rows without a label under the policy are left out unless keep_unlabelled."""
     project = Project.objects.filter(name=name).first()
     if project is None:
         raise InputError(f"no labeling project named {name!r}")
@@ -207,6 +229,9 @@ def export_project(name: str, out: str | os.PathLike[str], *, policy: str = "con
         for reader in readers:
             r = readings.get(reader)
             row[READER_COLUMN + reader] = "" if r is None else ("flag" if r.flagged else r.label)
+        if project.reading_mode == DESCRIPTOR_MODE:
+            row.update(descriptor_columns(readings, readers, policy,
+                                          required=project.readers_required))
         row["consensus"] = image.consensus_label
         try:
             _copy(image_path(root, {"path": image.path}), image_path(out, {"path": image.path}))

@@ -6,8 +6,8 @@ import math
 from collections import defaultdict
 from itertools import combinations
 
-from ...categories import EU_TIRADS_LABELS
-from .agreement import (cohen_kappa, confusion_matrix, fleiss_kappa, fleiss_table,
+from ...categories import DESCRIPTORS, EU_TIRADS_LABELS
+from ...evaluation.agreement import (cohen_kappa, confusion_matrix, fleiss_kappa, fleiss_table,
                         label_distribution, percent_agreement)
 from .models import Image, Project, Reading
 
@@ -56,11 +56,36 @@ def project_agreement(project: Project) -> dict:
                               "percent": {k: (100 * c / len(given) if given else 0)
                                           for k, c in dist.items()}})
     return {"readers": readers, "pairs": pairs, "fleiss": fleiss, "fleiss_n": len(complete),
-            "labels": LABELS, "distributions": distributions}
+            "labels": LABELS, "distributions": distributions,
+            "descriptors": descriptor_agreement(by_image, readers, n_req)}
+
+
+def descriptor_agreement(by_image: dict[int, dict[str, Reading]], readers: list[str],
+                         n_req: int) -> list[dict]:
+    """Cohen's kappa per pair and Fleiss' kappa per descriptor, over the images where the
+    readers described a nodule: which descriptor a clinic's readers disagree on."""
+    out = []
+    for name, values in DESCRIPTORS.items():
+        given = {img: {reader: r.descriptors[name] for reader, r in rs.items()
+                       if (r.descriptors or {}).get(name) in values}
+                 for img, rs in by_image.items()}
+        pairs = []
+        for first, second in combinations(readers, 2):
+            shared = [(v[first], v[second]) for v in given.values() if first in v and second in v]
+            pairs.append({"a": first, "b": second, "n": len(shared),
+                          "kappa": cohen_kappa([x for x, _ in shared], [y for _, y in shared],
+                                               list(values))})
+        complete = [list(v.values()) for v in given.values() if len(v) == n_req]
+        fleiss = (fleiss_kappa(fleiss_table(complete, list(values)))
+                  if complete and n_req >= 2 else math.nan)
+        out.append({"descriptor": name, "pairs": pairs, "fleiss": fleiss,
+                    "fleiss_n": len(complete)})
+    return out
 
 
 def disagreements(project: Project, *, resolved: bool = False) -> list[dict]:
-    """Complete images (N saved readings) whose readers disagree or flagged it.
+    """Complete images (N saved readings) whose readers disagree or flagged it, and
+    flagged images still short of N readings (a reviewer may exclude them early).
 
     `resolved=False`: still without a consensus; True: already adjudicated."""
     by_image = saved_readings(project)
@@ -68,7 +93,8 @@ def disagreements(project: Project, *, resolved: bool = False) -> list[dict]:
     out = []
     for image_id, readers in sorted(by_image.items(), key=lambda kv: images[kv[0]].position):
         image = images[image_id]
-        if len(readers) < project.readers_required:
+        flagged = any(r.flagged for r in readers.values())
+        if len(readers) < project.readers_required and not flagged:
             continue
         verdicts = {r.label if not r.flagged else "flag" for r in readers.values()}
         if len(verdicts) < 2 and "flag" not in verdicts:

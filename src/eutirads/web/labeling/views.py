@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import json
 from io import BytesIO
-from pathlib import Path
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from ...categories import CATEGORIES
-from ...data.manifest import image_path
+from ...categories import rule_table
+from ...data.manifest import image_path, row_bbox
 from ...errors import EutiradsError
 from ..core.access import ADMIN, READERS, REVIEWER, has_role, role_required
+from ..core.errors import error_response
+from ..core import vocabulary
 from . import queue, report
-from .models import EXCLUDED, Image, Project, Reading
+from .forms import ConsensusForm, VerdictForm
+from .models import DESCRIPTOR_MODE, EXCLUDED, Image, Project, Reading
 
 
 
@@ -41,8 +46,14 @@ def _image_payload(project: Project, image: Image | queue.ImageRef | None,
         "id": image.id,
         "position": image.position,
         "url": reverse("labeling:image", args=[project.name, image.id]),
-        "reading": None if own is None else {"label": own.label, "flagged": own.flagged,
-                                             "reason": own.flag_reason, "comment": own.comment},
+        "overlay": (reverse("labeling:overlay", args=[project.name, image.id])
+                    if getattr(image, "has_overlay", False) else None),
+        "reading": None if own is None else {
+            "label": own.label, "flagged": own.flagged, "reason": own.flag_reason,
+            "comment": own.comment, "descriptors": own.descriptors,
+            "nodule": not (own.rule_label == "1" and not own.descriptors),
+            "rule_label": own.rule_label, "override_reason": own.override_reason,
+            "diameter_mm": own.diameter_mm},
     }
 
 
@@ -58,14 +69,10 @@ def _json_body(request) -> dict:
     try:
         data = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
-        raise queue.QueueError("the request body is not JSON") from None
+        raise queue.QueueError(_("the request body is not JSON")) from None
     if not isinstance(data, dict):
-        raise queue.QueueError("the request body must be a JSON object")
+        raise queue.QueueError(_("the request body must be a JSON object"))
     return data
-
-
-def _json_error(exc: EutiradsError, status: int = 400) -> JsonResponse:
-    return JsonResponse({"error": str(exc)}, status=status)
 
 
 # ---- pages -------------------------------------------------------------------------------
@@ -92,15 +99,27 @@ def project(request, project):
 @role_required(*READERS)
 def read(request, project):
     obj = _project(project)
-    categories = [{"number": c.number, "name": c.name, "definition": c.definition,
-                   "features": c.features, "risk": c.risk_text} for c in CATEGORIES.values()]
     return render(request, "labeling/read.html", {
-        "project": obj, "categories": categories,
+        "project": obj, "categories": vocabulary.categories(),
+        "descriptor_mode": obj.reading_mode == DESCRIPTOR_MODE,
+        "groups": vocabulary.descriptor_groups(), "rule": rule_table(),
         "api": {"next": reverse("labeling:api_next", args=[obj.name]),
                 "save": reverse("labeling:api_save", args=[obj.name, 0]),
                 "skip": reverse("labeling:api_skip", args=[obj.name, 0]),
                 "mine": reverse("labeling:api_mine", args=[obj.name, 0]),
-                "project": reverse("labeling:project", args=[obj.name])}})
+                "project": reverse("labeling:project", args=[obj.name]),
+                "mode": obj.reading_mode,
+                "categories": {str(c["number"]): c["name"] for c in vocabulary.categories()},
+                "values": vocabulary.VALUE_LABELS, "high_risk": vocabulary.HIGH_RISK_TEXT}})
+
+
+@role_required(*READERS)
+def mine(request, project):
+    """The reader's own saved readings, newest first, to reopen and change one."""
+    obj = _project(project)
+    readings = (Reading.objects.filter(image__project=obj, reader=request.user, done=True)
+                .select_related("image").order_by("-saved_at")[:500])
+    return render(request, "labeling/mine.html", {"project": obj, "readings": readings})
 
 
 @require_POST
@@ -108,7 +127,9 @@ def read(request, project):
 def unskip(request, project):
     obj = _project(project)
     count = queue.unskip_all(obj, request.user)
-    messages.info(request, f"{count} skipped image(s) are back in your queue.")
+    messages.info(request, ngettext("%(n)d skipped image is back in your queue.",
+                                    "%(n)d skipped images are back in your queue.",
+                                    count) % {"n": count})
     return redirect("labeling:project", project=obj.name)
 
 
@@ -129,15 +150,23 @@ def api_save(request, project, image_id):
     image = get_object_or_404(Image.objects.select_related("project"), pk=image_id,
                               project__name=project)
     try:
-        data = _json_body(request)
+        form = VerdictForm(_json_body(request), mode=image.project.reading_mode)
+        if not form.is_valid():
+            raise queue.QueueError(form.first_error())
+        verdict = form.cleaned_data
+        descriptors = {name: verdict[name] for name in vocabulary.DESCRIPTORS
+                       if verdict.get(name)}
         with transaction.atomic():
-            queue.save_reading(image, request.user, label=str(data.get("label", "")),
-                               flagged=bool(data.get("flagged")),
-                               reason=str(data.get("reason", "")),
-                               comment=str(data.get("comment", "")), request=request)
+            queue.save_reading(
+                image, request.user, label=verdict["label"], flagged=verdict["flagged"],
+                reason=verdict["reason"], comment=verdict["comment"],
+                descriptors=descriptors if image.project.reading_mode == DESCRIPTOR_MODE
+                else None, nodule=verdict["nodule"], override=verdict["override"],
+                override_reason=verdict["override_reason"],
+                diameter_mm=verdict["diameter_mm"], request=request)
             state = _queue_state(request, image.project)
     except queue.QueueError as exc:
-        return _json_error(exc, 409 if isinstance(exc, queue.QueueFull) else 400)
+        return error_response(request, exc, json=True)
     return JsonResponse({"saved": image.pk, **state})
 
 
@@ -158,7 +187,8 @@ def api_mine(request, project, image_id):
     reading = Reading.objects.filter(image_id=image_id, image__project=obj, reader=request.user,
                                      done=True).select_related("image").first()
     if reading is None:
-        return JsonResponse({"error": "no saved reading of yours for this image"}, status=404)
+        return JsonResponse({"error": _("no saved reading of yours for this image")},
+                            status=404)
     return JsonResponse({"current": _image_payload(obj, reading.image, reading)})
 
 
@@ -166,11 +196,7 @@ def api_mine(request, project, image_id):
 @role_required(*READERS, ADMIN)
 def image(request, project, image_id):
     """The image file, to readers who hold or saved a reading of it and to reviewers."""
-    obj = _project(project)
-    img = get_object_or_404(Image, pk=image_id, project=obj)
-    if not (has_role(request.user, REVIEWER) or
-            Reading.objects.filter(image=img, reader=request.user).exists()):
-        raise Http404("not one of your images")
+    obj, img = _readable_image(request, project, image_id)
     try:
         path = image_path(obj.dataset_root, {"path": img.path})
     except EutiradsError:
@@ -191,9 +217,47 @@ def image(request, project, image_id):
     PILImage.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
     buffer.seek(0)
     response = FileResponse(buffer, content_type="image/png")
-    # Private cache: the prefetched next image is shown from the browser's cache at once.
-    response["Cache-Control"] = "private, max-age=3600"
+    _no_store(response)
+    return response
+
+
+def _no_store(response) -> None:
+    # Patient images never stay in a (shared) browser's cache; the reading screen
+    # prefetches the next one into a blob URL instead.
+    response["Cache-Control"] = "no-store"
     response["Content-Disposition"] = "inline"
+
+
+def _readable_image(request, project: str, image_id: int) -> tuple[Project, Image]:
+    obj = _project(project)
+    img = get_object_or_404(Image, pk=image_id, project=obj)
+    if not (has_role(request.user, REVIEWER) or
+            Reading.objects.filter(image=img, reader=request.user).exists()):
+        raise Http404("not one of your images")
+    return obj, img
+
+
+@require_GET
+@role_required(*READERS, ADMIN)
+def overlay(request, project, image_id):
+    """The manifest's nodule box and mask outline as a transparent PNG over the image."""
+    from ...data.manifest import load_mask
+    from .overlay import overlay_png
+
+    obj, img = _readable_image(request, project, image_id)
+    try:
+        from PIL import Image as PILImage
+
+        with PILImage.open(image_path(obj.dataset_root, {"path": img.path})) as pil:
+            size = pil.size  # the header only: the overlay needs the size, not the pixels
+        box = row_bbox(img.row)
+        mask = load_mask(obj.dataset_root, img.row, image_size=size)
+    except (EutiradsError, OSError, ValueError):
+        raise Http404("no usable box or mask") from None
+    if box is None and mask is None:
+        raise Http404("no box or mask in the manifest")
+    response = HttpResponse(overlay_png(size, box=box, mask=mask), content_type="image/png")
+    _no_store(response)
     return response
 
 
@@ -202,36 +266,57 @@ def image(request, project, image_id):
 def agreement(request, project):
     obj = _project(project)
     return render(request, "labeling/agreement.html",
-                  {"project": obj, "a": report.project_agreement(obj)})
+                  {"project": obj, "a": report.project_agreement(obj),
+                   "descriptor_labels": vocabulary.DESCRIPTOR_LABELS})
 
 
 @role_required(REVIEWER)
 def adjudication(request, project):
     obj = _project(project)
+    open_ = report.disagreements(obj)
+    # Blinding: images this reviewer read, or still open for reading, are not theirs to see.
+    refused = [item for item in open_ if queue.may_adjudicate(item["image"], request.user)]
     return render(request, "labeling/adjudication.html", {
-        "project": obj, "open": report.disagreements(obj),
+        "project": obj, "open": [i for i in open_ if i not in refused],
+        "not_yours": len(refused),
         "resolved": report.disagreements(obj, resolved=True)})
+
+
+def _next_to_adjudicate(project: Project, reviewer) -> Image | None:
+    for item in report.disagreements(project):
+        if not queue.may_adjudicate(item["image"], reviewer):
+            return item["image"]
+    return None
 
 
 @role_required(REVIEWER)
 def adjudicate(request, project, image_id):
     obj = _project(project)
-    img = get_object_or_404(Image, pk=image_id, project=obj)
+    img = get_object_or_404(Image.objects.select_related("project"), pk=image_id, project=obj)
+    refusal = queue.may_adjudicate(img, request.user)
+    if refusal:
+        raise PermissionDenied(refusal)
     if request.method == "POST":
+        form = ConsensusForm(request.POST)
         try:
-            queue.set_consensus(img, request.POST.get("label", ""), request.user, request=request)
+            if not form.is_valid():
+                raise queue.QueueError(form.errors["label"][0])
+            queue.set_consensus(img, form.cleaned_data["label"], request.user, request=request)
         except queue.QueueError as exc:
             messages.error(request, str(exc))
             return redirect("labeling:adjudicate", project=obj.name, image_id=img.pk)
-        messages.info(request, f"Consensus for image {img.position} saved.")
-        following = report.disagreements(obj)
-        if following:
-            return redirect("labeling:adjudicate", project=obj.name,
-                            image_id=following[0]["image"].pk)
+        messages.info(request, _("Consensus for image %(n)d saved.") % {"n": img.position})
+        following = _next_to_adjudicate(obj, request.user)
+        if following is not None:
+            return redirect("labeling:adjudicate", project=obj.name, image_id=following.pk)
         return redirect("labeling:adjudication", project=obj.name)
     readings = (Reading.objects.filter(image=img, done=True).select_related("reader")
                 .order_by("reader__username"))
+    mine = [item["image"].pk for item in report.disagreements(obj)
+            if not queue.may_adjudicate(item["image"], request.user)]
     return render(request, "labeling/adjudicate.html", {
+        "queue_index": mine.index(img.pk) + 1 if img.pk in mine else None,
+        "queue_total": len(mine),
         "project": obj, "image": img, "readings": readings, "excluded": EXCLUDED,
-        "categories": list(CATEGORIES.values()),
+        "categories": vocabulary.categories(), "value_labels": vocabulary.VALUE_LABELS,
         "image_url": reverse("labeling:image", args=[obj.name, img.pk])})

@@ -12,6 +12,10 @@
     opacity.addEventListener("input", apply);
     apply();
   }
+  // Bar widths from data attributes (CSSOM, which the CSP allows; inline styles it does not).
+  document.querySelectorAll(".dx-bar-fill[data-percent]").forEach((bar) => {
+    bar.style.width = Math.max(0, Math.min(100, Number(bar.dataset.percent))) + "%";
+  });
   document.querySelectorAll(".dx-boxmark").forEach((mark) => {
     const d = mark.dataset, w = Number(d.w), h = Number(d.h);
     mark.style.left = (100 * d.x0 / w) + "%";
@@ -78,7 +82,7 @@
   canvas.addEventListener("pointercancel", () => { start = null; setBox(null); });
   $("dx-clearbox").addEventListener("click", () => setBox(null));
 
-  function showPreview(blob) {
+  function showPreview(blob, initialBox) {
     const url = URL.createObjectURL(blob);
     const img = new Image();
     img.onload = () => {
@@ -86,8 +90,10 @@
       canvas.width = img.naturalWidth;
       canvas.height = img.naturalHeight;
       stage.hidden = false;
-      hint.textContent = "Drag on the image to draw a box around the nodule (optional).";
-      setBox(null);
+      hint.textContent = initialBox
+        ? "The box from the last result is shown: drag to draw your own (it replaces it)."
+        : "Drag on the image to draw a box around the nodule (optional).";
+      setBox(initialBox || null);
       URL.revokeObjectURL(url);
     };
     img.onerror = () => {
@@ -107,7 +113,9 @@
     showPreview(chosen);
   });
 
-  // "Draw a box on this image": put the result's (re-encoded) image back into the form.
+  // "Draw a box on this image" / "Edit the model's box": put the result's (re-encoded)
+  // image back into the form, with the result's box (the localiser's, or the drawn one)
+  // ready to keep or redraw.
   const reuse = $("dx-reuse"), result = $("dx-result");
   if (reuse && result && result.dataset.image) {
     reuse.addEventListener("click", async () => {
@@ -115,7 +123,12 @@
       const transfer = new DataTransfer();
       transfer.items.add(new File([blob], "image.png", { type: "image/png" }));
       file.files = transfer.files;
-      showPreview(blob);
+      let initial = null;
+      if (result.dataset.box) {
+        const [x0, y0, x1, y1] = result.dataset.box.split(",").map(Number);
+        initial = { x0, y0, x1, y1 };
+      }
+      showPreview(blob, initial);
       $("dx-form").scrollIntoView({ behavior: "smooth" });
     });
   }

@@ -5,7 +5,7 @@ import math
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from eutirads.web.labeling.agreement import (cohen_kappa, confusion_matrix, fleiss_kappa,
+from eutirads.evaluation.agreement import (cohen_kappa, confusion_matrix, fleiss_kappa,
                                              fleiss_table, label_distribution)
 
 LABELS = ["1", "2", "3", "4", "5"]
@@ -55,3 +55,8 @@ def test_confusion_matrix_and_distribution_count_every_label():
     assert matrix[2][2] == 1 and matrix[3][4] == 1 and matrix[3][3] == 1
     assert sum(map(sum, matrix)) == 3
     assert label_distribution(["3", "3", "5"], LABELS) == {"1": 0, "2": 0, "3": 2, "4": 0, "5": 1}
+
+
+def test_kappa_is_undefined_with_a_single_shared_image_not_zero():
+    assert math.isnan(cohen_kappa(["3"], ["4"], LABELS))
+    assert math.isnan(fleiss_kappa([[1, 1, 0, 0, 0]]))

@@ -1,5 +1,7 @@
 """Upload checking for the diagnosis page and API: pure functions, no Django.
 
+Library code (moved out of `web/` so the CLI, benchmarks and any other server can use it).
+
 An upload is untrusted bytes. `clean_upload` sniffs the real type from the bytes (never
 from the name), refuses a name whose extension disagrees with the content, files over the
 size limit, truncated files, decompression bombs, multi-frame or animated files and
@@ -24,11 +26,15 @@ from pathlib import PurePath
 import numpy as np
 from PIL import Image
 
-from ...errors import ImageDecodeError, InputError
-from ...imageio import DEFAULT_MAX_PIXELS, open_image
+from ..errors import ImageDecodeError, InputError
+from ..imageio import open_image
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_MAX_UPLOAD_PIXELS",
+    "DEFAULT_MAX_ASPECT",
+    "DEFAULT_MAX_DECODE_BYTES",
+    "UploadLimits",
     "UploadError",
     "CleanImage",
     "sniff_type",
@@ -38,6 +44,45 @@ __all__ = [
 
 # 20 MB: a single uncompressed ultrasound DICOM frame is a few MB; a video clip is refused anyway.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# 8 megapixels: a scanner frame is under 2 MP (1920x1080 screens included); 49 MP PNGs of a
+# few KB cost seconds of CPU and hundreds of MB each (issue 13).
+DEFAULT_MAX_UPLOAD_PIXELS = 8_000_000
+# Width/height (or height/width) at most 8: a dual-view screen is about 3:1; 16x60000 is no
+# ultrasound frame.
+DEFAULT_MAX_ASPECT = 8.0
+# What the decoder may allocate for the decoded pixels (as the header declares them, before
+# any is decoded) plus their RGB copy: 8 MP of 16-bit RGBA is 64 MB; 96 MB covers it.
+DEFAULT_MAX_DECODE_BYTES = 96 * 1024 * 1024
+# Bytes per pixel of Pillow's modes (unknown modes count 8: the worst of them).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3,
+               "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4,
+               "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What an upload may cost: bytes on the wire, pixels, aspect ratio and decoded bytes.
+    The web app fills it from its settings (`EUTIRADS_MAX_UPLOAD_PIXELS`, ...)."""
+
+    max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
+    max_aspect: float = DEFAULT_MAX_ASPECT
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
+
+    def check_size(self, width: int, height: int, bytes_per_pixel: int = 3) -> None:
+        """UploadError (400, with the reason) unless a width x height image fits."""
+        if width * height > self.max_pixels:
+            raise UploadError(f"image too large ({width}x{height} pixels; limit "
+                              f"{self.max_pixels:,} pixels)")
+        if width > 0 and height > 0 and max(width / height, height / width) > self.max_aspect:
+            raise UploadError(f"unusual aspect ratio ({width}x{height} pixels; at most "
+                              f"{self.max_aspect:g}:1 for an ultrasound frame)")
+        # The decoded pixels plus their RGB copy.
+        needed = width * height * (bytes_per_pixel + 3)
+        if needed > self.max_decode_bytes:
+            raise UploadError(f"image too large to decode ({width}x{height} pixels need "
+                              f"{needed / 1e6:.0f} MB; limit "
+                              f"{self.max_decode_bytes / 1e6:.0f} MB)")
 
 EXTENSIONS: dict[str, tuple[str, ...]] = {
     "jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
@@ -210,7 +255,8 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float32)
         return _scale_gray(values)
-    return np.asarray(image.convert("RGB"))
+    # An RGB image is used as decoded: convert() would copy it once more.
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _scale_gray(values: np.ndarray) -> np.ndarray:
@@ -235,9 +281,22 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_raster(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
+def _check_header(data: bytes, limits: UploadLimits) -> None:
+    """Size, aspect and decoded bytes from the header alone (Pillow opens lazily)."""
     try:
-        image = open_image(data, max_pixels=max_pixels, allow_multiframe=False, name="upload")
+        with Image.open(io.BytesIO(data)) as lazy:
+            width, height = lazy.size
+            mode = lazy.mode
+    except Exception:  # noqa: BLE001 - open_image gives the precise reason below
+        return
+    limits.check_size(width, height, _MODE_BYTES.get(mode, 8))
+
+
+def _decode_raster(data: bytes, kind: str, limits: UploadLimits) -> np.ndarray:
+    _check_header(data, limits)
+    try:
+        image = open_image(data, max_pixels=limits.max_pixels, allow_multiframe=False,
+                           name="upload")
     except UploadError:
         raise
     except ImageDecodeError as exc:
@@ -250,7 +309,7 @@ def _decode_raster(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
     return _to_rgb8(image)
 
 
-def _decode_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | None]:
+def _decode_dicom(data: bytes, limits: UploadLimits) -> tuple[np.ndarray, float | None]:
     """Pixels and mm per pixel from a DICOM held in memory, with the ingest's own code.
 
     As in ingest: the header is parsed and its declared size checked before any pixel is
@@ -259,18 +318,16 @@ def _decode_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | Non
     burned-in names and dates around the image are gone. No other value leaves this
     function, so nothing identifying can be stored or shown.
     """
-    from ...dicom.pixels import ultrasound_regions
-    from ...frame import clean_pixels
-    from ...dicom.reading import decode_frames, frame_info, read_dataset
+    from ..dicom.pixels import ultrasound_regions
+    from ..dicom.reading import decode_frames, frame_info, read_dataset
+    from ..frame import clean_pixels
 
     try:
         ds = read_dataset(data)
-        info = frame_info(ds, max_bytes=max_pixels * 3 * 2)
+        info = frame_info(ds, max_bytes=limits.max_decode_bytes)
         if info.frames > 1:
             raise UploadError(f"multi-frame DICOM ({info.frames} frames); upload a single frame")
-        if info.rows * info.columns > max_pixels:
-            raise UploadError(f"image too large ({info.columns}x{info.rows} pixels; "
-                              f"limit {max_pixels:,})")
+        limits.check_size(info.columns, info.rows, 6)
         regions, _problems = ultrasound_regions(ds, info.rows, info.columns)
         ((_, frame),) = decode_frames(ds, info, [0])
     except UploadError:
@@ -306,14 +363,34 @@ def _pixel_spacing(ds) -> float | None:
     return None
 
 
+def _blank_outside_area(pixels: np.ndarray) -> np.ndarray:
+    """A screenshot through the one clean-frame rule (eutirads.frame): blank outside the
+    ultrasound image area, same size (a box drawn on the upload still fits). Without an
+    area the pixels go on as they are and the predictor abstains (no-ultrasound-area)."""
+    from ...frame import NoImageAreaError, clean_pixels
+
+    try:
+        return clean_pixels(pixels).blanked
+    except NoImageAreaError:
+        return pixels
+
+
 def clean_upload(data: bytes, filename: str | None = None, *,
-                 max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> CleanImage:
+                 limits: UploadLimits | None = None, max_bytes: int | None = None,
+                 max_pixels: int | None = None) -> CleanImage:
     """Check an upload and return its re-encoded pixels; UploadError with the reason if refused.
 
     `filename` is the name the client sent (used only to compare its extension with the
-    content; never shown in full, logged or used as a path).
+    content; never shown in full, logged or used as a path). `limits` bounds its cost
+    (`max_bytes`/`max_pixels` override single fields of it).
     """
+    limits = limits or UploadLimits()
+    if max_bytes is not None or max_pixels is not None:
+        limits = UploadLimits(max_bytes=max_bytes or limits.max_bytes,
+                              max_pixels=max_pixels or limits.max_pixels,
+                              max_aspect=limits.max_aspect,
+                              max_decode_bytes=limits.max_decode_bytes)
+    max_bytes = limits.max_bytes
     if len(data) > max_bytes:
         raise UploadError(f"upload too large ({len(data) / 1e6:.1f} MB; "
                           f"limit {max_bytes / 1e6:.1f} MB)", 413)
@@ -324,17 +401,19 @@ def clean_upload(data: bytes, filename: str | None = None, *,
     mm_per_pixel = None
     if kind == "jpeg":
         _check_polyglot(data, _jpeg_end(data))
-        pixels = _decode_raster(data, kind, max_pixels)
+        pixels = _decode_raster(data, kind, limits)
     elif kind == "png":
         end, animated = _png_end(data)
         if animated:
             raise UploadError("animated PNG; upload a single still image")
         _check_polyglot(data, end)
-        pixels = _decode_raster(data, kind, max_pixels)
+        pixels = _decode_raster(data, kind, limits)
     else:
         _check_polyglot(data, None)
-        pixels, mm_per_pixel = _decode_dicom(data, max_pixels)
+        pixels, mm_per_pixel = _decode_dicom(data, limits)
     if pixels.shape[0] < 16 or pixels.shape[1] < 16:
         raise UploadError(f"image too small ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
+    if kind != "dicom":
+        pixels = _blank_outside_area(pixels)
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     return CleanImage(pixels=pixels, kind=kind, mm_per_pixel=mm_per_pixel)

@@ -27,14 +27,18 @@ def confusion_matrix(a: Sequence[str], b: Sequence[str], labels: Sequence[str]) 
     return counts
 
 
+MIN_IMAGES = 2  # below this a kappa says nothing (one shared image gives 0 or NaN)
+
+
 def cohen_kappa(a: Sequence[str], b: Sequence[str], labels: Sequence[str],
                 weights: str | None = None) -> float:
-    """Cohen's kappa of two readers; NaN when undefined (no images, or chance agreement 1).
+    """Cohen's kappa of two readers; NaN when undefined (fewer than MIN_IMAGES images, or
+    chance agreement 1).
 
     Weights count disagreement by category distance (ordinal labels in `labels` order):
     linear |i-j|, quadratic (i-j)^2."""
     n = len(a)
-    if n == 0:
+    if n < MIN_IMAGES:
         return math.nan
     k = len(labels)
     counts = confusion_matrix(a, b, labels)
@@ -72,8 +76,9 @@ def fleiss_table(ratings: Sequence[Sequence[str]], labels: Sequence[str]) -> lis
 
 
 def fleiss_kappa(table: Sequence[Sequence[int]]) -> float:
-    """Fleiss' kappa; every row must sum to the same number of readers (>= 2)."""
-    if not table:
+    """Fleiss' kappa; every row must sum to the same number of readers (>= 2). NaN with
+    fewer than MIN_IMAGES images."""
+    if len(table) < MIN_IMAGES:
         return math.nan
     n = sum(table[0])
     if n < 2 or any(sum(row) != n for row in table):
