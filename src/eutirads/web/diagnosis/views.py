@@ -51,12 +51,16 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
 @role_required(*STAFF)
 @require_http_methods(["GET", "POST"])
 def classify(request):
-    context = {"categories": CATEGORIES.values(), "max_upload_mb": _max_mb(), "form": {}}
+    from django.conf import settings
+
+    context = {"categories": CATEGORIES.values(), "max_upload_mb": _max_mb(), "form": {},
+               "pacs_configured": bool(getattr(settings, "PACS_STOW_URL", ""))}
     if request.method == "GET":
         context.update(present.bundle_context(_optional_bundle()))
         return render(request, "diagnosis/classify.html", context)
     context["form"] = {k: request.POST.get(k, "") for k in
-                       ("x0", "y0", "x1", "y1", "size_mm", "mm_per_pixel", "keep_image")}
+                       ("x0", "y0", "x1", "y1", "size_mm", "mm_per_pixel", "keep_image",
+                        "send_to_pacs")}
     try:
         if request_too_large(request):
             raise UploadError(f"upload too large (limit {_max_mb()} MB)", 413)
@@ -78,7 +82,28 @@ def classify(request):
         return render(request, "diagnosis/classify.html", context, status=status)
     context.update(result_context(diagnosis, image, prediction, bundle))
     context["mm_per_pixel"] = mm_per_pixel
+    if request.POST.get("send_to_pacs") == "1":
+        context.update(_send_to_pacs(request, diagnosis, bundle))
     return render(request, "diagnosis/classify.html", context)
+
+
+def _send_to_pacs(request, diagnosis, bundle) -> dict:
+    """SR (and SEG) of the uploaded DICOM to the clinic's PACS (eutirads.pacs.results);
+    built in memory from the upload, sent, not kept."""
+    from django.conf import settings
+
+    from ...pacs.results import send_to_pacs
+
+    if not settings.PACS_STOW_URL:
+        return {"pacs_error": "no PACS is configured (EUTIRADS_PACS_URL)"}
+    upload = request.FILES["image"]
+    upload.seek(0)
+    try:
+        sent = send_to_pacs(upload.read(), diagnosis, model_name=bundle.name,
+                            model_version=bundle.version, url=settings.PACS_STOW_URL)
+    except EutiradsError as exc:
+        return {"pacs_error": str(exc)}
+    return {"pacs_sent": " and ".join(sent)}
 
 
 def _max_mb() -> int:
