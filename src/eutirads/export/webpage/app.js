@@ -196,6 +196,35 @@ function declaredSize(bytes, type) {
   return null;
 }
 
+// The file without its EXIF metadata (JPEG APP1 "Exif" segments, PNG eXIf chunks):
+// browsers turn an image by its EXIF orientation, Pillow (and so `eutirads predict`) does
+// not, so the page decodes the pixels as stored, as Python does.
+function withoutExif(bytes, type) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const keep = [];
+  if (type === "image/png") {
+    keep.push(bytes.subarray(0, 8));
+    for (let i = 8; i + 12 <= bytes.length;) {
+      const end = i + 12 + view.getUint32(i);
+      const name = String.fromCharCode(...bytes.subarray(i + 4, i + 8));
+      if (name !== "eXIf") keep.push(bytes.subarray(i, Math.min(end, bytes.length)));
+      if (name === "IEND") break;
+      i = end;
+    }
+  } else {
+    let i = 2;
+    keep.push(bytes.subarray(0, 2));
+    while (i + 4 <= bytes.length && bytes[i] === 0xff && bytes[i + 1] !== 0xda) {
+      const end = i + 2 + view.getUint16(i + 2);
+      const exif = bytes[i + 1] === 0xe1 && String.fromCharCode(...bytes.subarray(i + 4, i + 8)) === "Exif";
+      if (!exif) keep.push(bytes.subarray(i, Math.min(end, bytes.length)));
+      i = end;
+    }
+    keep.push(bytes.subarray(i));  // the scan and everything after it
+  }
+  return new Blob(keep, { type });
+}
+
 // RGB pixels of a JPEG/PNG file, decoded without colour management so they are the
 // file's own values, as Pillow reads them.
 async function decode(file) {
@@ -210,7 +239,7 @@ async function decode(file) {
   }
   let bitmap;
   try {
-    bitmap = await createImageBitmap(new Blob([bytes], { type }),
+    bitmap = await createImageBitmap(withoutExif(bytes, type),
       { colorSpaceConversion: "none", premultiplyAlpha: "none" });
   } catch {
     throw new PageError("err_corrupt");
@@ -354,7 +383,9 @@ async function predict(decoded) {
     image = { ...decoded, rgb: blanked };
   } catch (error) {
     if (!(error instanceof P.NoImageAreaError)) throw error;
+    // As `eutirads predict` reports it: no model ran, so no box and no probabilities.
     Object.assign(result, { abstain: true, abstain_reason: "no-ultrasound-area" });
+    delete result.box_source;
     result.timing = { compute_ms: performance.now() - started, model_ms: 0 };
     return { result, heat, mask, ruleTop, image: decoded };
   }
@@ -430,7 +461,7 @@ function renderResult({ result, heat, mask, image, ruleTop }) {
     fill("advice", g(cat.advice));
   }
   renderNodule(result.nodule);
-  renderDescriptors(result.descriptors, ruleTop);
+  renderDescriptors(result.descriptors, ruleTop, result.category_sources, result.category_source);
   fill("timing", t("timing", { model: result.timing.model_ms.toFixed(1), total: (result.timing.total_ms ?? 0).toFixed(1) }));
   if (image) drawImage(image, heat, result.nodule);
 }
@@ -452,7 +483,7 @@ function renderNodule(nodule) {
 }
 
 // The descriptor heads' answers and, with all five, the guideline rule's reasoning.
-function renderDescriptors(descriptors, ruleTop) {
+function renderDescriptors(descriptors, ruleTop, sources, used) {
   $("descriptors-box").hidden = !descriptors;
   if (!descriptors) return;
   const table = $("descriptors");
@@ -465,6 +496,11 @@ function renderDescriptors(descriptors, ruleTop) {
   }
   $("rule-box").hidden = !ruleTop;
   if (ruleTop) fill("rule-path", G.rulePath(state.site.rule, ruleTop, g));
+  // The category from each source (head, rule, combined) and which one the page shows.
+  const list = Object.entries(sources || {}).map(([key, source]) =>
+    `${t(`source_${key}`)}: ${source.label}${key === used ? ` (${t("source_used")})` : ""}`);
+  $("sources").hidden = list.length < 2;
+  fill("sources", list.join(" · "));
 }
 
 function drawImage(image, heat, nodule) {

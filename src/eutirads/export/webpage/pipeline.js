@@ -37,11 +37,10 @@ function gray(rgb, width, height) {
 // scratch buffer of length + size.
 function uniformLine(src, dst, start, stride, length, size, line) {
   const left = Math.floor(size / 2);
-  for (let k = 0; k < length + size - 1; k++) {
-    let j = k - left;
-    while (j < 0 || j >= length) j = j < 0 ? -j - 1 : 2 * length - j - 1;
-    line[k] = src[start + j * stride];
-  }
+  for (let k = left, j = start; k < left + length; k++, j += stride) line[k] = src[j];
+  // the edges, reflected about the half-sample (lines here are far longer than `size`)
+  for (let k = 0; k < left; k++) line[k] = line[2 * left - 1 - k];
+  for (let k = left + length; k < length + size - 1; k++) line[k] = line[2 * (left + length) - 1 - k];
   let sum = 0;
   for (let k = 0; k < size; k++) sum += line[k];
   dst[start] = sum / size;
