@@ -431,6 +431,8 @@ function renderResult({ result, heat, mask, image, ruleTop }) {
   let heading = t(result.nodule ? "nodule_found" : "no_nodule");
   if (!classified && result.abstain) heading = t("no_answer");
   if (classified) heading = eu ? `EU-TIRADS ${result.label} · ${g(cats[result.label].name)}` : `TI-RADS ${result.label}`;
+  // An abstention is never shown as a category to act on: the model's guess, said so.
+  if (classified && result.abstain) heading = `${t("no_answer")} (${t("guess")}: ${heading})`;
   fill("category", heading);
   $("probabilities-box").hidden = !classified;
   const table = $("probabilities");
@@ -609,7 +611,10 @@ let queue = Promise.resolve();
 function enqueue(file) { queue = queue.then(() => onFile(file)); }
 
 function wire() {
-  $("file").addEventListener("change", (event) => enqueue(event.target.files[0]));
+  $("file").addEventListener("change", (event) => {
+    enqueue(event.target.files[0]);
+    event.target.value = "";  // choosing the same file again is a new choice
+  });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
