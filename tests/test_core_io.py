@@ -72,3 +72,17 @@ def test_image_area_on_real_ddti_frames_leaves_the_side_text_out(ddti_dir):
     box = find_image_area(frame)
     # the settings column ("P100", "12L6" ...) sits right of x=490 on this scanner's screen
     assert box.x1 < 490 and box.width > 250 and box.height > 250
+
+
+def test_truncated_images_stay_refused_after_the_pdf_report_loads_weasyprint():
+    # WeasyPrint flips Pillow's global LOAD_TRUNCATED_IMAGES on import; the report module
+    # must put it back, or every upload check after the first PDF accepts truncated files.
+    import importlib.util
+
+    if importlib.util.find_spec("weasyprint") is None:  # not importorskip: that imports it
+        pytest.skip("WeasyPrint is not installed")
+    from eutirads.web.diagnosis.report import load_weasyprint
+
+    load_weasyprint()
+    with pytest.raises(ImageDecodeError, match="^upload: "):
+        open_image(_png_bytes(64, 64)[:60], name="upload")

@@ -13,12 +13,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..categories import CATEGORIES, EU_TIRADS_LABELS
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, NoImageAreaError
 from ..imageio import load_rgb
 # crop_box is preprocess's own crop rule: reused, not rewritten, so the heatmap maps back
 # through exactly the crop the model saw (a test checks they agree).
 from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
-from ..region import Box, crop
+from ..region import Box, crop, find_image_area
 from .abstention import AbstainRule, apply_temperature
 from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, METADATA_FILE, OUTPUT_NAMES,
                      component_file, flat_metadata, read_head, read_metadata)
@@ -285,6 +285,8 @@ class Predictor:
         source = "given" if box is not None else "none"
         if box is None and found is not None and found.nodule is not None:
             box, source = found.nodule["box"], "localiser"
+        if self.spec is None or self.spec.crop != "roi":
+            source = "none"  # no classifier, or one that reads the whole image area
         extra: dict[str, Any] = {"box_source": source}
         if found is not None:
             extra.update(localised=True, nodule=found.nodule, nodule_reason=found.reason,
@@ -295,7 +297,9 @@ class Predictor:
                 else Box(0, 0, width, height)
             return Prediction(label=None, name=None, probabilities={}, crop_box=tuple(area),
                               **extra)
-        _, tensor, crop_box_ = self.prepare(pixels, box=box, area=area)
+        found_area, no_area = (_image_area(pixels, area) if self.spec.frame == "detect"
+                               else (area, False))
+        _, tensor, crop_box_ = self.prepare(pixels, box=box, area=found_area)
         # Mirror test-time augmentation, as the run was evaluated: one batch of two, each
         # head's softmax averaged over both.
         batch = np.stack([tensor, tensor[:, :, ::-1]]) if self.tta else tensor[None]
@@ -331,7 +335,7 @@ class Predictor:
                 top = rule_label if key == "rule" else self.class_names[int(p.argmax())]
                 category_sources[key] = {"label": top, "probabilities":
                                          {c: float(x) for c, x in zip(self.class_names, p)}}
-        reason = ("no-ultrasound-area" if _no_image_area(pixels) else
+        reason = ("no-ultrasound-area" if no_area else
                   rule.reason(pixels=pixels, features=outputs["features"][:1],
                               confidence=float(proba[index])))
         heat = None
@@ -346,11 +350,16 @@ class Predictor:
                           abstain=reason is not None, abstain_reason=reason, **extra)
 
 
-def _no_image_area(pixels: np.ndarray) -> bool:
-    """A frame with no ultrasound image area at all: blank (one grey level, give or take)
-    or dark everywhere but for a few pixels of text."""
-    # On a subsample of about 40,000 pixels: the two numbers do not need every pixel, and
-    # the server asks this of every upload (4 ms of a request at full size).
-    step = max(1, round((pixels.shape[0] * pixels.shape[1] / 40_000) ** 0.5))
-    gray = np.asarray(pixels[::step, ::step, :3], np.float32).mean(axis=-1)
-    return bool(gray.std() < 2.0 or (gray > 12).mean() < 0.01)
+def _image_area(pixels: np.ndarray, area: Box | None) -> tuple[Box | None, bool]:
+    """(the image area, whether there is none): the region finder's `NoImageAreaError` (a
+    blank frame, a screen of text) is the clean-frame rule's "no ultrasound area". Found
+    once here and handed to the crop, so a request pays for one search; a caller that
+    found the area already (the diagnosis server) skips it."""
+    if area is not None:
+        return area, False
+    try:
+        return find_image_area(pixels), False
+    except NoImageAreaError:
+        return None, True
+    except InputError:
+        return None, False

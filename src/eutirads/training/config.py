@@ -22,20 +22,24 @@ __all__ = ["TrainConfig", "resolve_config", "parse_overrides", "save_config", "M
 # What `eutirads train` says when it runs the built-in default (configs/default.yaml spells
 # it out). The measurement behind it: docs/benchmarks.md, "Recipes for a few hundred real
 # images" (benchmarks/recipe_cv.py).
-DEFAULT_RECIPE = "lite0 two-stage, whole image area, descriptor heads"
-DEFAULT_RECIPE_WHY = ("measured best of the recipes tried in repeated patient-grouped CV on "
-                      "DDTI-dev (170 images; docs/benchmarks.md)")
+DEFAULT_RECIPE = ("lite0 frozen ImageNet features of the whole image area, linear category "
+                  "head + descriptor heads")
+DEFAULT_RECIPE_WHY = ("on DDTI-dev (170 images, patient-grouped CV) no fine-tuning, nodule "
+                      "crop or other head tried beat it; see docs/benchmarks.md")
 # Above this many training images the default, sized for a few hundred, is not the measured
 # choice any more.
 LARGE_DATASET = 2000
 
 MODES = ("frozen", "finetune", "two-stage")
 LOSSES = ("ce", "ordinal")
-MONITORS = ("macro_f1", "accuracy", "loss")
+MONITORS = ("macro_f1", "accuracy", "loss", "dice")
+TASKS = ("classify", "segment")
 
 
 @dataclass
 class TrainConfig:
+    # Task: classify (a category classifier) | segment (the nodule localiser)
+    task: str = "classify"
     # Model
     model: str = "tf_efficientnet_lite0"
     weights: str = "imagenet"            # imagenet | none | PATH
@@ -47,8 +51,8 @@ class TrainConfig:
     frame: str = "detect"                # detect | none
     resize: str = "stretch"              # stretch | letterbox
     # Schedule
-    mode: str = "two-stage"              # frozen | finetune | two-stage
-    epochs: int = 12                     # frozen/finetune; two-stage: the fine-tuning stage
+    mode: str = "frozen"                 # frozen | finetune | two-stage
+    epochs: int = 100                    # frozen/finetune; two-stage: the fine-tuning stage
     head_epochs: int = 60                # two-stage: epochs of the head on the frozen base
     unfreeze: int = 3                    # stages trained when fine-tuning, from the top; -1 all
     freeze_bn: str = "auto"              # keep batch-norm statistics of trained stages fixed:
@@ -66,7 +70,7 @@ class TrainConfig:
     descriptor_weight: float = 1.0       # loss weight of each descriptor head (masked where
                                          # unknown); 0 = no descriptor heads
     # Augmentation (train only; eval is deterministic)
-    augment: bool = True
+    augment: bool = False
     aug_passes: int = 3                  # augmented passes cached when the base is frozen
     rotation: float = 10.0               # degrees
     shift: float = 0.1                   # fraction of width/height
@@ -75,6 +79,10 @@ class TrainConfig:
     brightness: float = 0.2              # +- fraction
     hflip: bool = True
     tta: bool = False                    # evaluation averages the image and its mirror
+    # Localiser (task: segment): a pixel is nodule at probability >= threshold; regions
+    # smaller than min_region_px pixels of the input grid are dropped
+    threshold: float = 0.5
+    min_region_px: int = 64
     # Knowing when not to answer (fitted on the val split after training)
     category_source: str = "auto"        # the default category: head | rule | combined;
                                          # auto = the best on val (rule needs EU-TIRADS
@@ -86,7 +94,7 @@ class TrainConfig:
                                          # the val images' distance to the training images
     # Early stopping
     monitor: str = "macro_f1"            # macro_f1 | accuracy | loss (on the val split)
-    patience: int = 10                   # epochs without improvement; 0 = never stop early
+    patience: int = 20                   # epochs without improvement; 0 = never stop early
     # Data
     train_split: str = "train"
     val_split: str = "val"
@@ -102,6 +110,19 @@ class TrainConfig:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"config: {msg}")
 
+        if self.task not in TASKS:
+            raise bad(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "segment" and self.monitor not in ("dice", "loss"):
+            raise bad(f"task segment early-stops on dice or loss, not {self.monitor!r} "
+                      "(set monitor: dice)")
+        if self.task == "classify" and self.monitor == "dice":
+            raise bad("monitor dice is for task segment")
+        if self.task == "segment" and self.crop != "full":
+            raise bad("task segment sees the whole image area: crop must be full")
+        if not 0 < self.threshold < 1:
+            raise bad("threshold must be in (0, 1)")
+        if self.min_region_px < 0:
+            raise bad("min_region_px must not be negative")
         if self.mode not in MODES:
             raise bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.loss not in LOSSES:

@@ -27,13 +27,27 @@ def report_context(prediction, *, pdf: bool = False) -> dict:
     return context
 
 
-def report_pdf(prediction) -> bytes:
-    """The report as PDF bytes (A4), from the same template as the HTML view."""
+def load_weasyprint():
+    """(CSS, HTML, URLFetcher) from WeasyPrint, imported on first use.
+
+    WeasyPrint sets Pillow's process-wide LOAD_TRUNCATED_IMAGES on import, which would make
+    every later upload check accept truncated images: Pillow's strict setting is put back."""
+    from PIL import ImageFile
+
+    strict = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         from weasyprint import CSS, HTML
         from weasyprint.urls import URLFetcher
     except (ImportError, OSError) as exc:  # OSError: Pango is missing
         raise ModelError(f"PDF reports need WeasyPrint and Debian's Pango ({exc})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict
+    return CSS, HTML, URLFetcher
+
+
+def report_pdf(prediction) -> bytes:
+    """The report as PDF bytes (A4), from the same template as the HTML view."""
+    CSS, HTML, URLFetcher = load_weasyprint()
     html = render_to_string("diagnosis/report.html", report_context(prediction, pdf=True))
     # The report holds its image as a data URI: WeasyPrint may fetch nothing else.
     fetcher = URLFetcher(allowed_protocols={"data"})
