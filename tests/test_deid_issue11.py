@@ -220,6 +220,12 @@ def test_kept_dicom_passes_dciodvfy_with_no_error_the_source_did_not_have(tmp_pa
     src.mkdir()
     for number, path in enumerate(external_ultrasound_files()):
         shutil.copy(path, src / f"{number:02d}.dcm")
+    # Two deeper-than-8-bit grey objects of other modalities that come through too: a CT
+    # (pydicom) and a DX with a region (deid-data): kept at their depth, rescale intact.
+    shutil.copy(pydicom_file("CT_small.dcm"), src / "ct.dcm")
+    cat = external_ultrasound_files()[-1].parent.parent / "animals" / "cat.dcm"
+    if cat.is_file():
+        shutil.copy(cat, src / "dx.dcm")
     generate_dicom(tmp_path / "phantom", n=6, seed=4, progress=False, workers=1)
     phantom = sorted((tmp_path / "phantom").rglob("*.dcm"))
     for path in phantom:
@@ -235,6 +241,9 @@ def test_kept_dicom_passes_dciodvfy_with_no_error_the_source_did_not_have(tmp_pa
         written = out / "dicom" / found.paths[0].split("/")[1] / f"{found.key_hash[:16]}.dcm"
         new = _dciodvfy_errors(written) - _dciodvfy_errors(Path(found.source.path))
         assert not new, (Path(found.source.path).name, sorted(new))
+        if Path(found.source.path).name == "ct.dcm":
+            back = pydicom.dcmread(written)
+            assert back.BitsAllocated == 16 and "RescaleSlope" in back
         checked.add(found.key_hash)
     assert len(checked) == report.done  # two sources are byte-identical: one output
 

@@ -17,11 +17,14 @@ torch.set_num_threads(2)
 # affords: 100 phantom screens, 128 px, the head alone on cached features.
 SMALL = ["mode=frozen", "augment=false", "crop=roi", "input_size=128", "epochs=80",
          "lr=0.003", "patience=20"]
+# The localiser's recipe shape at test size.
+SMALL_LOCALISER = ["input_size=[64,96]", "epochs=12", "aug_passes=1", "min_region_px=8"]
 
 
 @pytest.mark.slow
 def test_the_demo_pipeline_learns_well_above_chance_at_small_scale(tmp_path):
-    result = run_demo(tmp_path / "demo", n=100, overrides=SMALL, progress=False,
+    result = run_demo(tmp_path / "demo", n=100, overrides=SMALL,
+                      localiser_overrides=SMALL_LOCALISER, progress=False,
                       echo=lambda message: None)
     # Five balanced classes: chance is 0.2.
     assert result.metrics["n"] >= 8
@@ -31,7 +34,13 @@ def test_the_demo_pipeline_learns_well_above_chance_at_small_scale(tmp_path):
     assert (result.bundle / "preprocess.json").is_file()
     spec = json.loads((result.bundle / "preprocess.json").read_text())
     assert spec["crop"] == "roi" and spec["class_names"] == ["1", "2", "3", "4", "5"]
-    assert set(result.seconds) >= {"phantom", "import", "split", "train", "evaluate", "export"}
+    assert set(result.seconds) >= {"phantom", "import", "split", "train", "localiser",
+                                   "evaluate", "export"}
+    # One bundle, both models; the localiser learned something on the phantom's true masks.
+    meta = json.loads((result.bundle / "bundle.json").read_text())
+    assert sorted(meta["components"]) == ["classifier", "localiser"]
+    assert (result.bundle / "localiser.onnx").is_file()
+    assert result.localiser_metrics["summary"]["dice"] > 0.3
 
 
 def test_the_demo_work_folder_defaults_under_eutirads_home(tmp_path, monkeypatch):

@@ -112,3 +112,4 @@ def test_the_pixel_limit_is_configurable():
     assert clean_upload(data, "a.png").width == 400
     with pytest.raises(UploadError, match="limit 100,000 pixels"):
         clean_upload(data, "a.png", limits=UploadLimits(max_pixels=100_000))
+

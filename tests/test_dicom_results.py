@@ -187,3 +187,50 @@ def test_a_png_or_an_unreachable_pacs_is_a_one_line_error_and_the_batch_goes_on(
     assert (tmp_path / "out" / "sr_0002.dcm").is_file()  # written before the send failed
     source = pydicom.dcmread(exam, stop_before_pixels=True)
     assert str(source.PatientName) not in captured.err + captured.out
+
+
+def test_results_for_exam_takes_the_upload_bytes_and_a_prediction_made_elsewhere(
+        phantom_exams, tmp_path):
+    """The diagnosis page's "send to PACS" path: bytes in memory, a prediction it already has."""
+    from types import SimpleNamespace
+
+    from eutirads.pacs.results import results_for_exam
+
+    exam = _exam(phantom_exams)
+    source = pydicom.dcmread(exam)
+    predictor = SimpleNamespace(metadata={"name": MODEL, "version": VERSION})
+    done = results_for_exam(predictor, exam.read_bytes(), prediction=_prediction(source),
+                            dicom_out=tmp_path / "out")
+    assert done["kinds"] == ["SR", "SEG"] and done["sent"] == 0
+    assert [p.name for p in done["written"]] == ["sr_0001.dcm", "seg_0001.dcm"]
+    texts = {str(i.TextValue) for i in _items(hd.sr.srread(done["written"][0]))
+             if i.ValueType == "TEXT"}
+    assert MODEL in texts and VERSION in texts
+
+
+def test_a_bundle_with_a_localiser_gives_an_sr_with_the_outline_and_a_seg_of_its_mask(
+        phantom_exams, tmp_path, capsys):
+    """End to end through the real predictor: the localiser's mask (Prediction.mask) becomes
+    the SEG, its region the SR's outline."""
+    pytest.importorskip("torch", reason="building a bundle needs the training extra")
+    from tests.web.diagnosis_fixtures import build_full_bundle
+
+    bundle = build_full_bundle(tmp_path / "full")
+    from eutirads.inference import Predictor, load_image
+
+    for exam in exam_files(phantom_exams):
+        source = pydicom.dcmread(exam)
+        if int(source.get("NumberOfFrames", 1)) > 1:
+            continue
+        result = Predictor(bundle).predict(load_image(exam))
+        if result.mask is not None and result.mask.any() and not result.abstain:
+            break
+    else:
+        pytest.fail("the localiser found no nodule on any single-frame phantom exam")
+    assert main(["predict", str(bundle), str(exam), "--dicom-out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    segmentation = hd.seg.segread(tmp_path / "out" / "seg_0001.dcm")
+    assert np.array_equal(np.squeeze(segmentation.pixel_array) > 0, result.mask > 0)
+    report = hd.sr.srread(tmp_path / "out" / "sr_0001.dcm")
+    assert any(i.ValueType == "SCOORD" for i in _items(report))
+    assert segmentation.SOPInstanceUID != source.SOPInstanceUID

@@ -78,3 +78,30 @@ def test_two_process_torchrun_training_writes_one_run_that_loads_and_predicts(da
     truth = np.array([list(payload["class_names"]).index(rows.val[i].label) for i in kept])
     assert proba.shape == (len(images), 3) and np.allclose(proba.sum(1), 1, atol=1e-4)
     assert (proba.argmax(1) == truth).mean() >= 0.6  # it learned (chance: 0.33)
+
+
+def test_two_process_two_stage_training_over_the_feature_cache_completes(dataset, tmp_path):
+    """Both phases under DDP: the head on cached pooled features, then the top stage over the
+    cached (augmented) output of the frozen bottom, which stays as initialised."""
+    import csv
+    import json
+
+    run = tmp_path / "two-stage"
+    recipe = [r for r in RECIPE if not r.startswith(("epochs=", "augment=", "mode="))]
+    recipe += ["mode=two-stage", "head_epochs=2", "epochs=2", "unfreeze=1", "augment=true",
+               "aug_passes=2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "eutirads", "train", str(dataset), "--out", str(run), "--quiet", *recipe],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["processes"] == 2
+    with (run / "history.csv").open() as handle:
+        assert [row["phase"] for row in csv.DictReader(handle)] == ["head"] * 2 + ["finetune"] * 2
+    from eutirads.models import create_model
+
+    torch.manual_seed(resolve_config(None, recipe).seed)
+    fresh = create_model("seed-cnn", num_classes=3, weights="none", filters=[8], dense=16)
+    model, _ = load_checkpoint(run / "checkpoints" / "last.pt")
+    torch.testing.assert_close(model.stages[0][0][0].weight, fresh.stages[0][0][0].weight)
+    assert not torch.allclose(model.stages[-1][0].weight, fresh.stages[-1][0].weight)

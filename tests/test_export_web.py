@@ -111,8 +111,9 @@ def test_a_format_1_bundle_gets_a_site_too(bundle, tmp_path):
     for key in ("model", "preprocess", "cam_head"):
         classifier.pop(key)
     (old / "bundle.json").write_text(json.dumps({**meta, **classifier, "format_version": 1}))
+    (old / "model_card.md").unlink()  # a card is for people; a bundle works without one
     description = json.loads((export_web(old, tmp_path / "site") / "site.json").read_text())
-    assert description["bundle_format"] == 1
+    assert description["bundle_format"] == 1 and description["card"] is None
     assert description["classifier"]["model"] == "model/model.onnx"
     assert description["localiser"] is None
 

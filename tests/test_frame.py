@@ -203,3 +203,17 @@ def test_predict_abstains_on_a_source_without_an_ultrasound_area(tiny_bundle, tm
     assert code == 0 and entry["abstain"] is True
     assert entry["abstain_reason"] == "no-ultrasound-area" and entry["label"] is None
     assert "DOE" not in out.out + out.err
+
+
+def test_a_screenshot_upload_is_blanked_outside_its_image_area():
+    from eutirads.inference.uploads import clean_upload
+    from eutirads.phantom.dataset import render_example
+
+    example = render_example(6, 1, width=640, height=480)
+    buffer = io.BytesIO()
+    Image.fromarray(example.screen).save(buffer, format="PNG")
+    clean = clean_upload(buffer.getvalue(), "screen.png")
+    box = example.image_box
+    assert clean.pixels.shape[:2] == example.screen.shape  # a drawn box still fits
+    assert example.screen[:box.y0].any() and not clean.pixels[:box.y0].any()  # banner
+    assert clean.pixels[box.y0 + 5:box.y1 - 5, box.x0 + 5:box.x1 - 5].any()

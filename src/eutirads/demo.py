@@ -1,7 +1,8 @@
 """`eutirads demo`: the whole pipeline on phantom data, in a few minutes on a laptop CPU.
 
-phantom -> import -> split -> train the default recipe -> evaluate on the test split ->
-export the bundle -> print where the report and the bundle are. Everything goes under one
+phantom -> import -> split -> train the default recipe and the nodule localiser -> evaluate
+both on the test split -> export one bundle holding both -> print where the reports and the
+bundle are. Everything goes under one
 work folder (default EUTIRADS_HOME/demo, EUTIRADS_HOME defaulting to ~/.eutirads). Serving
 the bundle is the last step, `serve_bundle` below: the one place the web app hooks in.
 """
@@ -18,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .errors import InputError
 
-__all__ = ["DEMO_IMAGES", "DEMO_RECIPE", "DEMO_SEED", "DemoResult", "default_workdir", "run_demo",
+__all__ = ["DEMO_IMAGES", "DEMO_RECIPE", "DEMO_LOCALISER", "DEMO_SEED", "DemoResult", "default_workdir", "run_demo",
            "serve_bundle"]
 
 DEMO_IMAGES = 500          # phantom screens (100 per EU-TIRADS category)
@@ -32,9 +33,16 @@ DEMO_RECIPE: dict[str, object] = {"crop": "roi", "roi_margin": 0.5, "mode": "two
                                   "head_epochs": 60, "epochs": 12, "unfreeze": 3,
                                   "finetune_lr": 0.0003, "augment": True, "aug_passes": 3,
                                   "patience": 10}
+# The localiser recipe (configs/localiser.yaml: frozen ImageNet Lite0 encoder, FPN decoder on
+# cached features) at a smaller input and fewer epochs, to keep the demo within its budget.
+DEMO_LOCALISER: dict[str, object] = {
+    "task": "segment", "model": "tf_efficientnet_lite0", "weights": "imagenet",
+    "model_kwargs": {"decoder_channels": 32}, "input_size": [144, 192], "mode": "frozen",
+    "epochs": 20, "batch_size": 16, "lr": 0.003, "aug_passes": 2, "rotation": 10.0,
+    "shift": 0.08, "zoom": 0.15, "monitor": "dice", "patience": 6, "min_region_px": 40}
 DEMO_SEED = 2026
 MARKER = ".eutirads-demo"  # marks a folder the demo made, so a rerun may clear it
-PARTS = ("phantom", "dataset", "run", "bundle")
+PARTS = ("phantom", "dataset", "run", "localiser", "bundle")
 
 
 @dataclass
@@ -46,6 +54,8 @@ class DemoResult:
     bundle: Path
     metrics: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    localiser_run: Path | None = None
+    localiser_metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def macro_f1(self) -> float:
@@ -78,11 +88,14 @@ def _prepare_workdir(workdir: Path) -> None:
 
 def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMAGES,
              seed: int = DEMO_SEED, overrides: Mapping[str, Any] | Sequence[str] | None = None,
+             localiser_overrides: Mapping[str, Any] | Sequence[str] | None = None,
              progress: bool = True, echo: Callable[[str], None] | None = None) -> DemoResult:
-    """Run the pipeline; `overrides` change the demo's recipe (tests use a tiny one)."""
+    """Run the pipeline; `overrides` change the demo's recipe and `localiser_overrides` its
+    localiser's (tests use tiny ones)."""
     from .data.importers import import_dataset
     from .data.split import split_dataset
     from .evaluation import evaluate_run
+    from .evaluation.localiser import evaluate_localiser_run
     from .export import export_bundle
     from .phantom import generate_dataset
     from .training.config import resolve_config
@@ -96,6 +109,13 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMA
 
         recipe.update(overrides if isinstance(overrides, Mapping) else parse_overrides(overrides))
     config = resolve_config(None, recipe)  # a bad override fails before any work
+    local_recipe = dict(DEMO_LOCALISER)
+    if localiser_overrides:
+        from .training.config import parse_overrides
+
+        local_recipe.update(localiser_overrides if isinstance(localiser_overrides, Mapping)
+                            else parse_overrides(localiser_overrides))
+    local_config = resolve_config(None, local_recipe)
     _prepare_workdir(workdir)
     seconds: dict[str, float] = {}
 
@@ -108,6 +128,7 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMA
     phantom = workdir / "phantom"
     dataset = workdir / "dataset"
     run = workdir / "run"
+    local_run = workdir / "localiser"
     bundle = workdir / "bundle"
     step("phantom", lambda: generate_dataset(phantom, n=n, seed=seed, progress=progress))
     say(f"demo: {n} phantom screens in {seconds['phantom']:.0f} s -> {phantom}")
@@ -120,11 +141,17 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMA
     trained = step("train", lambda: train(dataset, config, run, progress=progress))
     say(f"demo: trained {config.model} ({config.mode}) in {seconds['train']:.0f} s, "
         f"val macro-F1 {trained.best_metrics.get('macro_f1', 0):.3f}")
+    located = step("localiser", lambda: train(dataset, local_config, local_run,
+                                              progress=progress))
+    say(f"demo: trained the localiser in {seconds['localiser']:.0f} s, val Dice "
+        f"{located.best_metrics.get('dice', 0):.3f}")
     metrics = step("evaluate", lambda: evaluate_run(run, split="test", progress=progress))
-    step("export", lambda: export_bundle(run, bundle))
+    local_metrics = step("evaluate localiser", lambda: evaluate_localiser_run(
+        local_run, split="test", progress=progress, n_boot=200))
+    step("export", lambda: export_bundle(run, bundle, localiser=local_run))
     seconds["total"] = round(sum(seconds.values()), 1)
     return DemoResult(workdir, dataset, run, run / "eval" / "test" / "report.html", bundle,
-                      metrics, seconds)
+                      metrics, seconds, local_run, local_metrics)
 
 
 def serve_bundle(result: DemoResult, *, serve: bool = True) -> int:

@@ -31,10 +31,14 @@ __all__ = ["CleanFrame", "NoImageAreaError", "clean_frame", "clean_pixels", "rea
 
 @dataclass(frozen=True)
 class CleanFrame:
-    """One cleaned frame. `pixels` is `blanked` cropped to `area_box` (a copy)."""
+    """One cleaned frame. `pixels` is `blanked` cropped to `area_box` (a copy); `kept` is
+    the HxW mask of the source pixels left as they were (the area less redacted text),
+    for writing the same cleaning into other renderings of the frame (ingest's
+    native-depth DICOM)."""
 
     pixels: np.ndarray
     blanked: np.ndarray
+    kept: np.ndarray
     area_box: Box
     pixel_spacing_mm: tuple[float, float] | None
     text_boxes_redacted: int
@@ -53,18 +57,23 @@ def clean_pixels(frame: np.ndarray, *, regions: list | None = None,
 
     if not regions:
         regions = [Region(area if area is not None else find_image_area(frame))]
-    blanked = blank_outside(frame, region_mask(frame.shape[:2], regions))
+    kept = region_mask(frame.shape[:2], regions)
+    blanked = blank_outside(frame, kept)
     box = union_box(regions)
     redacted = 0
     if redact_text:
-        from .ocr import redact_text as redact
+        from .ocr import find_text_boxes
 
-        inner = blanked[box.y0:box.y1, box.x0:box.x1]
-        cleaned, redacted = redact(inner)
-        blanked[box.y0:box.y1, box.x0:box.x1] = cleaned
+        text = find_text_boxes(blanked[box.y0:box.y1, box.x0:box.x1])
+        for found in text:  # boxes are relative to the area
+            kept[box.y0 + found.y0:box.y0 + found.y1, box.x0 + found.x0:box.x0 + found.x1] = 0
+        if text:
+            blanked = blank_outside(frame, kept)
+        redacted = len(text)
     return CleanFrame(pixels=np.ascontiguousarray(blanked[box.y0:box.y1, box.x0:box.x1]),
-                      blanked=blanked, area_box=box, pixel_spacing_mm=spacing_of(regions),
-                      text_boxes_redacted=redacted, checked_for_text=redact_text)
+                      blanked=blanked, kept=kept, area_box=box,
+                      pixel_spacing_mm=spacing_of(regions), text_boxes_redacted=redacted,
+                      checked_for_text=redact_text)
 
 
 def read_frame(source: str | os.PathLike[str] | bytes, *, name: str | None = None

@@ -114,6 +114,7 @@ def test_done_when_outline_descriptors_decision_history_pdf_and_abstention(
     page.fill("#dx-mmpp", "0.1")
     page.click("#dx-submit")
     # outline and calipers drawn, size measured on the outline, descriptors, category
+    page.screenshot(path=str(tmp_path / "result.png"), full_page=True)  # for a person
     contours = page.locator("#dx-overlay .dx-contour").count()
     assert contours >= 1 and page.locator("#dx-overlay .dx-caliper").count() == 2 * contours
     size = page.locator("#dx-size-text").inner_text()

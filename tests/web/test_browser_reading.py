@@ -256,3 +256,66 @@ def test_a_reviewer_adjudicates_with_the_same_keys(live_server, browser, tmp_pat
     for image in images:
         image.refresh_from_db()
     assert [i.consensus_label for i in images] == ["4", "excluded"]
+
+
+def test_no_page_of_core_labeling_or_the_admin_breaks_the_content_security_policy(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling import queue
+    from eutirads.web.labeling.models import Image
+    from eutirads.web.labeling.project_io import import_project
+
+    users = {n: make_user(n, r) for n, r in (("alice", "radiologist"), ("bob", "radiologist"),
+                                              ("rita", "reviewer"), ("adam", "admin"))}
+    import_project(write_dataset(tmp_path / "ds", 3), "csp", readers=2, progress=False)
+    image = Image.objects.select_related("project").order_by("position").first()
+    queue.save_reading(image, users["alice"], descriptors={
+        "composition": "solid", "echogenicity": "isoechoic", "shape": "oval",
+        "margins": "smooth", "echogenic_foci": "none"})
+    queue.save_reading(image, users["bob"], nodule=False)
+    base = live_server.url
+    pages = {"alice": ["/", "/labeling/", "/labeling/csp/", "/labeling/csp/read/",
+                       "/labeling/csp/mine/", "/password/"],
+             "rita": ["/labeling/csp/agreement/", "/labeling/csp/adjudication/",
+                      f"/labeling/csp/adjudication/{image.pk}/"],
+             "adam": ["/audit/", "/admin/", "/admin/labeling/project/",
+                      f"/admin/labeling/project/{image.project.pk}/change/"]}
+    for name, urls in pages.items():
+        context = browser.new_context()
+        page = context.new_page()
+        violations = []
+        page.on("console", lambda m: violations.append(m.text)
+                if "Content Security Policy" in m.text else None)
+        log_in(page, base, name)
+        for url in urls:
+            page.goto(base + url)
+            page.wait_for_load_state("networkidle")
+        context.close()
+        assert violations == [], (name, violations)
+
+
+def test_a_reading_reopened_from_my_readings_shows_the_readers_descriptors(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling import queue
+    from eutirads.web.labeling.models import Image, Reading
+    from eutirads.web.labeling.project_io import import_project
+
+    alice = make_user("alice", "radiologist")
+    import_project(write_dataset(tmp_path / "ds", 3), "mine", readers=1, progress=False)
+    image = Image.objects.select_related("project").order_by("position")[1]
+    queue.save_reading(image, alice, descriptors={
+        "composition": "solid", "echogenicity": "mildly_hypoechoic", "shape": "oval",
+        "margins": "smooth", "echogenic_foci": "none"}, override="5",
+        override_reason="rapid growth")
+    page = browser.new_page()
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/labeling/mine/mine/")
+    page.click("#mine a")
+    _wait_position(page, "image #2")
+    assert page.get_attribute('button[data-value="mildly_hypoechoic"]', "aria-pressed") == "true"
+    assert page.inner_text("#computed-chip") == "5" and "rule: 4" in page.inner_text("#computed-name")
+    assert page.input_value("#override-reason") == "rapid growth"
+    page.keyboard.press("Escape")  # drop the override: the rule's category stands
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('status').textContent === 'Saved.'")
+    reading = Reading.objects.get(image=image, reader=alice)
+    assert (reading.label, reading.rule_label, reading.override_reason) == ("4", "4", "")

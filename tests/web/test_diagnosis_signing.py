@@ -42,6 +42,17 @@ def test_the_api_returns_the_localisers_nodule_with_calipers_and_a_measured_size
     assert body["box"] == dict(zip(("x0", "y0", "x1", "y1"), body["nodule"]["box"]))
 
 
+def test_a_png_is_measured_on_the_outline_with_the_pixel_size_sent(client, token,
+                                                                  active_full):
+    body = _validate(_post(client, token, samples.png_bytes(samples.ultrasound_like(320, 240)),
+                           mm_per_pixel="0.2"), "/api/v1/predict")
+    (region,) = body["nodule"]["regions"]
+    assert body["diameter_source"] == "localiser"
+    assert body["diameter_mm"] == pytest.approx(region["long_axis_px"] * 0.2, abs=0.1)
+    response = _post(client, token, samples.png_bytes(), mm_per_pixel="9")
+    assert response.status_code == 400 and "mm_per_pixel" in response.json()["error"]
+
+
 def test_a_checkerboard_upload_abstains_with_a_reason_and_no_advice(client, token,
                                                                     active_bundle):
     response = _post(client, token, samples.png_bytes(samples.checkerboard()))
@@ -95,8 +106,10 @@ def test_the_page_draws_the_outline_and_calipers_and_lists_the_descriptors(rad_c
     assert 'data-source="localiser"' in page
     stored = Prediction.objects.get()
     assert stored.box_source == "localiser" and stored.nodule["regions"][0]["calipers"]
+    from eutirads.web.core.vocabulary import VALUE_LABELS
+
     for value in stored.descriptor_values.values():
-        assert value.replace("_", " ") in page
+        assert str(VALUE_LABELS[value]) in page
     assert stored.rule_path.replace(">", "&gt;") in page
     assert 'id="dx-advice"' in page and 'id="dx-decision"' in page
 
@@ -270,3 +283,35 @@ def test_the_readers_report_counts_signed_decisions_against_the_model(client, ra
     client.force_login(reviewer)
     page = client.get("/diagnosis/reading/report/").content.decode()
     assert 'id="dx-decisions-report"' in page and "<td class=\"num\">1/2</td>" in page
+
+
+def test_the_diagnosis_pages_speak_spanish_to_a_spanish_browser(rad_client, active_full):
+    from eutirads.web.diagnosis.models import Prediction
+
+    page = rad_client.get("/diagnosis/", HTTP_ACCEPT_LANGUAGE="es-CO,es;q=0.9").content.decode()
+    assert "Clasificar una imagen de ecografía" in page and "Diámetro mayor, mm" in page
+    upload = io.BytesIO(samples.png_bytes(samples.ultrasound_like(320, 240)))
+    upload.name = "a.png"
+    result = rad_client.post("/diagnosis/", {"image": upload},
+                             HTTP_ACCEPT_LANGUAGE="es-CO").content.decode()
+    assert "Su decisión" in result and "Tamaño del nódulo" in result
+    assert "PAAF" in result or "FNA" not in result.split('id="dx-advice"')[1][:300]
+    assert "Ecogenicidad" in result  # the shared vocabulary (web.core)
+    pk = Prediction.objects.get().pk
+    board = io.BytesIO(samples.png_bytes(samples.checkerboard()))
+    board.name = "b.png"
+    abstained = rad_client.post("/diagnosis/", {"image": board},
+                                HTTP_ACCEPT_LANGUAGE="es-CO").content.decode()
+    assert "Sin respuesta para esta imagen" in abstained
+    history = rad_client.get("/diagnosis/history/", HTTP_ACCEPT_LANGUAGE="es-CO").content
+    assert "Historial de predicciones" in history.decode()
+    report = rad_client.get(f"/diagnosis/history/{pk}/report/", HTTP_ACCEPT_LANGUAGE="es-CO")
+    assert "Nódulo tiroideo · informe EU-TIRADS" in report.content.decode()
+
+
+def test_a_rule_path_ending_on_another_category_is_flagged():
+    from eutirads.web.diagnosis.present import rule_differs
+
+    assert rule_differs("solid, markedly hypoechoic -> EU-TIRADS 5", "4")
+    assert not rule_differs("solid, markedly hypoechoic -> EU-TIRADS 5", "5")
+    assert not rule_differs("", "4")

@@ -379,7 +379,7 @@ def test_changes_made_in_the_django_admin_are_audited(client_for, project):
     url = f"/admin/labeling/project/{project.pk}/change/"
     assert adam.get(url).status_code == 200
     response = adam.post(url, {"name": "study", "readers_required": "3",
-                               "reading_mode": "category"})
+                               "reading_mode": "category", "queue_order": "manifest"})
     assert response.status_code == 302, response.content[:2000]
     project.refresh_from_db()
     assert project.readers_required == 3
@@ -404,3 +404,55 @@ def test_every_fna_advice_sentence_has_a_spanish_translation(number):
         assert spanish != english and "PAAF" in spanish, (number, diameter, spanish)
         if diameter == 12.5 and number >= 3:
             assert "12,5" in spanish  # numbers in the language's own form
+
+
+def test_kept_manifest_labels_bring_their_descriptors_into_a_descriptor_project(db, tmp_path):
+    from eutirads.data.manifest import read_manifest, write_manifest
+    from eutirads.web.labeling.project_io import import_project
+    from tests.web.conftest import write_dataset
+
+    root = write_dataset(tmp_path / "k", 3, labels=["5", "4", "1"])
+    rows = read_manifest(root)
+    rows[0].update(HIGH_RISK)
+    rows[1].update(LOW_RISK)  # the rule says 3; the manifest says 4
+    write_manifest(root, rows)
+    import_project(root, "kept", readers=2, progress=False, keep_labels_as="thesis")
+    readings = list(Reading.objects.filter(reader__username="thesis").order_by("image__position"))
+    assert [(r.label, r.rule_label) for r in readings] == [("5", "5"), ("4", "3"), ("1", "1")]
+    assert readings[0].descriptors == HIGH_RISK and readings[0].override_reason == ""
+    assert readings[1].override_reason == "label kept from the manifest"
+    assert readings[2].descriptors == {}
+
+
+def test_my_readings_lists_only_the_readers_own_saved_readings(client_for, users, project):
+    from eutirads.web.labeling import queue
+
+    images = list(Image.objects.select_related("project").order_by("position"))
+    queue.save_reading(images[0], users["alice"], label="3")
+    queue.save_reading(images[1], users["bob"], label="4", comment="bob's secret")
+    page = client_for("alice").get("/labeling/study/mine/")
+    assert page.status_code == 200
+    assert [r.image_id for r in page.context["readings"]] == [images[0].pk]
+    assert f"?image={images[0].pk}".encode() in page.content and b"secret" not in page.content
+    assert client_for("adam").get("/labeling/study/mine/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_projects_made_before_descriptor_reading_keep_reading_by_category():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    old = [("labeling", "0001_initial")]
+    latest = executor.loader.graph.leaf_nodes("labeling")
+    try:
+        executor.migrate(old)
+        apps = executor.loader.project_state(old).apps
+        apps.get_model("labeling", "Project").objects.create(name="old", dataset_root="/x")
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+        new_apps = executor.loader.project_state(latest).apps
+        project = new_apps.get_model("labeling", "Project").objects.get(name="old")
+        assert project.reading_mode == "category"
+    finally:
+        MigrationExecutor(connection).migrate(executor.loader.graph.leaf_nodes())

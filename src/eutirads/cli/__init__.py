@@ -20,7 +20,7 @@ __all__ = ["main", "build_parser"]
 # Pipeline order, as a newcomer reads it.
 COMMAND_MODULES: tuple[str, ...] = (
     "demo", "phantom", "ingest", "listen", "dataset", "label", "train", "evaluate", "compare",
-    "export", "export_web", "predict", "models", "users", "serve", "backup",
+    "export", "export_web", "predict", "localise", "models", "users", "serve", "backup",
 )
 
 

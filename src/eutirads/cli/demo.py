@@ -9,7 +9,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="run the whole pipeline on phantom data (the main job)",
         description="Phantom data -> import -> split -> train the default recipe -> evaluate "
-                    "-> export, then print where the report and the bundle are.")
+                    "-> export, then print where the report and the bundle are. The localiser is "
+                    "trained and evaluated too, and the bundle holds both models.")
     parser.add_argument("--workdir", help="folder for everything the demo makes "
                                           "(default: EUTIRADS_HOME/demo, i.e. ~/.eutirads/demo)")
     parser.add_argument("--no-serve", action="store_true",
@@ -28,6 +29,13 @@ def _run(args: argparse.Namespace) -> int:
     print(f"demo: test macro-F1 {result.macro_f1:.3f}, accuracy {s.get('accuracy', 0):.3f}, "
           f"kappa {s.get('kappa', 0):.3f} on {result.metrics.get('n', 0)} phantom test images; "
           f"{result.seconds['total']:.0f} s in all")
+    local = result.localiser_metrics.get("summary") or {}
+    if local:
+        print(f"demo: localiser test Dice {local.get('dice') or 0:.3f}, detection rate "
+              f"{local.get('detection_rate') or 0:.3f} on {result.localiser_metrics.get('n', 0)} "
+              f"phantom test images")
     print(f"report: {result.report}")
+    if result.localiser_run is not None:
+        print(f"localiser report: {result.localiser_run / 'eval' / 'test' / 'report.html'}")
     print(f"bundle: {result.bundle}")
     return serve_bundle(result, serve=not args.no_serve)  # --no-serve: register, don't serve

@@ -12,7 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Predict a split with RUN's best checkpoint and the eval preprocessing, "
                     "then write RUN/eval/SPLIT/: report.md, report.html (plots embedded), "
                     "metrics.json, predictions.csv, confusion.png, roc.png, reliability.png. "
-                    "Confidence intervals are a bootstrap over patients.")
+                    "For a localiser run (task: segment): mean Dice, IoU and box IoU over "
+                    "images with a nodule, detection rate (box IoU >= 0.5), false-positive "
+                    "rate on nodule-free images, and contact.png of predicted vs true "
+                    "outlines. Confidence intervals are a bootstrap over patients.")
     parser.add_argument("run", help="training run folder (or a checkpoint .pt file)")
     parser.add_argument("--dataset", help="dataset folder (default: the one the run was trained on)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
@@ -39,6 +42,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 0:
         raise InputError(f"--bootstrap must not be negative, got {args.bootstrap}")
+    from ..training.checkpoint import read_checkpoint
+
+    if read_checkpoint(args.run).get("task") == "segment":
+        return _localiser(args)
     metrics = evaluate_run(args.run, dataset=args.dataset, split=args.split,
                            positive=args.positive, n_boot=args.bootstrap, seed=args.seed)
     file = checkpoint_file(args.run)
@@ -49,4 +56,24 @@ def _run(args: argparse.Namespace) -> int:
           f"'{args.split}': accuracy {_fmt(s['accuracy'])}, macro-F1 {_fmt(s['macro_f1'])}, "
           f"kappa {_fmt(s['kappa'])}, AUC {_fmt(s['macro_auc'])}; report: "
           f"{Path(run_dir) / 'eval' / args.split / 'report.html'}")
+    return 0
+
+
+def _localiser(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..evaluation.localiser import evaluate_localiser_run
+    from ..training.checkpoint import checkpoint_file
+
+    metrics = evaluate_localiser_run(args.run, dataset=args.dataset, split=args.split,
+                                     n_boot=args.bootstrap, seed=args.seed)
+    file = checkpoint_file(args.run)
+    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+    s = metrics["summary"]
+    skipped = f", {len(metrics['skipped'])} skipped" if metrics["skipped"] else ""
+    print(f"evaluated localiser on {metrics['n']} images ({metrics['n_with_nodule']} with a "
+          f"nodule, {metrics['n_patients']} patients{skipped}) of split '{args.split}': Dice "
+          f"{_fmt(s['dice'])}, IoU {_fmt(s['iou'])}, box IoU {_fmt(s['box_iou'])}, detection "
+          f"{_fmt(s['detection_rate'])}, false positives {_fmt(s['false_positive_rate'])}; "
+          f"report: {Path(run_dir) / 'eval' / args.split / 'report.html'}")
     return 0

@@ -39,6 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="also write images without a label under the policy")
     exp.set_defaults(func=_export)
 
+    rank = sub.add_parser("rank", help="order a project's queue by the model's uncertainty",
+                          description="Active learning: predict the project's unread images "
+                                      "with a bundle (default: the diagnosis page's active "
+                                      "model) and show readers the least certain first "
+                                      "(the project's queue order becomes uncertain-first).")
+    rank.add_argument("project")
+    rank.add_argument("--bundle", help="bundle folder (default: the active model)")
+    rank.set_defaults(func=_rank)
+
     lst = sub.add_parser("list", help="list labeling projects and their progress")
     lst.set_defaults(func=_list)
 
@@ -68,6 +77,33 @@ def _export(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"eutirads: warning: {problem}", file=sys.stderr)
     print(report.summary())
+    return 0
+
+
+def _rank(args: argparse.Namespace) -> int:
+    from ..web import setup
+
+    setup(migrate=True)
+    from ..errors import InputError
+    from ..web.labeling.models import Project
+    from ..web.labeling.ranking import rank_project
+
+    project = Project.objects.filter(name=args.project).first()
+    if project is None:
+        raise InputError(f"no labeling project named {args.project!r}")
+    if args.bundle:
+        from ..inference import Predictor
+
+        predictor = Predictor(args.bundle)
+    else:
+        from ..web.diagnosis.services import active_bundle, get_predictor
+
+        predictor = get_predictor(active_bundle())
+    ranked, problems = rank_project(project, predictor)
+    for problem in problems:
+        print(f"eutirads: warning: {problem}", file=sys.stderr)
+    print(f"project {project.name}: {ranked} images ranked; readers now see the least "
+          f"certain first")
     return 0
 
 

@@ -22,9 +22,12 @@ def _box(text: str) -> tuple[int, int, int, int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "predict", help="classify images with an exported bundle",
+        "predict", help="classify images (and find the nodule) with an exported bundle",
         description="Print, per image, the predicted category, its name and every class's "
-                    "probability. Runs on onnxruntime alone (no torch). A bad image gets a "
+                    "probability; with a localiser in the bundle, the nodule found (box, score, "
+                    "regions with their axes and contour; 'nodule': null and a reason when none "
+                    "is, still a result), and without --box the classifier then reads the "
+                    "localiser's box. Runs on onnxruntime alone (no torch). A bad image gets a "
                     "one-line error and the others are still predicted; the exit code is 1 "
                     "when any image failed.")
     parser.add_argument("bundle", help="bundle folder written by 'eutirads export'")
@@ -38,7 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--opacity", type=float, default=0.5,
                         help="heatmap overlay opacity in [0, 1] (default 0.5)")
     parser.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1",
-                        help="nodule box in pixels, used for every image given")
+                        help="nodule box in pixels, used for every image given (else, with a "
+                             "localiser in the bundle, the box it finds)")
+    parser.add_argument("--masks", metavar="DIR",
+                        help="with a localiser: write each image's nodule mask into DIR "
+                             "(mask_0001.png, ... by position; 0/255 at the image's size)")
+    parser.add_argument("--pixel-mm", type=_pixel_mm, metavar="MM[,MM]",
+                        help="pixel size in mm (one number, or x,y) for the nodule's axes in "
+                             "mm; a DICOM file's own ultrasound region spacing wins")
     parser.add_argument("--dicom-out", metavar="DIR",
                         help="write a DICOM SR (TID 1500) per DICOM exam, and a DICOM SEG when "
                              "the bundle localises the nodule, into DIR (sr_0001.dcm, "
@@ -68,25 +78,54 @@ def _dicom_results(predictor, image, result, args, index: int, entry: dict) -> N
         entry["dicom_note"] = done["note"]
 
 
+def _pixel_mm(text: str) -> tuple[float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MM or X_MM,Y_MM, got {text!r}") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(0 < v < 10 for v in values):
+        raise argparse.ArgumentTypeError(f"pixel size {text!r} must be one or two numbers "
+                                         "in (0, 10) mm")
+    return values[0], values[1]
+
+
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..imageio import save_png
-    from ..inference import Predictor, load_image, overlay_heatmap
+    from ..inference import Predictor, overlay_heatmap
+    from ..inference.images import load_image_and_spacing
 
     if not 0.0 <= args.opacity <= 1.0:
         raise InputError(f"--opacity must be in [0, 1], got {args.opacity}")
     predictor = Predictor(args.bundle)
     heat_dir = Path(args.heatmap) if args.heatmap else None
+    if heat_dir is not None and not predictor.has_classifier:
+        raise InputError(f"{args.bundle}: --heatmap needs a classifier; this bundle holds a "
+                         "localiser only")
     if heat_dir is not None:
         heat_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir = Path(args.masks) if args.masks else None
+    if mask_dir is not None and not predictor.has_localiser:
+        raise InputError(f"{args.bundle}: --masks needs a localiser; this bundle holds none "
+                         "(export one with 'eutirads export RUN --localiser LOCALISER_RUN')")
+    if mask_dir is not None:
+        mask_dir.mkdir(parents=True, exist_ok=True)
     results, failed = [], 0
     for index, image in enumerate(tqdm(args.images, desc="predict", unit="img", file=sys.stderr,
                                        disable=len(args.images) < 2, leave=False), start=1):
         try:
-            pixels = load_image(image)
-            result = predictor.predict(pixels, box=args.box, heatmap=heat_dir is not None)
+            pixels, spacing = load_image_and_spacing(image)
+            result = predictor.predict(pixels, box=args.box, heatmap=heat_dir is not None,
+                                       pixel_mm=spacing or args.pixel_mm)
             entry = {"index": index, "image": image, **result.to_dict()}
+            if mask_dir is not None:
+                # By position, never by input name (it may identify a patient).
+                target = mask_dir / f"mask_{index:04d}.png"
+                save_png(result.mask, target)
+                entry["mask"] = str(target)
             if heat_dir is not None:
                 # Our own name, never one derived from the input file (it may identify a patient).
                 target = heat_dir / f"heatmap_{index:04d}.png"
@@ -112,28 +151,50 @@ def _run(args: argparse.Namespace) -> int:
             tqdm.write(f"eutirads: error: {exc}", file=sys.stderr)
             entry = {"index": index, "image": image, "error": str(exc)}
         results.append(entry)
-        if not args.json and entry.get("label") is None and "error" not in entry:
-            tqdm.write(f"{image}: abstained ({entry['abstain_reason']})", file=sys.stdout)
-        elif not args.json and "error" not in entry:
-            probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
-            extra = f"  heatmap: {entry['heatmap']}" if "heatmap" in entry else ""
-            if entry.get("dicom_results"):
-                extra += "  dicom: " + " ".join(entry["dicom_results"])
-            if entry.get("stowed"):
-                extra += f"  sent to the PACS: {entry['stowed']} object(s)"
-            if entry.get("rule_path"):
-                extra += f"  rule: {entry['rule_path']}"
-            # An abstention is a result (exit 0), shown as such, never as a category to act on.
-            said = (f"ABSTAIN ({entry['abstain_reason']}; model's guess {entry['label']})"
-                    if entry.get("abstain") else f"{entry['label']} ({entry['name']})")
+        if not args.json and "error" not in entry:
             # tqdm.write keeps the line clear of the progress bar on a terminal.
-            tqdm.write(f"{image}: {said} p={entry['confidence']:.3f}  [{probs}]{extra}",
-                       file=sys.stdout)
+            tqdm.write(f"{image}: {_line(entry)}", file=sys.stdout)
     if args.json:
         meta = predictor.metadata
         print(json.dumps({"bundle": {"name": meta.get("name"), "version": meta.get("version"),
-                                     "class_names": predictor.class_names},
+                                     "class_names": predictor.class_names,
+                                     "components": sorted(meta.get("components") or {})},
                           "predictions": results}, indent=2))
     print(f"predicted {len(results) - failed} of {len(results)} image(s)"
           + (f"; {failed} failed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _line(entry: dict) -> str:
+    """One image's result for people. An abstention is a result (exit 0), shown as such,
+    never as a category to act on."""
+    parts = []
+    if entry.get("abstain") and entry.get("label") is None:
+        parts.append(f"abstained ({entry['abstain_reason']})")
+    elif entry.get("label") is not None:
+        probs = "  ".join(f"{k}:{v:.3f}" for k, v in entry["probabilities"].items())
+        said = (f"ABSTAIN ({entry['abstain_reason']}; model's guess {entry['label']})"
+                if entry.get("abstain") else f"{entry['label']} ({entry['name']})")
+        parts.append(f"{said} p={entry['confidence']:.3f}  [{probs}]")
+    if "nodule" in entry:
+        nodule = entry["nodule"]
+        if nodule is None:
+            parts.append(f"no nodule found ({entry.get('nodule_reason')})")
+        else:
+            first = nodule["regions"][0]
+            size = (f", long axis {first['long_axis_mm']:.1f} mm" if first["long_axis_mm"]
+                    else f", long axis {first['long_axis_px']:.0f} px")
+            parts.append(f"nodule box {','.join(map(str, nodule['box']))} score "
+                         f"{nodule['score']:.2f} ({len(nodule['regions'])} region(s){size})")
+    if entry.get("box_source") == "localiser":
+        parts.append("classified in the localiser's box")
+    for key in ("heatmap", "mask"):
+        if key in entry:
+            parts.append(f"{key}: {entry[key]}")
+    if entry.get("dicom_results"):
+        parts.append("dicom: " + " ".join(entry["dicom_results"]))
+    if entry.get("stowed"):
+        parts.append(f"sent to the PACS: {entry['stowed']} object(s)")
+    if entry.get("rule_path"):
+        parts.append(f"rule: {entry['rule_path']}")
+    return "  ".join(parts)

@@ -19,8 +19,10 @@ class _IntermixedParser(argparse.ArgumentParser):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a classifier on a dataset (or cross-validate it with --cv)",
-        description="Train a classifier: config defaults <- --config YAML <- key=value "
+        "train", help="train a classifier or a nodule localiser on a dataset (or "
+                         "cross-validate it with --cv)",
+        description="Train a classifier, or with task: segment (configs/localiser.yaml) a "
+                    "nodule localiser on the dataset's masks: config defaults <- --config YAML <- key=value "
                     "overrides (e.g. epochs=5 crop=roi model=seed-cnn weights=none). "
                     "Writes RUN/config.yaml, history.csv, curves/ and checkpoints/.")
     parser.add_argument("dataset", help="dataset folder (holding manifest.csv with splits)")
@@ -67,6 +69,12 @@ def _run(args: argparse.Namespace) -> int:
     for message in result.skipped:
         print(f"warning: skipped {message}", file=sys.stderr)
     m = result.best_metrics
+    if config.task == "segment":
+        print(f"trained localiser {config.model} ({config.mode}) on {args.dataset}: best epoch "
+              f"{result.best_epoch}/{result.epochs_run}, val Dice {m.get('dice', 0):.3f}, "
+              f"IoU {m.get('iou', 0):.3f}, {len(result.skipped)} image(s) skipped, "
+              f"{result.seconds:.0f} s -> {result.run}")
+        return 0
     print(f"trained {config.model} ({config.mode}) on {args.dataset}: best epoch "
           f"{result.best_epoch}/{result.epochs_run}, val macro-F1 {m.get('macro_f1', 0):.3f}, "
           f"accuracy {m.get('accuracy', 0):.3f}, {len(result.skipped)} image(s) skipped, "

@@ -123,10 +123,13 @@ def _ingest_dicom(data: bytes, key_hash: str, label: str, ctx: Context,
             raise Quarantine("no-region", "no usable ultrasound region, and none found in "
                                           "the pixels (only text, bands or a blank "
                                           "screen)") from None
+    native = _native_frames(ds, info, indices) if opts.keep_dicom else None
     rows, blanked_frames = [], []
     for index, frame in frames:
         clean = _clean(frame, regions, area, opts.text_policy)
-        if opts.keep_dicom:
+        if native is not None:
+            blanked_frames.append(_blank_native(native[index], clean.kept, info.photometric))
+        elif opts.keep_dicom:
             blanked_frames.append(clean.blanked)
         path = relative_png(identity.patient_id, key_hash, index)
         staging.png(clean.pixels, ctx.out / path)
@@ -137,8 +140,31 @@ def _ingest_dicom(data: bytes, key_hash: str, label: str, ctx: Context,
         deidentify_dataset(ds, ctx.keyring, identity)
         write_dicom(ds, blanked_frames, info, indices,
                     ctx.out / f"dicom/{identity.patient_id}/{key_hash[:16]}.dcm", staging,
-                    pixels_checked=opts.text_policy != "off")
+                    pixels_checked=opts.text_policy != "off", native=native is not None)
     return rows
+
+
+def _native_frames(ds, info, indices: list[int]) -> dict[int, np.ndarray] | None:
+    """The stored values of grey frames deeper than 8 bits (CT, MR, DX: the IOD fixes
+    their depth, and rescale and window describe them), for the kept DICOM; None for
+    8-bit and colour frames, which are written as displayed."""
+    if info.samples != 1 or info.bits_allocated <= 8 or \
+            info.photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    from pydicom.pixels import iter_pixels
+
+    try:
+        return dict(zip(indices, iter_pixels(ds, indices=indices)))
+    except Exception:  # decoded once already as display pixels: fall back to those
+        return None
+
+
+def _blank_native(stored: np.ndarray, kept: np.ndarray, photometric: str) -> np.ndarray:
+    """Stored values with everything the clean-frame rule blanked set to the frame's
+    darkest value (its lowest for MONOCHROME2, its highest for MONOCHROME1)."""
+    out = stored.copy()
+    out[~kept] = stored.max() if photometric == "MONOCHROME1" else stored.min()
+    return out
 
 
 def _ingest_image(data: bytes, key_hash: str, label: str, ctx: Context,

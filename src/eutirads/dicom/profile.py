@@ -93,6 +93,12 @@ KEEP: frozenset[str] = KEEP_UID_KEYWORDS | frozenset({
     "MechanicalIndex", "BoneThermalIndex", "CranialThermalIndex", "SoftTissueThermalIndex",
     "SoftTissueFocusThermalIndex", "SoftTissueSurfaceThermalIndex", "DepthOfScanField",
     "HeartRate", "TriggerTime",
+    # Where the pixels lie and how they were acquired, for the projection and
+    # cross-sectional objects (CT, MR, DX) that also come through ingest: Type 1 and 2
+    # attributes of their IODs, numbers and enumerated codes, never about a person.
+    "ImagePositionPatient", "ImageOrientationPatient", "SliceThickness", "SliceLocation",
+    "PatientPosition", "KVP", "RescaleType", "ImagerPixelSpacing", "DetectorType",
+    "PositionerType", "PixelIntensityRelationship", "PixelIntensityRelationshipSign",
     # The de-identification record: written by us after the walk.
     "PatientIdentityRemoved", "LongitudinalTemporalInformationModified",
 })
@@ -120,6 +126,10 @@ DEID_METHOD_CODES: tuple[tuple[str, str], ...] = (
     ("113105", "Clean Descriptors Option"),
 )
 
+# Sequences with an X/Z alternative that are Type 2 where they occur (the Acquisition
+# Context module of CT, DX, MR and others): emptied, not removed, so the object stays
+# valid (nothing of their content survives).
+_TYPE2_SEQUENCES = frozenset({0x00400555})  # AcquisitionContextSequence
 _PSEUDONYM_TAGS = frozenset({0x00100010, 0x00100020})  # PatientName, PatientID
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
 
@@ -179,6 +189,8 @@ def rule_for(tag: BaseTag, vr: str, parent: str | None = None) -> str:
         return "X"
     if int(tag) in _PSEUDONYM_TAGS:
         return "P"
+    if int(tag) in _TYPE2_SEQUENCES and vr == "SQ":
+        return "Z"
     entry = TABLE.get(int(tag))
     if entry is not None:
         return effective_action(entry[0], entry[1], vr)

@@ -23,7 +23,11 @@ __all__ = ["Staging", "write_dicom", "sweep_temporary", "TEMP_SUFFIX"]
 TEMP_SUFFIX = ".tmp"
 
 # Colour tables, compression notes and value ranges describe the source's pixels, not
-# the cleaned 8-bit ones written instead.
+# the cleaned 8-bit ones written instead (frames kept at their native depth keep their
+# rescale, window and LUTs: _NATIVE_KEEPS).
+_NATIVE_KEEPS = frozenset({"WindowCenter", "WindowWidth", "VOILUTSequence",
+                           "ModalityLUTSequence", "RescaleIntercept", "RescaleSlope",
+                           "PixelPaddingValue"})
 _PIXEL_DESCRIPTION = (
     "RedPaletteColorLookupTableDescriptor", "GreenPaletteColorLookupTableDescriptor",
     "BluePaletteColorLookupTableDescriptor", "RedPaletteColorLookupTableData",
@@ -83,19 +87,21 @@ def sweep_temporary(out: Path) -> int:
 
 
 def write_dicom(ds, frames: list[np.ndarray], info, indices: list[int], path: Path,
-                staging: Staging, *, pixels_checked: bool) -> None:
+                staging: Staging, *, pixels_checked: bool, native: bool = False) -> None:
     """Stage the de-identified dataset with the cleaned frames, uncompressed.
 
     `pixels_checked` says whether burned-in text inside the area was looked for: only
-    then are BurnedInAnnotation NO and the Clean Pixel Data code written."""
+    then are BurnedInAnnotation NO and the Clean Pixel Data code written. `native`: the
+    frames are grey stored values at the source's depth, not 8-bit display pixels."""
     from pydicom import dcmwrite
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
     from .deidentify import mark_pixels_cleaned
 
+    bits_stored = int(ds.get("BitsStored", 8) or 8) if native else 8
     for keyword in _PIXEL_DESCRIPTION:
-        if keyword in ds:
+        if keyword in ds and not (native and keyword in _NATIVE_KEEPS):
             delattr(ds, keyword)
     stack = np.stack(frames)
     ds.file_meta = FileMetaDataset()
@@ -108,8 +114,11 @@ def write_dicom(ds, frames: list[np.ndarray], info, indices: list[int], path: Pa
             ds.FrameTime = float(ds.FrameTime) * step
     else:
         array = stack[0]
-    photometric = "RGB" if stack.ndim == 4 else "MONOCHROME2"
-    ds.set_pixel_data(array, photometric, 8, generate_instance_uid=False)
+    if native:
+        photometric = info.photometric
+    else:
+        photometric = "RGB" if stack.ndim == 4 else "MONOCHROME2"
+    ds.set_pixel_data(array, photometric, bits_stored, generate_instance_uid=False)
     if pixels_checked:
         mark_pixels_cleaned(ds)
     else:

@@ -29,10 +29,9 @@ from ..inference.bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, LO
                                 METADATA_FILE, OUTPUT_NAMES, component_file, read_head,
                                 read_metadata)
 from ..inference.descriptors import CATEGORY_SOURCES, rule_applies
-from ..inference.localiser import NO_NODULE
 from ..inference.heatmap import COLOR_ANCHORS
+from ..inference.localiser import NO_NODULE
 from ..preprocess import PreprocessSpec
-
 
 __all__ = ["SITE_FORMAT", "PAGE_BUNDLE_FORMATS", "export_web", "site_description",
            "category_texts", "STATIC_DIR"]
@@ -135,10 +134,11 @@ def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any] | None]
-                     ) -> dict[str, Any]:
+def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any] | None], *,
+                     card: bool = True) -> dict[str, Any]:
     """site.json: where the page finds each part and how to read it. `parts` holds the
-    page's description of each component present ("classifier", "localiser")."""
+    page's description of each component present ("classifier", "localiser"); `card`
+    whether the bundle has a model card."""
     classifier = meta["components"].get(CLASSIFIER) or {}
     public = {**_public_metadata(classifier), **_public_metadata(meta)}
     return {
@@ -151,7 +151,7 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
         # inference.abstention's not-ultrasound check, which every prediction runs
         "not_ultrasound": {"coloured_fraction": COLOURED_FRACTION, "colour_spread": COLOUR_SPREAD,
                            "white_fraction": WHITE_FRACTION},
-        "card": f"{MODEL_DIR}/{CARD_FILE}",
+        "card": f"{MODEL_DIR}/{CARD_FILE}" if card else None,
         "guideline": category_texts(),
         "rule": rule_table(),
         "heatmap_colors": COLOR_ANCHORS.astype(int).tolist(),
@@ -227,9 +227,10 @@ def export_web(bundle: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
         models = work / MODEL_DIR
         models.mkdir()
         parts = _copy_parts(bundle, meta, models)
-        if (bundle / CARD_FILE).is_file():
+        card = (bundle / CARD_FILE).is_file()
+        if card:
             shutil.copy2(bundle / CARD_FILE, models / CARD_FILE)
-        site = site_description(meta, parts)
+        site = site_description(meta, parts, card=card)
         (work / SITE_FILE).write_text(json.dumps(site, indent=1) + "\n", encoding="utf-8")
         if out.is_dir():
             shutil.rmtree(out)

@@ -20,12 +20,13 @@ import numpy as np
 from .. import categories as _categories
 from ..categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice
 from ..errors import InputError, ModelError
-from ..region import Box, find_image_area
+from ..region import Box
 from .heatmap import colorize
-from .uploads import CleanImage, encode_png
+from .uploads import CleanImage, encode_png, reduced_image_area
 
 __all__ = [
     "Box", "Diagnosis", "ABSTAIN_REASONS", "DESCRIPTOR_NAMES", "DESCRIPTOR_VALUES", "parse_box", "parse_size_mm",
+    "parse_pixel_mm",
     "diagnose", "screen_check", "calipers", "heatmap_overlay_png", "heatmap_png", "data_uri",
     "box_dict", "outline_geometry", "descriptor_rule_path", "DISCLAIMER",
 ]
@@ -145,18 +146,22 @@ def parse_size_mm(value: Any) -> float | None:
     return round(size, 1)
 
 
+def parse_pixel_mm(value: Any) -> float | None:
+    """Millimetres per pixel from a form field (empty: unknown)."""
+    if value in (None, ""):
+        return None
+    number = _number(value, "mm_per_pixel")
+    if not 0 < number < 5:
+        raise InputError("mm_per_pixel (the pixel size) must be over 0 and under 5 mm")
+    return number
+
+
 # ---- the minimal honest check that a picture is an ultrasound screen ----------------------
 
-def _reduced(pixels: np.ndarray, longest: int = 256) -> tuple[np.ndarray, int]:
-    """A strided copy whose longer side is at most `longest`, and the stride. Striding (no
-    filtering) is enough for finding a large block and costs nothing."""
-    step = max(1, -(-max(pixels.shape[:2]) // longest))
-    return pixels[::step, ::step], step
-
-
-def screen_check(pixels: np.ndarray) -> tuple[str, Box | None]:
+def screen_check(pixels: np.ndarray, *, area: Box | None = None) -> tuple[str, Box | None]:
     """("", image area) for a picture that looks like a grey-scale ultrasound screen, else
-    (abstain reason, area or None). Runs on a reduced copy (about 1 ms).
+    (abstain reason, area or None). On a reduced copy (about 1 ms); `area` when the upload
+    check found it already.
 
     The checks are deliberately coarse: no image area at all; a colour picture (B-mode is
     grey; a Doppler box is a small part of it); or a picture whose non-black pixels take a
@@ -164,29 +169,26 @@ def screen_check(pixels: np.ndarray) -> tuple[str, Box | None]:
     a drawing or a screenshot of text does not). A grey photograph with texture passes:
     the bundle's out-of-distribution check is what catches those.
     """
-    small, step = _reduced(pixels)
-    try:
-        area = find_image_area(small)
-    except InputError:
-        return "no-ultrasound-area", None
-    # Back to full-size pixels, keeping only what the sampled pixels prove is inside: the
-    # box never grows into the screen border (where names and dates are burned in).
-    full = Box(area.x0 * step, area.y0 * step, (area.x1 - 1) * step + 1,
-               (area.y1 - 1) * step + 1)
-    inside = small[area.y0:area.y1, area.x0:area.x1]
+    if area is None:
+        try:
+            area = reduced_image_area(pixels)
+        except InputError:
+            return "no-ultrasound-area", None
+    step = max(1, -(-max(pixels.shape[:2]) // 256))
+    inside = pixels[area.y0:area.y1:step, area.x0:area.x1:step]
     rgb = inside.reshape(-1, inside.shape[-1])[:, :3].astype(np.int16) if inside.ndim == 3 \
         else np.repeat(inside.reshape(-1, 1), 3, axis=1).astype(np.int16)
     chroma = rgb.max(axis=1) - rgb.min(axis=1)
     if np.mean(chroma > 40) > 0.25:
-        return "not-ultrasound", full
+        return "not-ultrasound", area
     gray = rgb.mean(axis=1).astype(np.uint8)
     lit = gray[gray > 12]
     if lit.size == 0:
         return "no-ultrasound-area", None
     counts = np.sort(np.bincount(lit, minlength=256))[::-1]
     if counts[:8].sum() > 0.5 * lit.size:
-        return "not-ultrasound", full
-    return "", full
+        return "not-ultrasound", area
+    return "", area
 
 
 # ---- the localiser's nodule: calipers and size ---------------------------------------------
@@ -325,7 +327,7 @@ def diagnose(predictor, image: CleanImage, *, box: Box | None = None,
     side times the pixel spacing when both are known; the FNA advice uses it. `check` runs
     `screen_check` first: a picture that is no ultrasound screen abstains.
     """
-    reason, area = screen_check(image.pixels) if check else ("", None)
+    reason, area = screen_check(image.pixels, area=image.area) if check else ("", image.area)
     box_tuple = tuple(box) if box else None
     try:
         result = predictor.predict(image.pixels, box=box_tuple, heatmap=heatmap,

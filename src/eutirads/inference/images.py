@@ -15,13 +15,21 @@ import numpy as np
 
 from ..frame import clean_frame
 
-__all__ = ["load_image"]
+__all__ = ["load_image", "load_image_and_spacing"]
+
+
+def load_image_and_spacing(path: str | os.PathLike[str]
+                           ) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """(HxWx3 uint8 pixels zero outside the ultrasound image area, (x, y) pixel size in mm
+    or None): a DICOM file's ultrasound region spacing; None for PNG/JPEG."""
+    frame = clean_frame(path, name=str(path))
+    pixels = frame.blanked
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    return np.ascontiguousarray(pixels[..., :3]), frame.pixel_spacing_mm
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """HxWx3 uint8 pixels of an image file or of an ultrasound DICOM file's first frame,
     zero outside the ultrasound image area."""
-    frame = clean_frame(path, name=str(path)).blanked
-    if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=2)
-    return np.ascontiguousarray(frame[..., :3])
+    return load_image_and_spacing(path)[0]

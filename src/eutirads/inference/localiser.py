@@ -153,18 +153,24 @@ def region_axes(points: np.ndarray, scale: Spacing = (1.0, 1.0)) -> tuple[float,
     return long_axis + pixel, float(across.max() - across.min()) + pixel
 
 
-def _region(component: np.ndarray, prob: np.ndarray, spacing: Spacing | None) -> dict[str, Any]:
-    ys, xs = np.nonzero(component)
-    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-    centres = np.stack([xs, ys], axis=1)
-    long_px, short_px = region_axes(centres)
+def _region(component: np.ndarray, offset: tuple[int, int], prob: np.ndarray,
+            spacing: Spacing | None) -> dict[str, Any]:
+    """One region's description; `component` is its bool mask inside its own bounding box,
+    whose top-left corner is `offset` (x, y) in the image; `prob` the same crop."""
+    ox, oy = offset
+    height, width = component.shape
+    contour = trace_contour(component)
+    # The hull of the outer boundary is the hull of the region: the axes need only it.
+    points = np.asarray(contour, np.float64)
+    long_px, short_px = region_axes(points)
     long_mm = short_mm = None
     if spacing is not None:
-        long_mm, short_mm = (round(v, 2) for v in region_axes(centres, spacing))
-    return {"box": box, "area_px": int(len(xs)), "score": round(float(prob[component].mean()), 4),
+        long_mm, short_mm = (round(v, 2) for v in region_axes(points, spacing))
+    return {"box": [ox, oy, ox + width, oy + height], "area_px": int(component.sum()),
+            "score": round(float(prob[component].mean()), 4),
             "long_axis_px": round(long_px, 1), "short_axis_px": round(short_px, 1),
             "long_axis_mm": long_mm, "short_axis_mm": short_mm,
-            "contour": _simplify(trace_contour(component))}
+            "contour": [[x + ox, y + oy] for x, y in _simplify(contour)]}
 
 
 def nodule_from_mask(mask: np.ndarray, prob: np.ndarray, *, min_region_px: int,
@@ -176,24 +182,29 @@ def nodule_from_mask(mask: np.ndarray, prob: np.ndarray, *, min_region_px: int,
     from scipy import ndimage
 
     labels, count = ndimage.label(mask > 0, structure=np.ones((3, 3), bool))
+    out = np.zeros(mask.shape, np.uint8)
     if count == 0:
-        return np.zeros(mask.shape, np.uint8), None
+        return out, None
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    keep = [k for k in np.argsort(-sizes[1:]) + 1 if sizes[k] >= max(1, min_region_px)]
-    kept = np.isin(labels, keep)
+    keep = [int(k) for k in np.argsort(-sizes[1:]) + 1 if sizes[k] >= max(1, min_region_px)]
     if not keep:
-        return np.zeros(mask.shape, np.uint8), None
-    regions = []
+        return out, None
+    slices = ndimage.find_objects(labels)
+    regions, inside = [], []
     for k in keep:
-        component = labels == k
-        # Holes inside a nodule (a cyst's wall outlined as a ring) belong to it.
-        component = ndimage.binary_fill_holes(component)
-        kept |= component
-        regions.append(_region(component, prob, spacing))
+        rows, cols = slices[k - 1]
+        # Holes inside a nodule (a cyst's wall outlined as a ring) belong to it; working in
+        # the region's own box keeps this cheap.
+        component = ndimage.binary_fill_holes(labels[rows, cols] == k)
+        out[rows, cols][component] = 255
+        crop_prob = prob[rows, cols]
+        inside.append(crop_prob[component])
+        regions.append(_region(component, (cols.start, rows.start), crop_prob, spacing))
     box = [min(r["box"][0] for r in regions), min(r["box"][1] for r in regions),
            max(r["box"][2] for r in regions), max(r["box"][3] for r in regions)]
-    nodule = {"box": box, "score": round(float(prob[kept].mean()), 4), "regions": regions}
-    return np.where(kept, 255, 0).astype(np.uint8), nodule
+    nodule = {"box": box, "score": round(float(np.concatenate(inside).mean()), 4),
+              "regions": regions}
+    return out, nodule
 
 
 def _image_min_region(min_region_px: int, spec: PreprocessSpec, box: Box) -> int:

@@ -285,6 +285,8 @@ class Predictor:
         source = "given" if box is not None else "none"
         if box is None and found is not None and found.nodule is not None:
             box, source = found.nodule["box"], "localiser"
+        if self.spec is None or self.spec.crop != "roi":
+            source = "none"  # no classifier, or one that reads the whole image area
         extra: dict[str, Any] = {"box_source": source}
         if found is not None:
             extra.update(localised=True, nodule=found.nodule, nodule_reason=found.reason,

@@ -290,7 +290,11 @@ class Listener:
             # Let a burst of objects land before the batch starts.
             time.sleep(min(0.5, self.options.batch_seconds))
             self._wake.clear()
-            self.ingest_pending()
+            try:
+                self.ingest_pending()
+            except Exception as exc:  # never let the ingest thread die: the spool keeps the files
+                log.error("listen: ingest failed (%s); retrying with the next batch",
+                          type(exc).__name__)
 
     def ingest_pending(self):
         """Ingest everything spooled so far; returns the IngestReport (None when idle)."""

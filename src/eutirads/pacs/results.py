@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["build_sr", "build_seg", "build_results", "write_results", "send_results",
-           "results_for_exam", "seg_limit", "read_source", "CODING_SCHEME"]
+           "results_for_exam", "send_to_pacs", "seg_limit", "read_source", "CODING_SCHEME"]
 
 CODING_SCHEME = "99EUTIRADS"
 MANUFACTURER = "eutirads"
@@ -282,3 +282,19 @@ def results_for_exam(predictor, exam, *, prediction=None, box=None, dicom_out=No
         send_results(datasets, stow, session=session)
         out["sent"] = len(datasets)
     return out
+
+
+def send_to_pacs(dicom_bytes: bytes, result, *, model_name: str, model_version: str,
+                 url: str, session=None) -> list[str]:
+    """The diagnosis page's "send to PACS": the SR (and SEG, when `result` has a mask) of
+    one uploaded DICOM, built in memory and sent by STOW-RS to `url`; `result` is a
+    `Prediction` or a `Diagnosis` (same fields). Returns the modalities sent ("SR", "SEG")."""
+    from ..dicom.reading import looks_like_dicom
+
+    if not looks_like_dicom(dicom_bytes):
+        raise InputError("only a DICOM upload can be sent to the PACS (its study and patient "
+                         "identify where the result belongs)")
+    datasets = build_results(dicom_bytes, result, model_name=model_name,
+                             model_version=model_version)
+    send_results(datasets, url, session=session)
+    return [d.Modality for d in datasets]

@@ -2,8 +2,10 @@
 
 `RUN/checkpoints/best.pt` and `last.pt` hold a dict: format_version, eutirads_version,
 model_name, model_kwargs, state_dict, class_names, preprocess (PreprocessSpec.to_dict()),
-config (resolved), data_summary, epoch, val_metrics, descriptors (head -> values) and
-abstention (calibration temperature, thresholds, OOD statistics). Only plain Python values and tensors,
+config (resolved), data_summary, epoch, val_metrics, descriptors (head -> values),
+abstention (calibration temperature, thresholds, OOD statistics) and task ("classify", or
+"segment" for a localiser, whose class_names is empty; absent in older checkpoints =
+"classify"). Only plain Python values and tensors,
 so `torch.load(..., weights_only=True)` reads them.
 """
 
@@ -29,7 +31,8 @@ def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name:
                     data_summary: Mapping[str, Any], epoch: int,
                     val_metrics: Mapping[str, float],
                     descriptors: Mapping[str, list[str]] | None = None,
-                    abstention: Mapping[str, Any] | None = None) -> Path:
+                    abstention: Mapping[str, Any] | None = None,
+                    task: str = "classify") -> Path:
     """Write a checkpoint (of a model or of its state dict) atomically."""
     import torch
 
@@ -54,6 +57,7 @@ def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name:
         "descriptors": {k: list(v) for k, v in (descriptors or {}).items()},
         # calibration temperature, low-confidence threshold, OOD statistics (plain values)
         "abstention": dict(abstention or {}),
+        "task": task,
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
@@ -100,9 +104,14 @@ def load_checkpoint(run_or_path: str | os.PathLike[str]):
     from ..models import create_model
 
     payload = read_checkpoint(run_or_path)
-    heads = {k: len(v) for k, v in (payload.get("descriptors") or {}).items()}
-    model = create_model(payload["model_name"], num_classes=len(payload["class_names"]),
-                         weights="none", descriptors=heads, **payload["model_kwargs"])
+    if payload.get("task") == "segment":
+        from ..models.segmentation import create_segmenter
+
+        model = create_segmenter(payload["model_name"], weights="none", **payload["model_kwargs"])
+    else:
+        heads = {k: len(v) for k, v in (payload.get("descriptors") or {}).items()}
+        model = create_model(payload["model_name"], num_classes=len(payload["class_names"]),
+                             weights="none", descriptors=heads, **payload["model_kwargs"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

@@ -32,11 +32,14 @@ LARGE_DATASET = 2000
 
 MODES = ("frozen", "finetune", "two-stage")
 LOSSES = ("ce", "ordinal")
-MONITORS = ("macro_f1", "accuracy", "loss")
+MONITORS = ("macro_f1", "accuracy", "loss", "dice")
+TASKS = ("classify", "segment")
 
 
 @dataclass
 class TrainConfig:
+    # Task: classify (a category classifier) | segment (the nodule localiser)
+    task: str = "classify"
     # Model
     model: str = "tf_efficientnet_lite0"
     weights: str = "imagenet"            # imagenet | none | PATH
@@ -76,6 +79,10 @@ class TrainConfig:
     brightness: float = 0.2              # +- fraction
     hflip: bool = True
     tta: bool = False                    # evaluation averages the image and its mirror
+    # Localiser (task: segment): a pixel is nodule at probability >= threshold; regions
+    # smaller than min_region_px pixels of the input grid are dropped
+    threshold: float = 0.5
+    min_region_px: int = 64
     # Knowing when not to answer (fitted on the val split after training)
     category_source: str = "auto"        # the default category: head | rule | combined;
                                          # auto = the best on val (rule needs EU-TIRADS
@@ -103,6 +110,19 @@ class TrainConfig:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"config: {msg}")
 
+        if self.task not in TASKS:
+            raise bad(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "segment" and self.monitor not in ("dice", "loss"):
+            raise bad(f"task segment early-stops on dice or loss, not {self.monitor!r} "
+                      "(set monitor: dice)")
+        if self.task == "classify" and self.monitor == "dice":
+            raise bad("monitor dice is for task segment")
+        if self.task == "segment" and self.crop != "full":
+            raise bad("task segment sees the whole image area: crop must be full")
+        if not 0 < self.threshold < 1:
+            raise bad("threshold must be in (0, 1)")
+        if self.min_region_px < 0:
+            raise bad("min_region_px must not be negative")
         if self.mode not in MODES:
             raise bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.loss not in LOSSES:

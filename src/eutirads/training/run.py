@@ -206,6 +206,10 @@ def train(dataset: str | os.PathLike[str], config: TrainConfig, out: str | os.Pa
           progress: bool = True,
           image_cache: MutableMapping[tuple, np.ndarray] | None = None) -> TrainResult:
     """Train `config` on the dataset's train split, early-stopping on its val split."""
+    if config.task == "segment":
+        from .segment import train_segmenter
+
+        return train_segmenter(dataset, config, out, progress=progress, image_cache=image_cache)
     import torch
 
     from ..models import create_model

@@ -235,6 +235,9 @@ AXES_CLIENT_IP_CALLABLE = "eutirads.web.core.network.client_ip"
 
 # ---- uploads -----------------------------------------------------------------------------
 MAX_UPLOAD_MB = env_int("EUTIRADS_MAX_UPLOAD_MB", 20, minimum=1)
+# DICOMweb root of the clinic's PACS: shows "send to PACS" on the diagnosis page (SR/SEG by
+# STOW-RS; credentials EUTIRADS_DICOMWEB_USER/_PASSWORD or _TOKEN). Empty: no such option.
+PACS_STOW_URL = env_str("EUTIRADS_PACS_URL") or ""
 # A scanner frame is under 2 MP; each accepted megapixel costs ~10 ms of CPU (issue 13).
 MAX_UPLOAD_PIXELS = env_int("EUTIRADS_MAX_UPLOAD_PIXELS", 8_000_000, minimum=65_536)
 MAX_UPLOAD_ASPECT = env_int("EUTIRADS_MAX_UPLOAD_ASPECT", 8, minimum=2)

@@ -196,6 +196,35 @@ function declaredSize(bytes, type) {
   return null;
 }
 
+// The file without its EXIF metadata (JPEG APP1 "Exif" segments, PNG eXIf chunks):
+// browsers turn an image by its EXIF orientation, Pillow (and so `eutirads predict`) does
+// not, so the page decodes the pixels as stored, as Python does.
+function withoutExif(bytes, type) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const keep = [];
+  if (type === "image/png") {
+    keep.push(bytes.subarray(0, 8));
+    for (let i = 8; i + 12 <= bytes.length;) {
+      const end = i + 12 + view.getUint32(i);
+      const name = String.fromCharCode(...bytes.subarray(i + 4, i + 8));
+      if (name !== "eXIf") keep.push(bytes.subarray(i, Math.min(end, bytes.length)));
+      if (name === "IEND") break;
+      i = end;
+    }
+  } else {
+    let i = 2;
+    keep.push(bytes.subarray(0, 2));
+    while (i + 4 <= bytes.length && bytes[i] === 0xff && bytes[i + 1] !== 0xda) {
+      const end = i + 2 + view.getUint16(i + 2);
+      const exif = bytes[i + 1] === 0xe1 && String.fromCharCode(...bytes.subarray(i + 4, i + 8)) === "Exif";
+      if (!exif) keep.push(bytes.subarray(i, Math.min(end, bytes.length)));
+      i = end;
+    }
+    keep.push(bytes.subarray(i));  // the scan and everything after it
+  }
+  return new Blob(keep, { type });
+}
+
 // RGB pixels of a JPEG/PNG file, decoded without colour management so they are the
 // file's own values, as Pillow reads them.
 async function decode(file) {
@@ -210,7 +239,7 @@ async function decode(file) {
   }
   let bitmap;
   try {
-    bitmap = await createImageBitmap(new Blob([bytes], { type }),
+    bitmap = await createImageBitmap(withoutExif(bytes, type),
       { colorSpaceConversion: "none", premultiplyAlpha: "none" });
   } catch {
     throw new PageError("err_corrupt");
@@ -277,7 +306,18 @@ const argmax = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
 async function classify(image, nodule) {
   const part = state.classifier, spec = part.spec, names = part.class_names;
   const [h, w] = spec.input_size;
-  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec, nodule);
+  // predictor._image_area: found once for the crop; none found is the clean-frame rule's
+  // "no ultrasound area" (the crop then falls back to the whole frame).
+  let area = null, noArea = false;
+  if (spec.frame === "detect") {
+    try {
+      area = P.findImageArea(image.rgb, image.width, image.height);
+    } catch (error) {
+      if (!(error instanceof P.NoImageAreaError)) throw error;
+      noArea = true;
+    }
+  }
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec, nodule, area);
   const n = part.tta ? 2 : 1;
   let batch = tensor;
   if (part.tta) {
@@ -318,7 +358,7 @@ async function classify(image, nodule) {
   const features = byName.features;
   const [, channels, fh, fw] = features.dims;
   const first = features.data.subarray(0, channels * fh * fw);
-  const reason = abstainReason(image, first, channels, fh * fw, proba[index]);
+  const reason = noArea ? "no-ultrasound-area" : abstainReason(image, first, channels, fh * fw, proba[index]);
   // The heatmap of the unmirrored image, as the Python predictor draws it.
   const cam = P.classActivationMap(first, channels, fh, fw, part.weight, index);
   const heat = P.heatmapToImage(cam, fh, fw, spec, box, image.width, image.height);
@@ -326,10 +366,9 @@ async function classify(image, nodule) {
            ruleTop: rule?.top ?? null, reason };
 }
 
-// The first reason not to answer (abstention.ABSTAIN_REASONS order), or null.
+// AbstainRule.reason: the first reason not to answer after the image-area check, or null.
 function abstainReason(image, features, channels, plane, confidence) {
   const part = state.classifier;
-  if (A.noImageArea(image.rgb)) return "no-ultrasound-area";
   if (A.notUltrasound(image.rgb, image.width, image.height, state.site.not_ultrasound)) return "not-ultrasound";
   if (part.ood) {
     const [rows] = part.ood.shape;
@@ -354,7 +393,9 @@ async function predict(decoded) {
     image = { ...decoded, rgb: blanked };
   } catch (error) {
     if (!(error instanceof P.NoImageAreaError)) throw error;
+    // As `eutirads predict` reports it: no model ran, so no box and no probabilities.
     Object.assign(result, { abstain: true, abstain_reason: "no-ultrasound-area" });
+    delete result.box_source;
     result.timing = { compute_ms: performance.now() - started, model_ms: 0 };
     return { result, heat, mask, ruleTop, image: decoded };
   }
@@ -364,6 +405,8 @@ async function predict(decoded) {
     result.nodule = found.nodule;
     if (!found.nodule) result.nodule_reason = state.localiser.no_nodule_reason;
     else { nodule = found.nodule.box; result.box_source = "localiser"; }
+    // the box crops only a classifier that reads the nodule (crop "roi")
+    if (!state.classifier || state.classifier.spec.crop !== "roi") result.box_source = "none";
     result.crop_box = [found.area.x0, found.area.y0, found.area.x1, found.area.y1];
   }
   if (state.classifier) {
@@ -400,6 +443,8 @@ function renderResult({ result, heat, mask, image, ruleTop }) {
   let heading = t(result.nodule ? "nodule_found" : "no_nodule");
   if (!classified && result.abstain) heading = t("no_answer");
   if (classified) heading = eu ? `EU-TIRADS ${result.label} · ${g(cats[result.label].name)}` : `TI-RADS ${result.label}`;
+  // An abstention is never shown as a category to act on: the model's guess, said so.
+  if (classified && result.abstain) heading = `${t("no_answer")} (${t("guess")}: ${heading})`;
   fill("category", heading);
   $("probabilities-box").hidden = !classified;
   const table = $("probabilities");
@@ -430,7 +475,7 @@ function renderResult({ result, heat, mask, image, ruleTop }) {
     fill("advice", g(cat.advice));
   }
   renderNodule(result.nodule);
-  renderDescriptors(result.descriptors, ruleTop);
+  renderDescriptors(result.descriptors, ruleTop, result.category_sources, result.category_source);
   fill("timing", t("timing", { model: result.timing.model_ms.toFixed(1), total: (result.timing.total_ms ?? 0).toFixed(1) }));
   if (image) drawImage(image, heat, result.nodule);
 }
@@ -452,7 +497,7 @@ function renderNodule(nodule) {
 }
 
 // The descriptor heads' answers and, with all five, the guideline rule's reasoning.
-function renderDescriptors(descriptors, ruleTop) {
+function renderDescriptors(descriptors, ruleTop, sources, used) {
   $("descriptors-box").hidden = !descriptors;
   if (!descriptors) return;
   const table = $("descriptors");
@@ -465,6 +510,11 @@ function renderDescriptors(descriptors, ruleTop) {
   }
   $("rule-box").hidden = !ruleTop;
   if (ruleTop) fill("rule-path", G.rulePath(state.site.rule, ruleTop, g));
+  // The category from each source (head, rule, combined) and which one the page shows.
+  const list = Object.entries(sources || {}).map(([key, source]) =>
+    `${t(`source_${key}`)}: ${source.label}${key === used ? ` (${t("source_used")})` : ""}`);
+  $("sources").hidden = list.length < 2;
+  fill("sources", list.join(" · "));
 }
 
 function drawImage(image, heat, nodule) {
@@ -573,7 +623,10 @@ let queue = Promise.resolve();
 function enqueue(file) { queue = queue.then(() => onFile(file)); }
 
 function wire() {
-  $("file").addEventListener("change", (event) => enqueue(event.target.files[0]));
+  $("file").addEventListener("change", (event) => {
+    enqueue(event.target.files[0]);
+    event.target.value = "";  // choosing the same file again is a new choice
+  });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

@@ -37,11 +37,10 @@ function gray(rgb, width, height) {
 // scratch buffer of length + size.
 function uniformLine(src, dst, start, stride, length, size, line) {
   const left = Math.floor(size / 2);
-  for (let k = 0; k < length + size - 1; k++) {
-    let j = k - left;
-    while (j < 0 || j >= length) j = j < 0 ? -j - 1 : 2 * length - j - 1;
-    line[k] = src[start + j * stride];
-  }
+  for (let k = left, j = start; k < left + length; k++, j += stride) line[k] = src[j];
+  // the edges, reflected about the half-sample (lines here are far longer than `size`)
+  for (let k = 0; k < left; k++) line[k] = line[2 * left - 1 - k];
+  for (let k = left + length; k < length + size - 1; k++) line[k] = line[2 * (left + length) - 1 - k];
   let sum = 0;
   for (let k = 0; k < size; k++) sum += line[k];
   dst[start] = sum / size;
@@ -238,10 +237,13 @@ function roiBox(box, margin, area) {
            x1: Math.min(area.x1, x1 + dx), y1: Math.min(area.y1, y1 + dy) };
 }
 
-// preprocess.crop_box: the box of the image that the model sees.
-export function cropBox(rgb, width, height, spec, box = null) {
+// preprocess.crop_box: the box of the image that the model sees. `found`: the image area
+// when the caller found it already.
+export function cropBox(rgb, width, height, spec, box = null, found = null) {
   let area = { x0: 0, y0: 0, x1: width, y1: height };
-  if (spec.frame === "detect") {
+  if (spec.frame === "detect" && found) {
+    area = found;
+  } else if (spec.frame === "detect") {
     try {
       area = findImageArea(rgb, width, height);
     } catch (error) {
@@ -407,8 +409,8 @@ export function normalize(rgb, spec) {
 }
 
 // Predictor.prepare: {tensor, box} for an RGB frame (box: the crop the model saw).
-export function prepare(rgb, width, height, spec, nodule = null) {
-  const box = cropBox(rgb, width, height, spec, nodule);
+export function prepare(rgb, width, height, spec, nodule = null, area = null) {
+  const box = cropBox(rgb, width, height, spec, nodule, area);
   const cw = box.x1 - box.x0, ch = box.y1 - box.y0;
   const tensor = normalize(resizeToInput(crop(rgb, width, box), cw, ch, spec), spec);
   return { tensor, box };

@@ -40,7 +40,8 @@ def audit_log(request):
     page = Paginator(events, 100).get_page(request.GET.get("page"))
     actions = AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()
     return render(request, "core/audit.html", {"page": page, "actions": actions,
-                                               "action": action, "who": who})
+                                               "action": action, "who": who,
+                                               "TIME_ZONE": settings.TIME_ZONE})
 
 
 def admin_login(request, extra_context=None):

@@ -128,8 +128,10 @@ def predict(request):
     size_mm = services.parse_size_mm(request.POST.get("size_mm"))
     bundle = services.active_bundle()
     want_heatmap = _flag(request.POST.get("heatmap"))
+    mm_per_pixel = image.mm_per_pixel or services.parse_pixel_mm(
+        request.POST.get("mm_per_pixel"))
     diagnosis = services.diagnose(services.get_predictor(bundle), image, box=box,
-                                  size_mm=size_mm, mm_per_pixel=image.mm_per_pixel,
+                                  size_mm=size_mm, mm_per_pixel=mm_per_pixel,
                                   heatmap=want_heatmap)
     prediction = services.save_prediction(diagnosis, image, user=request.user, bundle=bundle,
                                           channel="api",

@@ -3,9 +3,41 @@ built from a `Diagnosis` (just computed) or a stored `Prediction` (history, repo
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from ...categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice
-from ...inference.diagnosis import ABSTAIN_REASONS, DESCRIPTOR_VALUES, outline_geometry
+from ...inference.diagnosis import DESCRIPTOR_VALUES, outline_geometry
+from ..core.vocabulary import CATEGORY_TEXT, DESCRIPTOR_LABELS, VALUE_LABELS, translate_advice
 from . import services
+
+# The library's abstention texts (`inference.diagnosis.ABSTAIN_REASONS`), translated.
+ABSTAIN_TEXT = {
+    "no-ultrasound-area": (
+        gettext_lazy("No ultrasound image area was found in this picture."),
+        gettext_lazy("Upload a frame from the scanner (JPEG, PNG or DICOM) showing the B-mode "
+                     "image.")),
+    "not-ultrasound": (
+        gettext_lazy("This picture does not look like a grey-scale ultrasound image."),
+        gettext_lazy("Upload a thyroid B-mode frame; photographs, drawings, colour images and "
+                     "test patterns are not read.")),
+    "out-of-distribution": (
+        gettext_lazy("This image is unlike the images the model was trained and tested on, "
+                     "so its answer would not be reliable."),
+        gettext_lazy("Read the image yourself; if it is a thyroid ultrasound, report it so "
+                     "the model can be retrained on such images.")),
+    "low-confidence": (
+        gettext_lazy("The model is not confident enough in any category."),
+        gettext_lazy("Read the image yourself, or try a tighter box around the nodule.")),
+}
+
+
+def abstain_text(reason: str) -> tuple[str, str]:
+    """(what it means, what to do), in the page's language."""
+    meaning, todo = ABSTAIN_TEXT.get(reason, (
+        gettext_lazy("The model declined to answer for this image."),
+        gettext_lazy("Read the image yourself.")))
+    return str(meaning), str(todo)
 
 __all__ = ["bars", "descriptor_rows", "size_text", "bundle_context", "prediction_context",
            "has_decision"]
@@ -34,20 +66,25 @@ def descriptor_rows(descriptors: dict | None, decided: dict | None = None) -> li
         value = str(entry.get("value") or "")
         probability = (entry.get("probabilities") or {}).get(value)
         mine = str((decided or {}).get(name) or "")
-        rows.append({"name": name, "title": name.replace("_", " "), "value": value,
-                     "shown": value.replace("_", " ") if value else "",
+        rows.append({"name": name, "title": _shown(DESCRIPTOR_LABELS, name), "value": value,
+                     "shown": _shown(VALUE_LABELS, value) if value else "",
                      "percent": None if probability is None else round(100 * probability, 1),
-                     "decided": mine, "decided_shown": mine.replace("_", " "),
+                     "decided": mine, "decided_shown": _shown(VALUE_LABELS, mine) if mine else "",
                      "differs": bool(mine) and mine != value,
-                     "choices": [(c, c.replace("_", " ")) for c in choices]})
+                     "choices": [(c, _shown(VALUE_LABELS, c)) for c in choices]})
     return rows
+
+
+def _shown(labels: dict, key: str) -> str:
+    """The translated name of a vocabulary key (the key itself, readable, if unknown)."""
+    return str(labels.get(key) or key.replace("_", " "))
 
 
 def size_text(diameter_mm, source: str) -> str:
     if not diameter_mm:
         return ""
-    how = {"measured": "measured from the drawn box", "given": "as given",
-           "localiser": "measured on the model's outline"}.get(source, source)
+    how = {"measured": _("measured from the drawn box"), "given": _("as given"),
+           "localiser": _("measured on the model's outline")}.get(source, source)
     return f"{diameter_mm:g} mm ({how})"
 
 
@@ -69,12 +106,17 @@ def prediction_context(prediction) -> dict:
         "p": prediction, "category": cat, "bars": bars(label, prediction.probabilities or {}),
         "confidence_percent": round(100 * prediction.confidence, 1),
         "decision": decision, "decided_category": decided_cat,
-        "decided_advice": fna_advice(decided_cat.number, prediction.diameter_mm)
+        "decided_advice": translate_advice(fna_advice(decided_cat.number,
+                                                      prediction.diameter_mm))
         if decided_cat else "",
+        "advice_text": translate_advice(prediction.advice),
+        "rule_differs": rule_differs(prediction.rule_path, label),
+        **category_texts(label), "decided_name": category_texts(decision.label)["category_name"]
+        if decision else "",
         "descriptor_rows": descriptor_rows(prediction.descriptors,
                                            decision.descriptors if decision else None),
         "category_choices": [(str(n), c.name) for n, c in CATEGORIES.items()],
-        "abstain_text": ABSTAIN_REASONS.get(prediction.abstain_reason, ("", "")),
+        "abstain_text": abstain_text(prediction.abstain_reason),
         "overlay": outline_geometry(prediction.nodule, prediction.box, prediction.box_source,
                                     offset=offset, size=(width, height)),
         "image_kept": kept, "view_width": width, "view_height": height,
@@ -111,3 +153,20 @@ def render_card(markdown_text: str) -> str:
     return nh3.clean(html, tags=_CARD_TAGS, attributes={"a": {"href", "title"},
                                                         "th": {"align"}, "td": {"align"}},
                      url_schemes={"http", "https"}, link_rel="noopener noreferrer")
+
+
+def category_texts(label: str) -> dict:
+    """The category's name, definition and risk in the page's language ("" for a label of
+    another scheme)."""
+    if label not in EU_TIRADS_LABELS:
+        return {"category_name": "", "category_definition": "", "category_risk": ""}
+    name, definition, _features = CATEGORY_TEXT[int(label)]
+    return {"category_name": str(name), "category_definition": str(definition),
+            "category_risk": CATEGORIES[int(label)].risk_text}
+
+
+def rule_differs(rule_path: str, label: str) -> bool:
+    """Whether the guideline's rule on the predicted descriptors ends on another category
+    than the one shown (the bundle's category head): worth a word to the radiologist."""
+    return bool(rule_path) and label in EU_TIRADS_LABELS and \
+        not rule_path.rstrip().endswith(f"EU-TIRADS {label}")

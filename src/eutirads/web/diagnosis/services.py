@@ -26,12 +26,14 @@ from ...inference.diagnosis import (
     heatmap_overlay_png,
     heatmap_png,
     parse_box,
+    parse_pixel_mm,
     parse_size_mm,
 )
 from ...inference.uploads import CleanImage, encode_png
 
 __all__ = [
-    "Box", "Diagnosis", "parse_box", "parse_size_mm", "diagnose", "heatmap_overlay_png",
+    "Box", "Diagnosis", "parse_box", "parse_size_mm", "parse_pixel_mm", "diagnose",
+    "heatmap_overlay_png",
     "heatmap_png", "data_uri", "box_dict", "bundles_root", "register_bundle",
     "activate_bundle", "active_bundle", "get_predictor", "save_prediction", "save_decision",
     "image_folder",

@@ -23,18 +23,6 @@ def _optional_bundle():
     return ModelBundle.objects.filter(active=True).first()
 
 
-def _mm_per_pixel(value) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise InputError("pixel size must be a number of millimetres") from None
-    if not 0 < number < 5:
-        raise InputError("pixel size must be over 0 and under 5 mm")
-    return number
-
-
 def result_context(diagnosis, image, prediction, bundle) -> dict:
     """What the result part of a page shows (shared by Classify and the reading mode)."""
     box = services.box_dict(diagnosis.box)
@@ -49,6 +37,10 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
                                     size=(image.width, image.height)),
         "descriptor_rows": present.descriptor_rows(diagnosis.descriptors),
         "size_text": present.size_text(diagnosis.diameter_mm, diagnosis.diameter_source),
+        "abstain_text": present.abstain_text(diagnosis.abstain_reason),
+        "advice_text": present.translate_advice(diagnosis.advice),
+        "rule_differs": present.rule_differs(diagnosis.rule_path, diagnosis.label),
+        **present.category_texts(diagnosis.label),
         "category_choices": [(str(n), c.name) for n, c in CATEGORIES.items()],
         "disclaimer": services.DISCLAIMER,
         "confidence": round(100 * diagnosis.probabilities.get(diagnosis.label, 0.0), 1),
@@ -59,19 +51,24 @@ def result_context(diagnosis, image, prediction, bundle) -> dict:
 @role_required(*STAFF)
 @require_http_methods(["GET", "POST"])
 def classify(request):
-    context = {"categories": CATEGORIES.values(), "max_upload_mb": _max_mb(), "form": {}}
+    from django.conf import settings
+
+    context = {"categories": CATEGORIES.values(), "max_upload_mb": _max_mb(), "form": {},
+               "pacs_configured": bool(getattr(settings, "PACS_STOW_URL", ""))}
     if request.method == "GET":
         context.update(present.bundle_context(_optional_bundle()))
         return render(request, "diagnosis/classify.html", context)
     context["form"] = {k: request.POST.get(k, "") for k in
-                       ("x0", "y0", "x1", "y1", "size_mm", "mm_per_pixel", "keep_image")}
+                       ("x0", "y0", "x1", "y1", "size_mm", "mm_per_pixel", "keep_image",
+                        "send_to_pacs")}
     try:
         if request_too_large(request):
             raise UploadError(f"upload too large (limit {_max_mb()} MB)", 413)
         image = upload_from_request(request)
         box = services.parse_box(request.POST, image.width, image.height)
         size_mm = services.parse_size_mm(request.POST.get("size_mm"))
-        mm_per_pixel = image.mm_per_pixel or _mm_per_pixel(request.POST.get("mm_per_pixel"))
+        mm_per_pixel = image.mm_per_pixel or services.parse_pixel_mm(
+            request.POST.get("mm_per_pixel"))
         bundle = services.active_bundle()
         diagnosis = services.diagnose(services.get_predictor(bundle), image, box=box,
                                       size_mm=size_mm, mm_per_pixel=mm_per_pixel)
@@ -85,7 +82,28 @@ def classify(request):
         return render(request, "diagnosis/classify.html", context, status=status)
     context.update(result_context(diagnosis, image, prediction, bundle))
     context["mm_per_pixel"] = mm_per_pixel
+    if request.POST.get("send_to_pacs") == "1":
+        context.update(_send_to_pacs(request, diagnosis, bundle))
     return render(request, "diagnosis/classify.html", context)
+
+
+def _send_to_pacs(request, diagnosis, bundle) -> dict:
+    """SR (and SEG) of the uploaded DICOM to the clinic's PACS (eutirads.pacs.results);
+    built in memory from the upload, sent, not kept."""
+    from django.conf import settings
+
+    from ...pacs.results import send_to_pacs
+
+    if not settings.PACS_STOW_URL:
+        return {"pacs_error": "no PACS is configured (EUTIRADS_PACS_URL)"}
+    upload = request.FILES["image"]
+    upload.seek(0)
+    try:
+        sent = send_to_pacs(upload.read(), diagnosis, model_name=bundle.name,
+                            model_version=bundle.version, url=settings.PACS_STOW_URL)
+    except EutiradsError as exc:
+        return {"pacs_error": str(exc)}
+    return {"pacs_sent": " and ".join(sent)}
 
 
 def _max_mb() -> int:

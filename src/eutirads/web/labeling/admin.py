@@ -6,7 +6,8 @@ from .models import Image, Project, Reading
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ("name", "readers_required", "reading_mode", "dataset_root", "created_at")
-    fields = ("name", "readers_required", "reading_mode", "self_adjudication", "dataset_root")
+    fields = ("name", "readers_required", "reading_mode", "queue_order", "self_adjudication",
+              "dataset_root")
     readonly_fields = ("dataset_root",)
 
     def has_add_permission(self, request):

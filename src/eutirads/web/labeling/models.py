@@ -16,6 +16,9 @@ EXCLUDED = "excluded"  # a consensus that the image is unusable
 DESCRIPTOR_MODE = "descriptors"  # the reader sets the five descriptors; the rule gives the category
 CATEGORY_MODE = "category"      # the reader picks the category only
 READING_MODES = [(DESCRIPTOR_MODE, "descriptors"), (CATEGORY_MODE, "category")]
+MANIFEST_ORDER = "manifest"         # images in the manifest's order
+UNCERTAIN_FIRST = "uncertain-first"  # the model's least confident images first (active learning)
+QUEUE_ORDERS = [(MANIFEST_ORDER, "manifest order"), (UNCERTAIN_FIRST, "uncertain first")]
 
 
 class Project(models.Model):
@@ -24,6 +27,7 @@ class Project(models.Model):
     dataset_root = models.CharField(max_length=1000)
     readers_required = models.PositiveSmallIntegerField(default=2)
     reading_mode = models.CharField(max_length=12, choices=READING_MODES, default=DESCRIPTOR_MODE)
+    queue_order = models.CharField(max_length=20, choices=QUEUE_ORDERS, default=MANIFEST_ORDER)
     # Off by default: a reviewer adjudicates only images they did not read themselves.
     self_adjudication = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -49,6 +53,8 @@ class Image(models.Model):
     consensus_at = models.DateTimeField(null=True, blank=True)
     # True when the consensus came from unanimous readers, not from a reviewer.
     consensus_auto = models.BooleanField(default=False)
+    # 1 - the model's top probability (`eutirads label rank`); None = not ranked.
+    uncertainty = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["position"]

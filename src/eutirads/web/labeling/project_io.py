@@ -102,10 +102,11 @@ def import_project(dataset: str | os.PathLike[str], name: str, *, readers: int =
                                              position=position, row=dict(row),
                                              claims=1 if label else 0)
                 if label:
+                    kept = _kept_reading(row, label, project.reading_mode)
                     reading = Reading.objects.create(image=image, reader=reader, done=True,
-                                                     label=label, saved_at=image_timestamp())
-                    LabelHistory.objects.create(reading=reading, label=label,
-                                                comment="imported from the manifest")
+                                                     saved_at=image_timestamp(), **kept)
+                    LabelHistory.objects.create(reading=reading,
+                                                comment="imported from the manifest", **kept)
                     report.kept_labels += 1
             known.add(row["path"])
             report.added += 1
@@ -115,6 +116,26 @@ def import_project(dataset: str | os.PathLike[str], name: str, *, readers: int =
            target=f"project {name}", after={"added": report.added, "kept": report.kept_labels,
                                             "readers": project.readers_required})
     return report
+
+
+def _kept_reading(row: Mapping[str, str], label: str, mode: str) -> dict:
+    """The fields of a reading kept from the manifest (`--keep-labels`). In a descriptor
+    project the row's descriptors come too when all five are known: the rule's category is
+    stored beside the manifest's label, which stands as an override where they differ."""
+    from ...categories import classify, features_from_values
+    from ...data.manifest import row_descriptors
+
+    fields = {"label": label}
+    if mode != DESCRIPTOR_MODE:
+        return fields
+    descriptors = row_descriptors(row)
+    if label == "1" and not any(descriptors.values()):
+        return {**fields, "rule_label": "1"}
+    if not all(descriptors.values()):
+        return fields
+    rule_label = str(classify(features_from_values(descriptors)))
+    return {**fields, "descriptors": descriptors, "rule_label": rule_label,
+            "override_reason": "" if rule_label == label else "label kept from the manifest"}
 
 
 def image_timestamp():

@@ -3,6 +3,12 @@
 from django.db import migrations, models
 
 
+def _existing_projects_keep_category_reading(apps, schema_editor):
+    # Projects made before descriptor reading existed were read by category; they stay so
+    # (new projects default to descriptors).
+    apps.get_model("labeling", "Project").objects.update(reading_mode="category")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -65,4 +71,5 @@ class Migration(migrations.Migration):
             name='rule_label',
             field=models.CharField(blank=True, max_length=10),
         ),
+        migrations.RunPython(_existing_projects_keep_category_reading, migrations.RunPython.noop),
     ]

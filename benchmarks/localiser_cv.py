@@ -1,0 +1,146 @@
+"""Patient-grouped K-fold cross-validation of the nodule localiser.
+
+    python benchmarks/localiser_cv.py DATASET [--config configs/localiser.yaml] [--k 5]
+        [--out results.json] [key=value ...]
+
+DATASET is an imported dataset with masks (`eutirads dataset import DDTI --format ddti`, or
+a phantom). Every image with a known mask takes part, labelled or not; folds are grouped by
+patient and by identical / near-duplicate images (`data.split.patient_folds`). Each fold
+trains the recipe on the other folds for its epochs (no early stopping: the held-out fold
+is scored once, at the end, and never chooses anything) and scores its held-out images at
+their own size, as `eutirads evaluate` does. The encoder is frozen in the recipe, so every
+image is encoded once (its augmented passes and a plain pass) for all folds. Reports mean and spread over folds and the
+pooled out-of-fold values with 95% patient-bootstrap intervals, plus training seconds (wall
+and CPU) per fold. Run it niced in the background.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--config", default=str(REPO / "configs" / "localiser.yaml"))
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--out", default="localiser_cv.json")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args(argv)
+
+    import numpy as np
+    import torch
+
+    from eutirads.data.manifest import image_path, load_mask, read_manifest
+    from eutirads.data.split import patient_folds
+    from eutirads.errors import EutiradsError
+    from eutirads.evaluation.localiser import image_scores, localiser_metrics, summarise
+    from eutirads.imageio import load_rgb
+    from eutirads.inference.localiser import _image_min_region, probability_to_image
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.preprocess import crop_box
+    from eutirads.region import crop
+    from eutirads.training.config import resolve_config
+    from eutirads.training.run import seed_everything
+    from eutirads.training.segment import (_plain, _resize_pair, encode_pairs, fit_segmenter,
+                                           joint_transform, make_segment_spec)
+
+    config = resolve_config(args.config, args.overrides)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    root = Path(args.dataset)
+    rows = [r for r in read_manifest(root) if r.get("mask", "")]
+    # patient_folds stratifies by label and leaves unlabelled rows out: give those one label.
+    folds = patient_folds([{**r, "label": r.get("label") or "unlabelled"} for r in rows], args.k)
+    spec = make_segment_spec(config)
+
+    # Every image decoded and cut once; its full-size mask and crop kept for scoring.
+    started, c_start = time.perf_counter(), time.process_time()
+    pairs, truth, skipped, keep_rows = [], [], [], []
+    for row in rows:
+        try:
+            pixels = load_rgb(image_path(root, row), name=row["path"])
+            true = load_mask(root, row, image_size=(pixels.shape[1], pixels.shape[0]))
+        except EutiradsError as exc:
+            skipped.append(str(exc))
+            continue
+        box = crop_box(pixels, spec)
+        pairs.append(_resize_pair(crop(pixels, box), crop(true, box), spec))
+        truth.append((true, box))
+        keep_rows.append(row)
+    folds = [folds[rows.index(r)] for r in keep_rows]
+    load_seconds = (time.perf_counter() - started, time.process_time() - c_start)
+
+    # The encoder is frozen and the same in every fold: encode every image once (the
+    # augmented passes and one plain pass), and each fold trains only its decoder.
+    seed_everything(config.seed)
+    t0, c0 = time.perf_counter(), time.process_time()
+    encoder_model = create_segmenter(config.model, weights=config.weights, **config.model_kwargs)
+    device = torch.device("cpu")
+    augment = joint_transform(spec, config) if config.augment else _plain(spec)
+    passes = [encode_pairs(encoder_model, pairs, augment, device, config.batch_size, "pass",
+                           False) for _ in range(max(1, config.aug_passes))]
+    plain_levels, _ = encode_pairs(encoder_model, pairs, _plain(spec), device,
+                                   config.batch_size, "plain", False)
+    encode_seconds = (time.perf_counter() - t0, time.process_time() - c0)
+
+    results, pooled, groups = [], [], []
+    size = tuple(spec.input_size)
+    for fold in range(args.k):
+        train = [i for i in range(len(pairs)) if folds[i] != fold]
+        held = [i for i in range(len(pairs)) if folds[i] == fold]
+        tidx, hidx = torch.tensor(train), torch.tensor(held)
+        seed_everything(config.seed + fold)
+        model = create_segmenter(config.model, weights="none", **config.model_kwargs)
+        model.encoder.load_state_dict(encoder_model.encoder.state_dict())
+        encoded = ([([lv[tidx] for lv in levels], masks[tidx]) for levels, masks in passes],
+                   [lv[hidx] for lv in plain_levels])
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit_segmenter(model, spec, config, [pairs[i] for i in train], [pairs[i] for i in held],
+                      progress=False, early_stopping=False, encoded=encoded)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        scores = []
+        with torch.no_grad():
+            model.eval()
+            for n, i in enumerate(held):
+                logits = model.decode([lv[hidx[n:n + 1]].float() for lv in plain_levels], size)
+                grid = torch.sigmoid(logits)[0, 0].numpy()
+                true, box = truth[i]
+                prob = probability_to_image(grid, spec, box, true.shape)
+                score = image_scores(prob, true, threshold=config.threshold,
+                                     min_region_px=_image_min_region(config.min_region_px,
+                                                                     spec, box))
+                score.pop("mask")
+                scores.append(score)
+                groups.append(keep_rows[i].get("patient_id") or keep_rows[i]["path"])
+        pooled.extend(scores)
+        results.append({"fold": fold, "n": len(held), "train": len(train),
+                        "train_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),
+                        **summarise(scores)})
+        print(json.dumps(results[-1]), flush=True)
+    keys = ("dice", "iou", "box_iou", "detection_rate", "false_positive_rate")
+    mean = {k: float(np.nanmean([r[k] for r in results])) for k in keys}
+    std = {k: float(np.nanstd([r[k] for r in results])) for k in keys}
+    out = {"dataset": root.name, "config": Path(args.config).name, "overrides": args.overrides,
+           "k": args.k, "images": len(pairs), "skipped": skipped,
+           "image_load_seconds": [round(v, 1) for v in load_seconds],
+           "encode_seconds": [round(v, 1) for v in encode_seconds],
+           "folds": results, "mean": mean,
+           "std": std, "pooled": localiser_metrics(pooled, groups, n_boot=args.bootstrap),
+           "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+    Path(args.out).write_text(json.dumps(out, indent=2, default=float) + "\n")
+    print(json.dumps({"mean": mean, "std": std, "pooled": out["pooled"]["summary"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

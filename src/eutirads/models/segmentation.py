@@ -1,0 +1,110 @@
+"""The nodule localiser's network: a timm `features_only` encoder (EfficientNet-Lite with
+its offline ImageNet weights) and a light FPN-style decoder giving one logit per input pixel.
+
+The encoder's four feature maps (strides 4, 8, 16, 32) are projected to `decoder_channels`,
+merged top-down (upsample and add, as in FPN), refined at stride 4 by two 3x3 convolutions
+and upsampled to the input size. The decoder is about 0.1 M parameters: with the encoder
+frozen it is all that trains, on cached encoder features (see `training.segment`).
+
+`forward(x) -> Nx1xHxW logits`, `encode(x) -> [features]`, `decode(features, size)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ModelError
+
+__all__ = ["Segmenter", "create_segmenter", "SEGMENT_ENCODERS"]
+
+# Encoders known to work here (any timm CNN with features_only may; these have offline
+# ImageNet weights).
+SEGMENT_ENCODERS = ("tf_efficientnet_lite0", "tf_efficientnet_lite2")
+OUT_INDICES = (1, 2, 3, 4)
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FPNDecoder(nn.Module):
+    def __init__(self, channels: Sequence[int], width: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.refine = nn.Sequential(_conv_bn_relu(width, width), _conv_bn_relu(width, width))
+        self.out = nn.Conv2d(width, 1, 1)
+
+    def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        x = self.lateral[-1](features[-1])
+        for lateral, feature in zip(list(self.lateral)[-2::-1], list(features)[-2::-1]):
+            x = F.interpolate(x, size=feature.shape[-2:], mode="bilinear", align_corners=False)
+            x = x + lateral(feature)
+        logits = self.out(self.refine(x))
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+class Segmenter(nn.Module):
+    """Encoder + decoder. `encoder_name` and `decoder_channels` describe it in checkpoints."""
+
+    def __init__(self, encoder: nn.Module, *, decoder_channels: int = 48) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.channels = list(encoder.feature_info.channels())
+        self.decoder = FPNDecoder(self.channels, decoder_channels)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.encoder(x))
+
+    def decode(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        return self.decoder(features, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), (int(x.shape[-2]), int(x.shape[-1])))
+
+
+def _encoder(name: str, weights: str) -> nn.Module:
+    import timm
+
+    if not timm.is_model(name):
+        raise ModelError(f"unknown encoder {name!r} (use one of {', '.join(SEGMENT_ENCODERS)})")
+    try:
+        encoder = timm.create_model(name, pretrained=False, features_only=True,
+                                    out_indices=OUT_INDICES)
+    except (TypeError, RuntimeError) as exc:
+        raise ModelError(f"{name}: cannot serve as a features_only encoder ({exc})") from None
+    if weights == "imagenet":
+        from .lite_weights import LITE_PACKAGES, load_lite_imagenet
+
+        if name not in LITE_PACKAGES:
+            raise ModelError(f"{name}: no offline ImageNet weights (use one of "
+                             f"{', '.join(LITE_PACKAGES)}, or weights: none)")
+        # The weight packages hold the whole classifier; load it, then keep what the
+        # features_only encoder has (everything but the head convolution).
+        full = timm.create_model(name, pretrained=False, num_classes=0)
+        load_lite_imagenet(full, name)
+        own = encoder.state_dict()
+        state = {k: v for k, v in full.state_dict().items() if k in own}
+        missing = sorted(set(own) - set(state))
+        if missing:
+            raise ModelError(f"{name}: encoder tensors without ImageNet weights ({missing[0]})")
+        encoder.load_state_dict(state, strict=True)
+    elif weights != "none":
+        from pathlib import Path
+
+        from . import _load_local
+
+        _load_local(encoder, Path(weights), name)
+    return encoder
+
+
+def create_segmenter(name: str, *, weights: str = "imagenet", decoder_channels: int = 48,
+                     **kwargs: Any) -> Segmenter:
+    """A localiser with encoder `name` (a timm CNN) and an FPN decoder."""
+    if kwargs:
+        raise ModelError(f"{name}: unknown localiser option(s) {', '.join(sorted(kwargs))}")
+    return Segmenter(_encoder(name, str(weights)), decoder_channels=int(decoder_channels))
