@@ -303,3 +303,23 @@ def test_scores_count_detection_and_false_positives():
 def test_a_bad_pixel_spacing_is_an_input_error(bundle):
     with pytest.raises(InputError, match="pixel spacing"):
         Predictor(bundle).predict(np.zeros((50, 50, 3), np.uint8), pixel_mm=-1)
+
+
+def test_millimetres_come_from_the_dicom_ultrasound_region_spacing(bundle, tmp_path, capsys):
+    from eutirads.inference.images import load_image_and_spacing
+
+    assert main(["phantom", str(tmp_path / "dcm"), "--n", "3", "--seed", "4", "--dicom"]) == 0
+    files = sorted(p for p in (tmp_path / "dcm").rglob("*") if p.is_file()
+                   and p.suffix not in (".json", ".csv"))
+    spacings = [load_image_and_spacing(f)[1] for f in files]
+    assert all(s is not None and s[0] > 0 for s in spacings)
+    capsys.readouterr()
+    assert main(["predict", str(bundle), *map(str, files), "--json"]) in (0, 1)
+    out = json.loads(capsys.readouterr().out)
+    checked = 0
+    for prediction, spacing in zip(out["predictions"], spacings):
+        for region in (prediction.get("nodule") or {}).get("regions", []):
+            assert region["long_axis_mm"] == pytest.approx(
+                region["long_axis_px"] * (spacing[0] + spacing[1]) / 2, rel=0.05)
+            checked += 1
+    assert checked, out["predictions"]

@@ -281,6 +281,10 @@ class Predictor:
         area when the caller found it already (the diagnosis server, on a reduced copy)."""
         pixels = _as_rgb(image, name)
         spacing = mm_or_none(pixel_mm)
+        if area is None and self.localiser is not None and self.localiser.spec.frame == "detect":
+            # Found once for both models (the search is a third of the localiser's cost);
+            # crop_box ignores it for a model with frame "none".
+            area = crop_box(pixels, self.localiser.spec)
         found = self.localiser.find(pixels, spacing=spacing, area=area) if self.localiser else None
         source = "given" if box is not None else "none"
         if box is None and found is not None and found.nodule is not None:

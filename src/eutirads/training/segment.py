@@ -42,6 +42,7 @@ from ..imageio import load_rgb
 from ..preprocess import PreprocessSpec, crop_box, normalize
 from ..region import crop
 from .config import TrainConfig, save_config
+from .engine import phases_for, select_device
 from .run import TrainResult, seed_everything, write_history
 
 __all__ = ["MaskSample", "read_segment_rows", "load_pairs", "segment_loss", "mask_scores",
@@ -280,8 +281,6 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
 
     `encoded` = (train passes [(levels, masks)], val levels) from `encode_pairs` with this
     model's (frozen) encoder: cross-validation encodes every image once for all folds."""
-    from .engine import phases_for, select_device
-
     device = select_device(config)
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
