@@ -75,8 +75,8 @@ def test_image_area_on_real_ddti_frames_leaves_the_side_text_out(ddti_dir):
 
 
 def test_truncated_images_stay_refused_after_the_pdf_report_loads_weasyprint():
-    # WeasyPrint flips Pillow's global LOAD_TRUNCATED_IMAGES on import; the report module
-    # must put it back, or every upload check after the first PDF accepts truncated files.
+    # WeasyPrint flips Pillow's global LOAD_TRUNCATED_IMAGES on import; decoding must stay
+    # strict anyway, or every upload check after the first PDF accepts truncated files.
     import importlib.util
 
     if importlib.util.find_spec("weasyprint") is None:  # not importorskip: that imports it

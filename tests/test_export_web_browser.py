@@ -357,6 +357,11 @@ def test_every_part_of_a_bundle_gives_the_cli_answer(open_page, full_bundle, pha
                 None} <= set(reasons)
         assert any(e.get("nodule") for e in expected) and any(e.get("rule_path") for e in expected)
         _assert_same_answers(page, capsys, full_bundle, images)
+        # an abstention shows the model's guess as such, and no advice
+        abstained = next(i for i, e in zip(images, expected) if e.get("abstain") and e.get("label"))
+        got = page.classify(abstained)
+        assert page.text("#category").startswith("No answer for this image (the model's guess: ")
+        assert page.page.locator("#guideline").is_hidden() and page.page.locator("#abstain").is_visible()
         # what the page shows for the last phantom image with a rule
         last = next(i for i, e in zip(images, expected) if e.get("rule_path"))
         got = page.classify(last)
@@ -470,7 +475,8 @@ def test_bad_input_gets_a_clear_message_and_no_uncaught_error(open_page, phantom
         assert page.page.evaluate("document.body.dataset.state") == "rejected"
         assert reason in page.text("#message")
         assert page.page.locator("#result").is_hidden()
-    # the page still works after them
+    # the page still works after them, and the same file chosen twice is read twice
+    assert page.classify(phantom_images[0]) is not None
     assert page.classify(phantom_images[0]) is not None
     assert page.page.locator("#message").is_hidden()
     assert page.errors == []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import ImageDecodeError
 
@@ -57,6 +57,9 @@ def open_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS,
             frames = getattr(image, "n_frames", 1)
             if frames > 1 and not allow_multiframe:
                 raise ImageDecodeError(f"{label}: multi-frame or animated image ({frames} frames)")
+            # Strict decoding whatever another library set process-wide (WeasyPrint turns
+            # LOAD_TRUNCATED_IMAGES on at import): a truncated file must be refused.
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
             image.load()
     except ImageDecodeError:
         raise

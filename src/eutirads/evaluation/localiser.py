@@ -20,7 +20,6 @@ import io
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np

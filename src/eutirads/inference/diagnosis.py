@@ -20,9 +20,9 @@ import numpy as np
 from .. import categories as _categories
 from ..categories import CATEGORIES, EU_TIRADS_LABELS, fna_advice
 from ..errors import InputError, ModelError
-from ..region import Box
+from ..region import Box, find_image_area
 from .heatmap import colorize
-from .uploads import CleanImage, encode_png, reduced_image_area
+from .uploads import CleanImage, encode_png
 
 __all__ = [
     "Box", "Diagnosis", "ABSTAIN_REASONS", "DESCRIPTOR_NAMES", "DESCRIPTOR_VALUES", "parse_box", "parse_size_mm",
@@ -171,7 +171,7 @@ def screen_check(pixels: np.ndarray, *, area: Box | None = None) -> tuple[str, B
     """
     if area is None:
         try:
-            area = reduced_image_area(pixels)
+            area = find_image_area(pixels)
         except InputError:
             return "no-ultrasound-area", None
     step = max(1, -(-max(pixels.shape[:2]) // 256))

@@ -36,7 +36,6 @@ __all__ = [
     "DEFAULT_MAX_ASPECT",
     "DEFAULT_MAX_DECODE_BYTES",
     "UploadLimits",
-    "reduced_image_area",
     "UploadError",
     "CleanImage",
     "sniff_type",
@@ -368,26 +367,16 @@ def _pixel_spacing(ds) -> float | None:
     return None
 
 
-def reduced_image_area(pixels: np.ndarray, *, longest: int = 256) -> Box:
-    """`region.find_image_area` on a strided copy whose longer side is at most `longest`
-    (about 1 ms instead of 10 for a 560x360 screen), mapped back to full-size pixels
-    keeping only what the sampled pixels prove is inside: the box never grows into the
-    screen border, where names and dates are burned in. Raises as the finder does."""
-    step = max(1, -(-max(pixels.shape[:2]) // longest))
-    area = find_image_area(pixels[::step, ::step])
-    return Box(area.x0 * step, area.y0 * step, (area.x1 - 1) * step + 1,
-               (area.y1 - 1) * step + 1)
-
-
 def _blank_outside_area(pixels: np.ndarray) -> tuple[np.ndarray, Box | None]:
     """A screenshot through the one clean-frame rule (eutirads.frame): blank outside the
     ultrasound image area, same size (a box drawn on the upload still fits); the area is
-    found once, on a reduced copy, and kept for the predictor. Without an area the pixels
+    found once (at full resolution: a search on a reduced copy widened the box into the
+    screen border, where names are burned in) and kept for the predictor. Without an area the pixels
     go on as they are and the prediction abstains (no-ultrasound-area)."""
     from ..frame import clean_pixels
 
     try:
-        area = reduced_image_area(pixels)
+        area = find_image_area(pixels)
         return clean_pixels(pixels, area=area).blanked, area
     except InputError:  # NoImageAreaError, or a frame the finder cannot read
         return pixels, None

@@ -1,6 +1,5 @@
-// The browser's copy of eutirads.inference.abstention and of the predictor's image-area
-// check: calibration, the out-of-distribution distance and the checks that decide an
-// abstention. Numbers come from site.json (the bundle's and the module's own constants).
+// The browser's copy of eutirads.inference.abstention: calibration, the
+// out-of-distribution distance and the checks that decide an abstention. Numbers come from site.json (the bundle's and the module's own constants).
 
 // abstention.apply_temperature: softmax(log p / T); T = 1 leaves p as it is.
 export function applyTemperature(proba, temperature) {
@@ -10,22 +9,6 @@ export function applyTemperature(proba, temperature) {
   const e = z.map((v) => Math.exp(v - peak));
   const total = e.reduce((a, b) => a + b, 0);
   return e.map((v) => v / total);
-}
-
-// predictor._no_image_area: blank (one grey level, give or take) or dark everywhere but
-// for a few pixels of text.
-export function noImageArea(rgb) {
-  const n = rgb.length / 3;
-  let sum = 0, sumSq = 0, bright = 0;
-  for (let i = 0; i < rgb.length; i += 3) {
-    const g = Math.fround((rgb[i] + rgb[i + 1] + rgb[i + 2]) / 3);
-    sum += g;
-    sumSq += g * g;
-    if (g > 12) bright += 1;
-  }
-  const mean = sum / n;
-  const std = Math.sqrt(Math.max(0, sumSq / n - mean * mean));
-  return std < 2.0 || bright / n < 0.01;
 }
 
 // abstention.not_ultrasound: mostly coloured (a photo) or mostly white (a drawing).

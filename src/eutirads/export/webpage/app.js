@@ -306,7 +306,18 @@ const argmax = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
 async function classify(image, nodule) {
   const part = state.classifier, spec = part.spec, names = part.class_names;
   const [h, w] = spec.input_size;
-  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec, nodule);
+  // predictor._image_area: found once for the crop; none found is the clean-frame rule's
+  // "no ultrasound area" (the crop then falls back to the whole frame).
+  let area = null, noArea = false;
+  if (spec.frame === "detect") {
+    try {
+      area = P.findImageArea(image.rgb, image.width, image.height);
+    } catch (error) {
+      if (!(error instanceof P.NoImageAreaError)) throw error;
+      noArea = true;
+    }
+  }
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec, nodule, area);
   const n = part.tta ? 2 : 1;
   let batch = tensor;
   if (part.tta) {
@@ -347,7 +358,7 @@ async function classify(image, nodule) {
   const features = byName.features;
   const [, channels, fh, fw] = features.dims;
   const first = features.data.subarray(0, channels * fh * fw);
-  const reason = abstainReason(image, first, channels, fh * fw, proba[index]);
+  const reason = noArea ? "no-ultrasound-area" : abstainReason(image, first, channels, fh * fw, proba[index]);
   // The heatmap of the unmirrored image, as the Python predictor draws it.
   const cam = P.classActivationMap(first, channels, fh, fw, part.weight, index);
   const heat = P.heatmapToImage(cam, fh, fw, spec, box, image.width, image.height);
@@ -355,10 +366,9 @@ async function classify(image, nodule) {
            ruleTop: rule?.top ?? null, reason };
 }
 
-// The first reason not to answer (abstention.ABSTAIN_REASONS order), or null.
+// AbstainRule.reason: the first reason not to answer after the image-area check, or null.
 function abstainReason(image, features, channels, plane, confidence) {
   const part = state.classifier;
-  if (A.noImageArea(image.rgb)) return "no-ultrasound-area";
   if (A.notUltrasound(image.rgb, image.width, image.height, state.site.not_ultrasound)) return "not-ultrasound";
   if (part.ood) {
     const [rows] = part.ood.shape;
@@ -395,6 +405,8 @@ async function predict(decoded) {
     result.nodule = found.nodule;
     if (!found.nodule) result.nodule_reason = state.localiser.no_nodule_reason;
     else { nodule = found.nodule.box; result.box_source = "localiser"; }
+    // the box crops only a classifier that reads the nodule (crop "roi")
+    if (!state.classifier || state.classifier.spec.crop !== "roi") result.box_source = "none";
     result.crop_box = [found.area.x0, found.area.y0, found.area.x1, found.area.y1];
   }
   if (state.classifier) {
@@ -431,6 +443,8 @@ function renderResult({ result, heat, mask, image, ruleTop }) {
   let heading = t(result.nodule ? "nodule_found" : "no_nodule");
   if (!classified && result.abstain) heading = t("no_answer");
   if (classified) heading = eu ? `EU-TIRADS ${result.label} · ${g(cats[result.label].name)}` : `TI-RADS ${result.label}`;
+  // An abstention is never shown as a category to act on: the model's guess, said so.
+  if (classified && result.abstain) heading = `${t("no_answer")} (${t("guess")}: ${heading})`;
   fill("category", heading);
   $("probabilities-box").hidden = !classified;
   const table = $("probabilities");
@@ -609,7 +623,10 @@ let queue = Promise.resolve();
 function enqueue(file) { queue = queue.then(() => onFile(file)); }
 
 function wire() {
-  $("file").addEventListener("change", (event) => enqueue(event.target.files[0]));
+  $("file").addEventListener("change", (event) => {
+    enqueue(event.target.files[0]);
+    event.target.value = "";  // choosing the same file again is a new choice
+  });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

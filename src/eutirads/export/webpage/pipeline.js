@@ -237,10 +237,13 @@ function roiBox(box, margin, area) {
            x1: Math.min(area.x1, x1 + dx), y1: Math.min(area.y1, y1 + dy) };
 }
 
-// preprocess.crop_box: the box of the image that the model sees.
-export function cropBox(rgb, width, height, spec, box = null) {
+// preprocess.crop_box: the box of the image that the model sees. `found`: the image area
+// when the caller found it already.
+export function cropBox(rgb, width, height, spec, box = null, found = null) {
   let area = { x0: 0, y0: 0, x1: width, y1: height };
-  if (spec.frame === "detect") {
+  if (spec.frame === "detect" && found) {
+    area = found;
+  } else if (spec.frame === "detect") {
     try {
       area = findImageArea(rgb, width, height);
     } catch (error) {
@@ -406,8 +409,8 @@ export function normalize(rgb, spec) {
 }
 
 // Predictor.prepare: {tensor, box} for an RGB frame (box: the crop the model saw).
-export function prepare(rgb, width, height, spec, nodule = null) {
-  const box = cropBox(rgb, width, height, spec, nodule);
+export function prepare(rgb, width, height, spec, nodule = null, area = null) {
+  const box = cropBox(rgb, width, height, spec, nodule, area);
   const cw = box.x1 - box.x0, ch = box.y1 - box.y0;
   const tensor = normalize(resizeToInput(crop(rgb, width, box), cw, ch, spec), spec);
   return { tensor, box };

@@ -28,20 +28,14 @@ def report_context(prediction, *, pdf: bool = False) -> dict:
 
 
 def load_weasyprint():
-    """(CSS, HTML, URLFetcher) from WeasyPrint, imported on first use.
-
-    WeasyPrint sets Pillow's process-wide LOAD_TRUNCATED_IMAGES on import, which would make
-    every later upload check accept truncated images: Pillow's strict setting is put back."""
-    from PIL import ImageFile
-
-    strict = ImageFile.LOAD_TRUNCATED_IMAGES
+    """(CSS, HTML, URLFetcher) from WeasyPrint, imported on first use. (Its import turns on
+    Pillow's process-wide LOAD_TRUNCATED_IMAGES; `imageio.open_image` decodes strictly
+    whatever that flag says, so upload checks stay strict after the first PDF.)"""
     try:
         from weasyprint import CSS, HTML
         from weasyprint.urls import URLFetcher
     except (ImportError, OSError) as exc:  # OSError: Pango is missing
         raise ModelError(f"PDF reports need WeasyPrint and Debian's Pango ({exc})") from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = strict
     return CSS, HTML, URLFetcher
 
 
