@@ -54,8 +54,11 @@ def label_with_keyboard(page, base, keys):
         page.keyboard.press(digit)
         assert page.get_attribute(f'.choice[data-label="{digit}"]', "aria-pressed") == "true"
         page.keyboard.press(save_key)
+        # The position is blank while the next image loads (keys are refused then): wait
+        # for the next image itself, not just for the old one to go.
         page.wait_for_function(
-            "(before) => document.getElementById('position').textContent !== before", arg=before)
+            "(before) => { const t = document.getElementById('position').textContent;"
+            " return t !== before && t !== ''; }", arg=before)
         assert page.inner_text("#status") == "Saved."
         assert page.inner_text("#progress-text").startswith(f"{number} done")
 
