@@ -49,7 +49,7 @@ from ..errors import ModelError
 __all__ = ["model_sha256", "BUNDLE_FORMAT", "READABLE_FORMATS", "CLASSIFIER", "LOCALISER",
            "MODEL_FILE", "PREPROCESS_FILE", "HEAD_FILE", "LOCALISER_FILE",
            "LOCALISER_PREPROCESS_FILE", "METADATA_FILE", "CARD_FILE", "INPUT_NAME",
-           "OUTPUT_NAMES", "LOCALISER_OUTPUTS", "DESCRIPTOR_OUTPUT", "OOD_FILE", "read_metadata", "read_head", "component_file",
+           "OUTPUT_NAMES", "LOCALISER_OUTPUTS", "DESCRIPTOR_OUTPUT", "OOD_FILE", "read_metadata", "read_head", "component_file", "open_session",
            "flat_metadata", "file_sha256"]
 
 BUNDLE_FORMAT = 2
@@ -194,3 +194,19 @@ def model_sha256(bundle_dir: str | os.PathLike[str]) -> str:
         return file_sha256(models[0])
     joined = "".join(f"{m.name}:{file_sha256(m)}\n" for m in models)
     return hashlib.sha256(joined.encode("ascii")).hexdigest()
+
+
+def open_session(model: Path, threads: int | None = None):
+    """An onnxruntime CPU session for one of the bundle's graphs (classifier or localiser),
+    quiet, with `threads` intra-op threads when given; a one-line ModelError if it fails."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelError(f"{model}: cannot load ({reason})") from None

@@ -20,7 +20,7 @@ from PIL import Image
 from ..errors import InputError, ModelError
 from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
 from ..region import Box, crop
-from .bundle import INPUT_NAME, LOCALISER, LOCALISER_OUTPUTS, component_file
+from .bundle import INPUT_NAME, LOCALISER, LOCALISER_OUTPUTS, component_file, open_session
 
 __all__ = ["Localiser", "Nodule", "probability_to_image", "nodule_from_mask", "region_axes",
            "trace_contour", "NO_NODULE", "Spacing"]
@@ -219,8 +219,6 @@ class Localiser:
 
     def __init__(self, bundle_dir: str | os.PathLike[str], meta: dict[str, Any], *,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         root = Path(bundle_dir)
         settings = meta["components"][LOCALISER]
         self.spec = PreprocessSpec.load(component_file(root, meta, LOCALISER, "preprocess"))
@@ -232,16 +230,7 @@ class Localiser:
         if not 0.0 < self.threshold < 1.0:
             raise ModelError(f"{root}: localiser threshold {self.threshold} is not in (0, 1)")
         model = component_file(root, meta, LOCALISER, "model")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self._session = ort.InferenceSession(str(model), options,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise ModelError(f"{model}: cannot load ({reason})") from None
+        self._session = open_session(model, threads)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if inputs[0].name != INPUT_NAME or [o.name for o in outputs][:1] != list(LOCALISER_OUTPUTS):
             raise ModelError(f"{model}: expected input {INPUT_NAME!r} and output 'logits'")

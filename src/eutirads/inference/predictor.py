@@ -21,7 +21,7 @@ from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
 from ..region import Box, crop, find_image_area
 from .abstention import AbstainRule, apply_temperature
 from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, METADATA_FILE, OUTPUT_NAMES,
-                     component_file, flat_metadata, read_head, read_metadata)
+                     component_file, flat_metadata, open_session, read_head, read_metadata)
 from .descriptors import CATEGORY_SOURCES, combine, rule_applies, rule_category
 from .heatmap import class_activation_map, heatmap_to_image
 from .localiser import Localiser, Spacing, mm_or_none
@@ -147,8 +147,6 @@ class Predictor:
             if LOCALISER in components else None)
 
     def _load_classifier(self, threads: int | None) -> None:
-        import onnxruntime as ort
-
         meta = self._bundle
         self.spec = PreprocessSpec.load(component_file(self.bundle_dir, meta, CLASSIFIER,
                                                        "preprocess"))
@@ -161,16 +159,7 @@ class Predictor:
             raise ModelError(f"{self.bundle_dir}: {len(self.spec.class_names)} classes but a "
                              f"head for {self._weight.shape[0]}")
         model = component_file(self.bundle_dir, meta, CLASSIFIER, "model")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self._session = ort.InferenceSession(str(model), options,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise ModelError(f"{model}: cannot load ({reason})") from None
+        self._session = open_session(model, threads)
         outputs = [o.name for o in self._session.get_outputs()]
         if tuple(outputs[:2]) != OUTPUT_NAMES or self._session.get_inputs()[0].name != INPUT_NAME:
             raise ModelError(f"{model}: expected input {INPUT_NAME!r} and "
