@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import sys
 
+import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -189,3 +190,27 @@ def test_a_password_typed_at_a_terminal_is_asked_twice_and_must_match(monkeypatc
     answers = iter(["first-passphrase", "typo-passphrase"])
     with pytest.raises(InputError, match="differ"):
         read_password(Terminal())
+
+
+def test_label_export_copies_each_image_mask_and_keeps_a_row_whose_mask_is_missing(
+        tmp_path, users, capsys):
+    from eutirads.data.manifest import write_manifest
+    from eutirads.data.masks import save_mask
+
+    ds = write_dataset(tmp_path / "ds", 2, splits=["train", "val"])
+    rows = read_manifest(ds)
+    for i, row in enumerate(rows):
+        row["mask"] = f"masks/img{i:04d}.png"
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 20:40] = True
+    save_mask(mask, ds / rows[0]["mask"])  # the second row's mask file is missing
+    write_manifest(ds, rows)
+    import_project(ds, "masked", readers=1, progress=False)
+    for image in Image.objects.order_by("position"):
+        queue.save_reading(image, users["alice"], label="3")
+    out = tmp_path / "exported"
+    assert main(["label", "export", "masked", "--out", str(out)]) == 0
+    exported = read_manifest(out)
+    assert exported[0]["mask"] == "masks/img0000.png" and (out / exported[0]["mask"]).is_file()
+    assert exported[1]["mask"] == "" and len(exported) == 2
+    assert "mask not copied" in capsys.readouterr().err

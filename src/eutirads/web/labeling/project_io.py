@@ -259,6 +259,13 @@ def export_project(name: str, out: str | os.PathLike[str], *, policy: str = "con
         except (OSError, EutiradsError) as exc:
             report.problems.append(f"{root / image.path}: not copied ({exc.__class__.__name__})")
             continue
+        if row.get("mask"):  # the nodule mask travels with its image (the localiser reads it)
+            try:
+                _copy(image_path(root, {"path": row["mask"]}), image_path(out, {"path": row["mask"]}))
+            except (OSError, EutiradsError) as exc:
+                report.problems.append(f"{root / row['mask']}: mask not copied, row kept without "
+                                       f"it ({exc.__class__.__name__})")
+                row["mask"] = ""
         rows.append(row)
         report.written += 1
     write_manifest(out, rows)
