@@ -8,6 +8,22 @@ import argparse
 from ..errors import InputError
 
 
+def add_pixel_options(parser: argparse.ArgumentParser) -> None:
+    """The options of what ingest keeps of each file's pixels, shared by `ingest` and
+    `listen` (one ingest pipeline, one set of options)."""
+    parser.add_argument("--frames", default="all", metavar="all|first|N",
+                        help="frames of a cine to keep: all, the first, or every Nth")
+    parser.add_argument("--keep-dicom", action="store_true",
+                        help="also write the de-identified DICOM (DATASET/dicom/)")
+    parser.add_argument("--detect-region", action="store_true",
+                        help="find the image area from the pixels when a file has no usable "
+                             "ultrasound region (otherwise it is quarantined)")
+    parser.add_argument("--text-policy", default="redact", choices=("redact", "quarantine", "off"),
+                        help="burned-in text inside the image area: redact (blank each text "
+                             "box, default), quarantine (hold the source back) or off (no "
+                             "check; the output is then not declared free of burned-in text)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ingest", help="de-identify DICOM exams into a dataset (PNG frames + manifest)",
@@ -29,17 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--which", nargs="+", metavar="FILE",
                         help="look these files (or folders, zips) up in DATASET instead of "
                              "ingesting: prints each one's keyed hash, status and outputs")
-    parser.add_argument("--frames", default="all", metavar="all|first|N",
-                        help="frames of a cine to keep: all, the first, or every Nth")
-    parser.add_argument("--keep-dicom", action="store_true",
-                        help="also write the de-identified DICOM (DATASET/dicom/)")
-    parser.add_argument("--detect-region", action="store_true",
-                        help="find the image area from the pixels when a file has no usable "
-                             "ultrasound region (otherwise it is quarantined)")
-    parser.add_argument("--text-policy", default="redact", choices=("redact", "quarantine", "off"),
-                        help="burned-in text inside the image area: redact (blank each text "
-                             "box, default), quarantine (hold the source back) or off (no "
-                             "check; the output is then not declared free of burned-in text)")
+    add_pixel_options(parser)
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: all cores)")
     parser.add_argument("--max-mb", type=int, default=1024,

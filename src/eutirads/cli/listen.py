@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .ingest import add_pixel_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -32,13 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tls-key", metavar="PEM", help="its private key (if not in --tls-cert)")
     parser.add_argument("--tls-ca", metavar="PEM",
                         help="require senders to present a certificate signed by this CA")
-    parser.add_argument("--frames", default="all", metavar="all|first|N",
-                        help="frames of a cine to keep (as for ingest)")
-    parser.add_argument("--keep-dicom", action="store_true",
-                        help="also write the de-identified DICOM (as for ingest)")
-    parser.add_argument("--detect-region", action="store_true",
-                        help="find the image area from the pixels when a file has none "
-                             "(as for ingest)")
+    add_pixel_options(parser)  # --frames, --keep-dicom, --detect-region, --text-policy
     parser.set_defaults(func=_run)
 
 
@@ -52,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port, allow=parse_allow(args.allow), spool=path(args.spool) or default_spool(),
         tls_cert=path(args.tls_cert), tls_key=path(args.tls_key), tls_ca=path(args.tls_ca),
         frames=parse_frames(args.frames), keep_dicom=args.keep_dicom,
-        detect_region=args.detect_region)
+        detect_region=args.detect_region, text_policy=args.text_policy)
     listener = Listener(options)
     print(f"eutirads listen: AE {options.ae_title} on {options.host}:{options.port} -> "
           f"{options.out} (SIGTERM or Ctrl+C to stop)", flush=True)

@@ -123,6 +123,7 @@ class ListenOptions:
     frames: str | int = "all"
     keep_dicom: bool = False
     detect_region: bool = False
+    text_policy: str = "redact"
     batch_seconds: float = 2.0   # received objects are ingested in batches this far apart
 
 
@@ -319,7 +320,8 @@ class Listener:
             try:
                 report = ingest([self._work], self.options.out, key_path=self.options.key_path,
                                 frames=self.options.frames, keep_dicom=self.options.keep_dicom,
-                                detect_region=self.options.detect_region, workers=1,
+                                detect_region=self.options.detect_region,
+                                text_policy=self.options.text_policy, workers=1,
                                 progress=False, on_result=journaled)
             except EutiradsError as exc:
                 # e.g. another ingest holds the dataset: keep the files, retry next batch.
