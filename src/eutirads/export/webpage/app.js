@@ -254,7 +254,7 @@ async function decode(file) {
   for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
     rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
   }
-  return { rgb, width, height };
+  return { rgb, rgba, width, height };  // rgba: kept for drawing the frame
 }
 
 // ---------------------------------------------------------------- prediction (Predictor.predict)
@@ -389,8 +389,8 @@ async function predict(decoded) {
                    box_source: "none", abstain: false, abstain_reason: null };
   let nodule = null, mask = null, heat = null, ruleTop = null, image;
   try {
-    const { blanked } = P.cleanFrame(decoded.rgb, decoded.width, decoded.height);
-    image = { ...decoded, rgb: blanked };
+    const { blanked, area } = P.cleanFrame(decoded.rgb, decoded.width, decoded.height);
+    image = { ...decoded, rgb: blanked, area };
   } catch (error) {
     if (!(error instanceof P.NoImageAreaError)) throw error;
     // As `eutirads predict` reports it: no model ran, so no box and no probabilities.
@@ -517,17 +517,31 @@ function renderDescriptors(descriptors, ruleTop, sources, used) {
   fill("sources", list.join(" · "));
 }
 
+// The frame the models saw, opaque: blanked outside the image area, as `eutirads predict`
+// has it. From the decoded RGBA, four bytes a step (no alpha: Python reads RGB).
+function frameRgba(image) {
+  const { width, height } = image;
+  const out = new Uint32Array(width * height).fill(0xff000000);  // opaque black
+  if (!image.rgba) {  // a frame made here (the warm-up): from its RGB
+    for (let i = 0, j = 0; i < out.length; i++, j += 3) {
+      out[i] = (0xff000000 | (image.rgb[j + 2] << 16) | (image.rgb[j + 1] << 8) | image.rgb[j]) >>> 0;
+    }
+  } else {
+    const src = new Uint32Array(image.rgba.buffer, image.rgba.byteOffset, width * height);
+    const area = image.area ?? { x0: 0, y0: 0, x1: width, y1: height };
+    for (let y = area.y0; y < area.y1; y++) {
+      for (let i = y * width + area.x0, end = y * width + area.x1; i < end; i++) out[i] = src[i] | 0xff000000;
+    }
+  }
+  return new Uint8ClampedArray(out.buffer);
+}
+
 function drawImage(image, heat, nodule) {
   for (const id of ["image", "heat", "outline"]) {
     $(id).width = image.width;
     $(id).height = image.height;
   }
-  // The frame the models saw: blanked outside the image area, as `eutirads predict` has it.
-  const rgba = new Uint8ClampedArray(image.width * image.height * 4);
-  for (let i = 0, j = 0; j < image.rgb.length; i += 4, j += 3) {
-    rgba[i] = image.rgb[j]; rgba[i + 1] = image.rgb[j + 1]; rgba[i + 2] = image.rgb[j + 2]; rgba[i + 3] = 255;
-  }
-  $("image").getContext("2d").putImageData(new ImageData(rgba, image.width, image.height), 0, 0);
+  $("image").getContext("2d").putImageData(new ImageData(frameRgba(image), image.width, image.height), 0, 0);
   $("heat-controls").hidden = !heat;
   if (heat) {
     const colours = P.colorize(heat, state.site.heatmap_colors);

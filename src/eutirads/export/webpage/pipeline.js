@@ -33,11 +33,11 @@ function gray(rgb, width, height) {
 
 // scipy.ndimage.uniform_filter1d, mode "reflect" (d c b a | a b c d | d c b a): a running
 // sum in float64, each mean stored as float32 -- scipy's own order of operations, so a
-// pixel at the threshold falls on the same side. `stride` walks the line; `line` is a
-// scratch buffer of length + size.
-function uniformLine(src, dst, start, stride, length, size, line) {
+// pixel at the threshold falls on the same side. `line` is a scratch buffer of length +
+// size - 1 holding the line and its reflected edges.
+function uniformLine(src, dst, start, length, size, line) {
   const left = Math.floor(size / 2);
-  for (let k = left, j = start; k < left + length; k++, j += stride) line[k] = src[j];
+  for (let k = 0; k < length; k++) line[left + k] = src[start + k];
   // the edges, reflected about the half-sample (lines here are far longer than `size`)
   for (let k = 0; k < left; k++) line[k] = line[2 * left - 1 - k];
   for (let k = left + length; k < length + size - 1; k++) line[k] = line[2 * (left + length) - 1 - k];
@@ -46,39 +46,82 @@ function uniformLine(src, dst, start, stride, length, size, line) {
   dst[start] = sum / size;
   for (let i = 1; i < length; i++) {
     sum += line[i + size - 1] - line[i - 1];
-    dst[start + i * stride] = sum / size;
+    dst[start + i] = sum / size;
   }
+}
+
+// The row of `values` that position k of a reflected column of `length` rows holds (the
+// same reflection as uniformLine's edges).
+function reflectedRow(k, left, length) {
+  if (k < left) return left - 1 - k;
+  if (k >= left + length) return left + 2 * length - 1 - k;
+  return k - left;
+}
+
+// uniform_filter1d along axis 0: every column's running sum at once, one row at a time,
+// so memory is read in order (a column walk jumps a whole row each step). Each column
+// gets exactly uniformLine's operations in uniformLine's order.
+function uniformColumns(values, width, height, size) {
+  const left = Math.floor(size / 2);
+  const sums = new Float64Array(width);
+  const out = new Float32Array(values.length);
+  for (let k = 0; k < size; k++) {
+    const row = reflectedRow(k, left, height) * width;
+    for (let x = 0; x < width; x++) sums[x] += values[row + x];
+  }
+  for (let x = 0; x < width; x++) out[x] = sums[x] / size;
+  for (let i = 1; i < height; i++) {
+    const add = reflectedRow(i + size - 1, left, height) * width;
+    const drop = reflectedRow(i - 1, left, height) * width;
+    const base = i * width;
+    for (let x = 0; x < width; x++) {
+      sums[x] += values[add + x] - values[drop + x];
+      out[base + x] = sums[x] / size;
+    }
+  }
+  return out;
 }
 
 // scipy.ndimage.uniform_filter(values, size): axis 0 (columns) first, then axis 1 (rows).
 export function uniformFilter(values, width, height, size) {
-  const line = new Float64Array(Math.max(width, height) + size);
-  const columns = new Float32Array(values.length);
-  for (let x = 0; x < width; x++) uniformLine(values, columns, x, width, height, size, line);
+  const line = new Float64Array(width + size);
+  const columns = uniformColumns(values, width, height, size);
   const out = new Float32Array(values.length);
-  for (let y = 0; y < height; y++) uniformLine(columns, out, y * width, 1, width, size, line);
+  for (let y = 0; y < height; y++) uniformLine(columns, out, y * width, width, size, line);
   return out;
 }
 
 // scipy.ndimage.minimum_filter / maximum_filter of a 0/1 mask, square `size` (odd),
-// mode "constant" with cval 0: counted with running sums, one axis at a time.
+// mode "constant" with cval 0: the ones in each window counted with running sums, one
+// axis at a time. Outside the frame counts as 0: a minimum needs the whole window inside
+// and set, a maximum any one pixel set.
 function binaryRunFilter(mask, width, height, size, minimum) {
   const radius = (size - 1) / 2;
-  const prefix = new Int32Array(Math.max(width, height) + 1);
-  const pass = (src, start, stride, length, dst) => {
-    for (let i = 0; i < length; i++) prefix[i + 1] = prefix[i] + src[start + i * stride];
-    for (let i = 0; i < length; i++) {
-      const lo = Math.max(0, i - radius);
-      const hi = Math.min(length, i + radius + 1);
-      const ones = prefix[hi] - prefix[lo];
-      // Outside the frame counts as 0: a minimum needs the whole window inside and set.
-      dst[start + i * stride] = minimum ? (ones === size ? 1 : 0) : (ones > 0 ? 1 : 0);
-    }
-  };
+  const need = minimum ? size : 1;  // a window holds at most `size` ones
+  // axis 0: per column the ones in rows [y - radius, y + radius], all columns per row
+  const counts = new Int32Array(width);
+  for (let y = 0; y < Math.min(radius, height); y++) {
+    for (let x = 0; x < width; x++) counts[x] += mask[y * width + x];
+  }
   const mid = new Uint8Array(mask.length);
-  for (let x = 0; x < width; x++) pass(mask, x, width, height, mid);
+  for (let y = 0; y < height; y++) {
+    const add = y + radius, drop = y - radius - 1;
+    if (add < height) for (let x = 0, i = add * width; x < width; x++, i++) counts[x] += mask[i];
+    if (drop >= 0) for (let x = 0, i = drop * width; x < width; x++, i++) counts[x] -= mask[i];
+    for (let x = 0, i = y * width; x < width; x++, i++) mid[i] = counts[x] >= need ? 1 : 0;
+  }
+  // axis 1: the same along each row
   const out = new Uint8Array(mask.length);
-  for (let y = 0; y < height; y++) pass(mid, y * width, 1, width, out);
+  for (let y = 0; y < height; y++) {
+    const base = y * width;
+    let ones = 0;
+    for (let x = 0; x < Math.min(radius, width); x++) ones += mid[base + x];
+    for (let x = 0; x < width; x++) {
+      if (x + radius < width) ones += mid[base + x + radius];
+      if (x - radius - 1 >= 0) ones -= mid[base + x - radius - 1];
+      out[base + x] = ones >= need ? 1 : 0;
+    }
+  }
   return out;
 }
 
@@ -309,31 +352,45 @@ function fixedTaps(taps) {
   return out;
 }
 
+// Pillow's clip8: the fixed-point sum back to a byte.
+const clip8 = (sum) => Math.min(255, Math.max(0, Math.floor(sum / 2 ** PRECISION_BITS)));
+
 // One pass of Pillow's 8-bit resampling along x (`along` = "x") or y, `channels` a pixel.
+// Every output value is Pillow's sum: half, then each tap's product in tap order, in
+// float64 (exact: the products and sums stay far below 2^53). The vertical pass adds a
+// whole row per tap, so memory is read in order; each value's additions keep that order.
 function resamplePass8(src, width, height, channels, outSize, along) {
   const horizontal = along === "x";
-  const inSize = horizontal ? width : height;
-  const { ksize, bounds, taps } = coefficients(inSize, outSize);
+  const { ksize, bounds, taps } = coefficients(horizontal ? width : height, outSize);
   const k = fixedTaps(taps);
   const outW = horizontal ? outSize : width, outH = horizontal ? height : outSize;
   const out = new Uint8Array(outW * outH * channels);
-  const half = 2 ** (PRECISION_BITS - 1), one = 2 ** PRECISION_BITS;
-  const sums = new Float64Array(channels);
-  for (let y = 0; y < outH; y++) {
-    for (let x = 0; x < outW; x++) {
-      const o = horizontal ? x : y;
-      const min = bounds[o * 2], n = bounds[o * 2 + 1], base = o * ksize;
-      sums.fill(half);
-      for (let t = 0; t < n; t++) {
-        const p = horizontal ? ((y * width + min + t) * channels) : (((min + t) * width + x) * channels);
-        const w = k[base + t];
-        for (let c = 0; c < channels; c++) sums[c] += src[p + c] * w;
-      }
-      const q = (y * outW + x) * channels;
-      for (let c = 0; c < channels; c++) {
-        out[q + c] = Math.min(255, Math.max(0, Math.floor(sums[c] / one)));
+  const half = 2 ** (PRECISION_BITS - 1);
+  if (horizontal) {
+    for (let y = 0; y < outH; y++) {
+      const row = y * width * channels;
+      for (let x = 0; x < outW; x++) {
+        const min = bounds[x * 2], n = bounds[x * 2 + 1], base = x * ksize;
+        const q = (y * outW + x) * channels;
+        for (let c = 0; c < channels; c++) {
+          let sum = half;
+          for (let t = 0, p = row + min * channels + c; t < n; t++, p += channels) sum += src[p] * k[base + t];
+          out[q + c] = clip8(sum);
+        }
       }
     }
+    return out;
+  }
+  const span = width * channels;
+  const sums = new Float64Array(span);
+  for (let y = 0; y < outH; y++) {
+    const min = bounds[y * 2], n = bounds[y * 2 + 1], base = y * ksize;
+    sums.fill(half);
+    for (let t = 0; t < n; t++) {
+      const w = k[base + t];
+      for (let i = 0, p = (min + t) * span; i < span; i++, p++) sums[i] += src[p] * w;
+    }
+    for (let i = 0, q = y * span; i < span; i++, q++) out[q] = clip8(sums[i]);
   }
   return out;
 }
@@ -477,17 +534,24 @@ export function heatmapToImage(cam, fh, fw, spec, box, width, height) {
 
 // heatmap.colorize, as RGBA whose alpha is the heat itself: drawn over the image with
 // CSS opacity `o`, each pixel blends with weight o * heat, as heatmap.overlay_heatmap.
+// No heat (most of the frame: outside the crop, and where the evidence is negative) is
+// the first anchor, transparent, written four bytes at a time.
 export function colorize(heat, anchors) {
   const out = new Uint8ClampedArray(heat.length * 4);
   const last = anchors.length - 1;
+  const flat = anchors.flat();
+  const none = new Uint8ClampedArray([flat[0], flat[1], flat[2], 0]);
+  new Uint32Array(out.buffer).fill(new Uint32Array(none.buffer)[0]);
   for (let i = 0; i < heat.length; i++) {
     const v = Math.min(1, Math.max(0, heat[i]));
+    if (!(v > 0)) continue;
     const x = v * last;
     const lo = Math.min(last - 1, Math.floor(x)), t = x - lo;
-    for (let c = 0; c < 3; c++) {
-      out[i * 4 + c] = Math.round(anchors[lo][c] + (anchors[lo + 1][c] - anchors[lo][c]) * t);
-    }
-    out[i * 4 + 3] = Math.round(v * 255);
+    const a = lo * 3, o = i * 4;
+    out[o] = Math.round(flat[a] + (flat[a + 3] - flat[a]) * t);
+    out[o + 1] = Math.round(flat[a + 1] + (flat[a + 4] - flat[a + 1]) * t);
+    out[o + 2] = Math.round(flat[a + 2] + (flat[a + 5] - flat[a + 2]) * t);
+    out[o + 3] = Math.round(v * 255);
   }
   return out;
 }
