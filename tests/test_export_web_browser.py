@@ -190,6 +190,8 @@ class Page:
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.goto(url)
+        # A site with a service worker reloads itself once first: wait across that.
+        self.page.wait_for_selector("body[data-state=ready], body[data-state=failed]", state="attached")
         self.ready = self.page.evaluate("window.eutiradsPage.ready")
 
     def classify(self, image: Path) -> dict | None:
@@ -480,6 +482,37 @@ def test_bad_input_gets_a_clear_message_and_no_uncaught_error(open_page, phantom
     assert page.classify(phantom_images[0]) is not None
     assert page.page.locator("#message").is_hidden()
     assert page.errors == []
+
+
+def test_a_service_worker_gives_threads_where_the_host_sends_no_isolation_headers(
+        open_page, bundle, phantom_images, tmp_path, capsys):
+    """GitHub Pages sends no COOP/COEP headers: with --service-worker the page installs
+    isolate.js, reloads once and runs the model on threads, with the CLI's answers and
+    still no request after load. A browser that blocks service workers gets one thread."""
+    from eutirads.export.web import export_web
+
+    plain = export_web(bundle, tmp_path / "plain")
+    assert not (plain / "isolate.js").exists()
+    site = export_web(bundle, tmp_path / "site", service_worker=True)
+    assert (site / "isolate.js").is_file()
+    server, address = _serve(site)  # a plain static server: no isolation headers
+    try:
+        page = open_page(address)
+        assert page.ready is True, page.text("#message")
+        cores = page.page.evaluate("navigator.hardwareConcurrency")
+        assert page.page.evaluate("self.crossOriginIsolated") is True
+        assert page.page.evaluate("window.eutiradsPage.threads") == min(4, cores)
+        loaded = len(page.requests)
+        _assert_same_answers(page, capsys, bundle, phantom_images[:4])
+        assert page.requests[loaded:] == []
+
+        blocked = open_page(address, service_workers="block")
+        assert blocked.ready is True, blocked.text("#message")
+        assert blocked.page.evaluate("self.crossOriginIsolated") is False
+        assert blocked.page.evaluate("window.eutiradsPage.threads") == 1
+        _assert_same_answers(blocked, capsys, bundle, phantom_images[:2])
+    finally:
+        server.shutdown()
 
 
 def test_a_site_of_another_bundle_format_says_so(browser, site, tmp_path, open_page):

@@ -108,9 +108,11 @@ async function load() {
   const site = await (await fetchOk("site.json")).json();
   checkSite(site);
   state.site = site;
+  if (site.service_worker && await isolateByServiceWorker()) return new Promise(() => {});  // reloading
   // Threads need a cross-origin-isolated page (COOP/COEP headers), which static hosts
   // rarely give; one thread works everywhere.
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  window.eutiradsPage.threads = ort.env.wasm.numThreads;
   ort.env.wasm.proxy = false;
   ort.env.logLevel = "error";
   const [classifier, localiser, card] = await Promise.all([
@@ -123,6 +125,28 @@ async function load() {
   closeNetwork();
   renderCard();
   setState("ready");
+}
+
+// A site exported with --service-worker, on a host that sends no COOP/COEP headers:
+// install isolate.js (which adds them) and reload once, before the model is fetched, so
+// the reloaded page is cross-origin isolated and runs the model on several threads. True
+// when a reload is under way. Once per tab (sessionStorage): a browser that will not
+// isolate the page, or a blocked service worker, gets the one-thread page at once.
+async function isolateByServiceWorker() {
+  if (self.crossOriginIsolated || !("serviceWorker" in navigator) || !self.isSecureContext) return false;
+  const key = "eutirads-isolation-tried";
+  if (sessionStorage.getItem(key)) return false;
+  sessionStorage.setItem(key, "1");
+  // A refused or blocked registration may never settle: give it a few seconds.
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(false), 3000));
+  const installed = (async () => {
+    await navigator.serviceWorker.register("isolate.js");
+    await navigator.serviceWorker.ready;
+    return true;
+  })().catch(() => false);
+  if (!await Promise.race([installed, timeout])) return false;
+  location.reload();
+  return true;
 }
 
 async function loadSpec(url) {
@@ -655,7 +679,7 @@ function wire() {
 // For tests and benchmarks: the last result (as Prediction.to_dict) and its heatmap, and
 // the classifier's time alone on a blank input (median ms of `runs`).
 window.eutiradsPage = {
-  last: null, heat: null, ready: null,
+  last: null, heat: null, ready: null, threads: null,
   async timeModel(runs = 10) {
     const part = state.classifier || state.localiser;
     const [h, w] = part.spec.input_size;
