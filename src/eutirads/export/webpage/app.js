@@ -298,10 +298,11 @@ function categoryName(label) {
   return `TI-RADS ${label}`;
 }
 
-// Localiser.find: the nodule (or null) and the mask, from the localiser's map.
-async function localise(image) {
+// Localiser.find: the nodule (or null) and the mask, from the localiser's map. `area`:
+// the image area when found already (null: the localiser's crop rule finds it).
+async function localise(image, area) {
   const part = state.localiser;
-  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, part.spec);
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, part.spec, null, area);
   const [logits] = await run(part, tensor, 1, part.outputs);
   const [, , gh, gw] = logits.dims;
   const prob = L.probabilityToImage(L.sigmoid(logits.data), gh, gw, part.spec, box, image.width, image.height);
@@ -327,13 +328,13 @@ const argmax = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
 // The classifier on the image, its crop from the nodule box when given: the category from
 // the head (calibrated), the descriptor heads and the rule, the heatmap, and the reason
 // to abstain if any -- the steps and their order of Predictor.predict.
-async function classify(image, nodule) {
+async function classify(image, nodule, shared) {
   const part = state.classifier, spec = part.spec, names = part.class_names;
   const [h, w] = spec.input_size;
-  // predictor._image_area: found once for the crop; none found is the clean-frame rule's
-  // "no ultrasound area" (the crop then falls back to the whole frame).
-  let area = null, noArea = false;
-  if (spec.frame === "detect") {
+  // predictor._image_area: found once for the crop (or given: the localiser's); none found
+  // is the clean-frame rule's "no ultrasound area" (the crop then takes the whole frame).
+  let area = spec.frame === "detect" ? shared : null, noArea = false;
+  if (spec.frame === "detect" && !area) {
     try {
       area = P.findImageArea(image.rgb, image.width, image.height);
     } catch (error) {
@@ -423,8 +424,14 @@ async function predict(decoded) {
     result.timing = { compute_ms: performance.now() - started, model_ms: 0 };
     return { result, heat, mask, ruleTop, image: decoded };
   }
+  // Predictor.predict: with a localiser that finds the image area, it is found once, by the
+  // localiser's crop rule, for both models.
+  let area = null;
+  if (state.localiser && state.localiser.spec.frame === "detect") {
+    area = P.cropBox(image.rgb, image.width, image.height, state.localiser.spec);
+  }
   if (state.localiser) {
-    const found = await localise(image);
+    const found = await localise(image, area);
     mask = found.mask;
     result.nodule = found.nodule;
     if (!found.nodule) result.nodule_reason = state.localiser.no_nodule_reason;
@@ -434,7 +441,7 @@ async function predict(decoded) {
     result.crop_box = [found.area.x0, found.area.y0, found.area.x1, found.area.y1];
   }
   if (state.classifier) {
-    const c = await classify(image, nodule);
+    const c = await classify(image, nodule, area);
     const names = state.classifier.class_names;
     result.label = names[c.index];
     result.name = categoryName(result.label);
