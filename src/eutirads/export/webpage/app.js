@@ -15,7 +15,7 @@ const $ = (id) => document.getElementById(id);
 // classifier: {spec, session, weight, ...site.classifier}; localiser: {spec, session,
 // ...site.localiser}; either may be null (a bundle holds one or both).
 const state = { site: null, classifier: null, localiser: null, texts: null,
-                lang: "en", last: null, cardText: "", error: null };
+                lang: "en", last: null, cardText: "", error: null, overlap: false };
 
 // A failure the page explains in the user's language: `key` names an i18n string.
 class PageError extends Error {
@@ -113,7 +113,10 @@ async function load() {
   // rarely give; one thread works everywhere.
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   window.eutiradsPage.threads = ort.env.wasm.numThreads;
-  ort.env.wasm.proxy = false;
+  // The runtime in its own worker: the page stays responsive while the model runs, and
+  // with one wasm thread the page's own work can go on beside it (state.overlap).
+  ort.env.wasm.proxy = true;
+  state.overlap = ort.env.wasm.numThreads === 1;
   ort.env.logLevel = "error";
   const [classifier, localiser, card] = await Promise.all([
     site.classifier ? loadClassifier(site.classifier) : null,
@@ -328,13 +331,36 @@ const argmax = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
 // The classifier on the image, its crop from the nodule box when given: the category from
 // the head (calibrated), the descriptor heads and the rule, the heatmap, and the reason
 // to abstain if any -- the steps and their order of Predictor.predict.
+// The classifier's input for the crop from `area` (the image and, with mirror TTA, its
+// mirror, as one batch) and the crop box.
+function classifierInput(image, nodule, area) {
+  const part = state.classifier, [h, w] = part.spec.input_size;
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, part.spec, nodule, area);
+  if (!part.tta) return { batch: tensor, box };
+  const batch = new Float32Array(2 * tensor.length);
+  batch.set(tensor);
+  batch.set(P.mirror(tensor, h, w), tensor.length);
+  return { batch, box };
+}
+
+const sameBox = (a, b) => a && b && a.x0 === b.x0 && a.y0 === b.y0 && a.x1 === b.x1 && a.y1 === b.y1;
+
 async function classify(image, nodule, shared) {
   const part = state.classifier, spec = part.spec, names = part.class_names;
-  const [h, w] = spec.input_size;
+  const n = part.tta ? 2 : 1;
   // predictor._image_area: found once for the crop (or given: the localiser's); none found
   // is the clean-frame rule's "no ultrasound area" (the crop then takes the whole frame).
   let area = spec.frame === "detect" ? shared : null, noArea = false;
-  if (spec.frame === "detect" && !area) {
+  const search = spec.frame === "detect" && !area;
+  // The search runs on the cleaned frame and almost always finds the area the clean-frame
+  // rule found: with a spare core (one wasm thread, in its worker) the model starts on that
+  // crop meanwhile, and its answer is kept only if the search then finds the very same box.
+  let early = null;
+  if (search && image.area && state.overlap) {
+    early = classifierInput(image, nodule, image.area);
+    early.outputs = run(part, early.batch, n, part.outputs);
+  }
+  if (search) {
     try {
       area = P.findImageArea(image.rgb, image.width, image.height);
     } catch (error) {
@@ -342,15 +368,15 @@ async function classify(image, nodule, shared) {
       noArea = true;
     }
   }
-  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec, nodule, area);
-  const n = part.tta ? 2 : 1;
-  let batch = tensor;
-  if (part.tta) {
-    batch = new Float32Array(2 * tensor.length);
-    batch.set(tensor);
-    batch.set(P.mirror(tensor, h, w), tensor.length);
+  let input = early, outputs;
+  if (early && !noArea && sameBox(area, image.area)) {
+    outputs = await early.outputs;
+  } else {
+    if (early) await early.outputs;  // one run at a time
+    input = classifierInput(image, nodule, area);
+    outputs = await run(part, input.batch, n, part.outputs);
   }
-  const outputs = await run(part, batch, n, part.outputs);
+  const box = input.box;
   const byName = Object.fromEntries(part.outputs.map((name, i) => [name, outputs[i]]));
   const head = A.applyTemperature(meanSoftmax(byName.logits, n), part.temperature);
   const sources = { head };
