@@ -73,6 +73,25 @@ def test_the_service_worker_is_written_only_when_asked(bundle, tmp_path, capsys)
     assert "caches" not in worker and not re.search(r"https?://\w", worker)
 
 
+def test_another_component_is_copied_and_listed_for_the_page(bundle, tmp_path):
+    from eutirads.export.web import _copy_parts, site_description
+    from eutirads.inference.bundle import read_metadata
+
+    meta = read_metadata(bundle)
+    (tmp_path / "b").mkdir()
+    for f in bundle.iterdir():
+        (tmp_path / "b" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "b" / "extra.onnx").write_bytes((bundle / "model.onnx").read_bytes())
+    meta["components"]["extra"] = {"model": "extra.onnx"}
+    models = tmp_path / "models"
+    models.mkdir()
+    parts = _copy_parts(tmp_path / "b", meta, models)
+    site = site_description(meta, parts)
+    assert site["components"] == {"extra": {"model": "model/extra.onnx", "preprocess": None,
+                                            "input": "input"}}
+    assert (models / "extra.onnx").is_file() and site["classifier"]["model"] == "model/model.onnx"
+
+
 def test_the_site_names_no_other_host_and_no_cdn(bundle, tmp_path):
     site = export_web(bundle, tmp_path / "site")
     html = (site / "index.html").read_text()

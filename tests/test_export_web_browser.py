@@ -515,6 +515,28 @@ def test_a_service_worker_gives_threads_where_the_host_sends_no_isolation_header
         server.shutdown()
 
 
+def test_a_component_the_page_has_no_steps_for_is_loaded_too(site, tmp_path, open_page,
+                                                             phantom_images):
+    """The page loads every component site.json lists (a session each), so a new model
+    in a bundle needs only the code that uses it."""
+    other = tmp_path / "site"
+    shutil.copytree(site, other)
+    description = json.loads((other / "site.json").read_text())
+    shutil.copy(other / "model/model.onnx", other / "model/extra.onnx")
+    description["components"] = {"extra": {"model": "model/extra.onnx", "preprocess": None,
+                                           "input": "input"}}
+    (other / "site.json").write_text(json.dumps(description))
+    server, address = _serve(other)
+    try:
+        page = open_page(address)
+        assert page.ready is True, page.text("#message")
+        assert page.page.evaluate("window.eutiradsPage.components") == ["extra"]
+        assert any(r.endswith("model/extra.onnx") for r in page.requests)
+        assert page.classify(phantom_images[0]) is not None and page.errors == []
+    finally:
+        server.shutdown()
+
+
 def test_a_site_of_another_bundle_format_says_so(browser, site, tmp_path, open_page):
     other = tmp_path / "site"
     shutil.copytree(site, other)

@@ -135,6 +135,16 @@ def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _other_site(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A component the page has no steps for yet: its files, so the page loads it like the
+    others (a session, and its preprocessing when it has one) for code that uses it."""
+    return {
+        "model": f"{MODEL_DIR}/{settings['model']}",
+        "preprocess": f"{MODEL_DIR}/{settings['preprocess']}" if settings.get("preprocess") else None,
+        "input": INPUT_NAME,
+    }
+
+
 def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any] | None], *,
                      card: bool = True, service_worker: bool = False) -> dict[str, Any]:
     """site.json: where the page finds each part and how to read it. `parts` holds the
@@ -148,8 +158,11 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
         "bundle_format": meta.get("format_version"),
         "eutirads_version": __version__,
         "bundle": public,
-        "classifier": parts.get("classifier"),
-        "localiser": parts.get("localiser"),
+        "classifier": parts.get(CLASSIFIER),
+        "localiser": parts.get(LOCALISER),
+        # every other component, by name, loaded by the page generically
+        "components": {name: part for name, part in parts.items()
+                       if name not in (CLASSIFIER, LOCALISER)},
         # inference.abstention's not-ultrasound check, which every prediction runs
         "not_ultrasound": {"coloured_fraction": COLOURED_FRACTION, "colour_spread": COLOUR_SPREAD,
                            "white_fraction": WHITE_FRACTION},
@@ -190,13 +203,19 @@ def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str
     """Copy each component's files into `models` and describe them for the page."""
     parts: dict[str, Any] = {}
     for name, settings in meta["components"].items():
-        files = ("model", "preprocess", "cam_head") if name == CLASSIFIER else ("model", "preprocess")
-        for key in files:
+        files = {CLASSIFIER: ("model", "preprocess", "cam_head"), LOCALISER: ("model", "preprocess")}
+        # another component: its model, and its preprocessing when it names one
+        keys = files.get(name, ("model", "preprocess") if settings.get("preprocess") else ("model",))
+        for key in keys:
             component_file(bundle, meta, name, key)  # a plain name inside the bundle, present
-        for key in ("model", "preprocess"):
-            shutil.copy2(bundle / settings[key], models / settings[key])
+        for key in keys:
+            if key != "cam_head":
+                shutil.copy2(bundle / settings[key], models / settings[key])
         if name == LOCALISER:
             parts[name] = _localiser_site(settings)
+            continue
+        if name != CLASSIFIER:
+            parts[name] = _other_site(name, settings)
             continue
         spec = PreprocessSpec.load(bundle / settings["preprocess"])
         if not spec.class_names:

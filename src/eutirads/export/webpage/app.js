@@ -15,7 +15,8 @@ const $ = (id) => document.getElementById(id);
 // classifier: {spec, session, weight, ...site.classifier}; localiser: {spec, session,
 // ...site.localiser}; either may be null (a bundle holds one or both).
 const state = { site: null, classifier: null, localiser: null, texts: null,
-                lang: "en", last: null, cardText: "", error: null, overlap: false };
+                lang: "en", last: null, cardText: "", error: null, overlap: false,
+                components: {} };
 
 // A failure the page explains in the user's language: `key` names an i18n string.
 class PageError extends Error {
@@ -118,12 +119,18 @@ async function load() {
   ort.env.wasm.proxy = true;
   state.overlap = ort.env.wasm.numThreads === 1;
   ort.env.logLevel = "error";
-  const [classifier, localiser, card] = await Promise.all([
+  // Every component at once; those the page has no steps for yet (site.components) are
+  // loaded the same way, into state.components, for code that uses them.
+  const others = Object.entries(site.components || {});
+  const [classifier, localiser, card, ...loaded] = await Promise.all([
     site.classifier ? loadClassifier(site.classifier) : null,
     site.localiser ? loadLocaliser(site.localiser) : null,
     site.card ? fetchOk(site.card).then((r) => r.text()) : "",
+    ...others.map(([, part]) => loadPart(part)),
   ]);
-  Object.assign(state, { classifier, localiser, cardText: card });
+  const components = Object.fromEntries(others.map(([name], i) => [name, loaded[i]]));
+  Object.assign(state, { classifier, localiser, components, cardText: card });
+  window.eutiradsPage.components = Object.keys(components);
   await warmUp();
   closeNetwork();
   renderCard();
@@ -182,6 +189,13 @@ async function loadClassifier(c) {
 async function loadLocaliser(l) {
   const [spec, session] = await Promise.all([loadSpec(l.preprocess), createSession(l.model)]);
   return { ...l, spec, session };
+}
+
+// Any component: its session, and its preprocessing when it has one.
+async function loadPart(part) {
+  const [spec, session] = await Promise.all([part.preprocess ? loadSpec(part.preprocess) : null,
+                                             createSession(part.model)]);
+  return { ...part, spec, session };
 }
 
 // One run on a made-up frame, so the first image pays neither for the runtime's set-up
@@ -712,7 +726,7 @@ function wire() {
 // For tests and benchmarks: the last result (as Prediction.to_dict) and its heatmap, and
 // the classifier's time alone on a blank input (median ms of `runs`).
 window.eutiradsPage = {
-  last: null, heat: null, ready: null, threads: null,
+  last: null, heat: null, ready: null, threads: null, components: [],
   async timeModel(runs = 10) {
     const part = state.classifier || state.localiser;
     const [h, w] = part.spec.input_size;
