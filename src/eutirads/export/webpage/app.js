@@ -115,9 +115,10 @@ async function load() {
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   window.eutiradsPage.threads = ort.env.wasm.numThreads;
   // The runtime in its own worker: the page stays responsive while the model runs, and
-  // with one wasm thread the page's own work can go on beside it (state.overlap).
+  // where a core is left over (one wasm thread, or fewer threads than cores) the page's
+  // own work goes on beside it (state.overlap).
   ort.env.wasm.proxy = true;
-  state.overlap = ort.env.wasm.numThreads === 1;
+  state.overlap = ort.env.wasm.numThreads === 1 || ort.env.wasm.numThreads < (navigator.hardwareConcurrency || 1);
   ort.env.logLevel = "error";
   // Every component at once; those the page has no steps for yet (site.components) are
   // loaded the same way, into state.components, for code that uses them.
@@ -367,7 +368,7 @@ async function classify(image, nodule, shared) {
   let area = spec.frame === "detect" ? shared : null, noArea = false;
   const search = spec.frame === "detect" && !area;
   // The search runs on the cleaned frame and almost always finds the area the clean-frame
-  // rule found: with a spare core (one wasm thread, in its worker) the model starts on that
+  // rule found: with a spare core (state.overlap) the model, in its worker, starts on that
   // crop meanwhile, and its answer is kept only if the search then finds the very same box.
   let early = null;
   if (search && image.area && state.overlap) {
