@@ -34,8 +34,8 @@ function gray(rgb, width, height) {
 // scipy.ndimage.uniform_filter1d, mode "reflect" (d c b a | a b c d | d c b a): a running
 // sum in float64, each mean stored as float32 -- scipy's own order of operations, so a
 // pixel at the threshold falls on the same side. `line` is a scratch buffer of length +
-// size - 1 holding the line and its reflected edges.
-function uniformLine(src, dst, start, length, size, line) {
+// size - 1 holding the line and its reflected edges; the means go to dst from `out`.
+function uniformLine(src, dst, start, length, size, line, out = start) {
   const left = Math.floor(size / 2);
   for (let k = 0; k < length; k++) line[left + k] = src[start + k];
   // the edges, reflected about the half-sample (lines here are far longer than `size`)
@@ -43,10 +43,10 @@ function uniformLine(src, dst, start, length, size, line) {
   for (let k = left + length; k < length + size - 1; k++) line[k] = line[2 * (left + length) - 1 - k];
   let sum = 0;
   for (let k = 0; k < size; k++) sum += line[k];
-  dst[start] = sum / size;
+  dst[out] = sum / size;
   for (let i = 1; i < length; i++) {
     sum += line[i + size - 1] - line[i - 1];
-    dst[start + i] = sum / size;
+    dst[out + i] = sum / size;
   }
 }
 
@@ -167,25 +167,34 @@ function label(mask, width, height) {
 const MIN_SIDE_FRACTION = 0.15, MAX_ASPECT = 4.0, MIN_SPECKLE = 0.6, GRAIN = 3.0;
 
 // region.speckle_fraction on one block's bounding box `b` of the grey image: the share of
-// its lit pixels whose 5x5 neighbourhood varies by at least GRAIN grey levels (the filters
-// run on the box alone, as numpy slices it, every step in float32).
-function speckleFraction(values, width, b, inside) {
+// its lit pixels (`inside`: those of block `l` above the background) whose 5x5
+// neighbourhood varies by at least GRAIN grey levels. The filters run on the box alone,
+// as numpy slices it, every step in float32; each row's means are tested as they come.
+function speckleFraction(values, labels, l, background, width, b) {
   const [x0, y0, x1, y1] = b, w = x1 - x0, h = y1 - y0;
   const sub = new Float32Array(w * h), squares = new Float32Array(w * h);
+  const inside = new Uint8Array(w * h);
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const v = values[(y0 + y) * width + x0 + x];
-      sub[y * w + x] = v;
-      squares[y * w + x] = v * v;
+    for (let x = 0, i = (y0 + y) * width + x0, j = y * w; x < w; x++, i++, j++) {
+      const v = values[i];
+      sub[j] = v;
+      squares[j] = v * v;
+      inside[j] = labels[i] === l && v > background ? 1 : 0;
     }
   }
-  const mean = uniformFilter(sub, w, h, 5), meanSq = uniformFilter(squares, w, h, 5);
+  const columns = uniformColumns(sub, w, h, 5), columnsSq = uniformColumns(squares, w, h, 5);
+  const line = new Float64Array(w + 5);
+  const mean = new Float32Array(w), meanSq = new Float32Array(w);
   let lit = 0, grainy = 0;
-  for (let i = 0; i < sub.length; i++) {
-    if (!inside[i]) continue;
-    lit += 1;
-    const variance = f32(meanSq[i] - f32(mean[i] * mean[i]));
-    if (f32(Math.sqrt(Math.max(variance, 0))) >= GRAIN) grainy += 1;
+  for (let y = 0; y < h; y++) {
+    uniformLine(columns, mean, y * w, w, 5, line, 0);
+    uniformLine(columnsSq, meanSq, y * w, w, 5, line, 0);
+    for (let x = 0, j = y * w; x < w; x++, j++) {
+      if (!inside[j]) continue;
+      lit += 1;
+      const variance = f32(meanSq[x] - f32(mean[x] * mean[x]));
+      if (f32(Math.sqrt(Math.max(variance, 0))) >= GRAIN) grainy += 1;
+    }
   }
   return lit ? grainy / lit : 0.0;
 }
@@ -195,14 +204,7 @@ function isImageBlock(values, labels, l, b, width, height, background) {
   const [x0, y0, x1, y1] = b, bw = x1 - x0, bh = y1 - y0;
   if (bh < MIN_SIDE_FRACTION * height || bw < MIN_SIDE_FRACTION * width) return false;
   if (Math.max(bw / bh, bh / bw) > MAX_ASPECT) return false;
-  const inside = new Uint8Array(bw * bh);
-  for (let y = 0; y < bh; y++) {
-    for (let x = 0; x < bw; x++) {
-      const i = (y0 + y) * width + x0 + x;
-      inside[y * bw + x] = labels[i] === l && values[i] > background ? 1 : 0;
-    }
-  }
-  return speckleFraction(values, width, b, inside) >= MIN_SPECKLE;
+  return speckleFraction(values, labels, l, background, width, b) >= MIN_SPECKLE;
 }
 
 // region._panes: the largest accepted block and the accepted blocks beside it.
@@ -242,22 +244,26 @@ export function findImageArea(rgb, width, height,
   }
   const chosen = new Uint8Array(count + 1);
   for (const l of panes(areas, boxes, accepted[0], accepted)) chosen[l] = 1;
-  // The box of the raw non-background pixels inside the chosen blocks (or the blocks).
-  const bounds = (test) => {
-    let x0 = width, y0 = height, x1 = -1, y1 = -1;
-    for (let y = 0, i = 0; y < height; y++) {
-      for (let x = 0; x < width; x++, i++) {
-        if (chosen[labels[i]] && test(i)) {
-          if (x < x0) x0 = x;
-          if (x > x1) x1 = x;
-          if (y < y0) y0 = y;
-          if (y > y1) y1 = y;
-        }
+  // The box of the raw non-background pixels inside the chosen blocks (or, when there are
+  // none, of the blocks): both boxes in one pass.
+  let lx0 = width, ly0 = height, lx1 = -1, ly1 = -1, bx0 = width, by0 = height, bx1 = -1, by1 = -1;
+  for (let y = 0, i = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, i++) {
+      if (!chosen[labels[i]]) continue;
+      if (x < bx0) bx0 = x;
+      if (x > bx1) bx1 = x;
+      if (y < by0) by0 = y;
+      by1 = y;
+      if (values[i] > background) {
+        if (x < lx0) lx0 = x;
+        if (x > lx1) lx1 = x;
+        if (y < ly0) ly0 = y;
+        ly1 = y;
       }
     }
-    return x1 < 0 ? null : { x0, y0, x1: x1 + 1, y1: y1 + 1 };
-  };
-  return bounds((i) => values[i] > background) || bounds(() => true);
+  }
+  if (lx1 >= 0) return { x0: lx0, y0: ly0, x1: lx1 + 1, y1: ly1 + 1 };
+  return { x0: bx0, y0: by0, x1: bx1 + 1, y1: by1 + 1 };
 }
 
 // frame.clean_frame for a plain image: the frame with everything outside its image area
