@@ -53,7 +53,7 @@ def _phantom_project(tmp_path, name="fantoma", n=3, readers=1):
 
     root = tmp_path / "phantom"
     generate_dataset(root, n=n, seed=3, width=320, height=220, progress=False, workers=1)
-    import_project(root, name, readers=readers, progress=False)
+    import_project(root, name, readers=readers, progress=False, queue_order="manifest")
     return root
 
 
@@ -130,7 +130,7 @@ def test_on_a_slow_network_the_old_image_is_hidden_and_saving_is_off_until_the_n
 
     make_user("alice", "radiologist")
     import_project(write_dataset(tmp_path / "ds", 4), "slow", readers=1, progress=False,
-                   mode="category")
+                   mode="category", queue_order="manifest")
     base = live_server.url
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     log_in(page, base, "alice")
@@ -183,7 +183,7 @@ def test_keys_on_a_focused_slider_never_save_or_advance(live_server, browser, tm
 
     make_user("alice", "radiologist")
     import_project(write_dataset(tmp_path / "ds", 3), "slider", readers=1, progress=False,
-                   mode="category")
+                   mode="category", queue_order="manifest")
     base = live_server.url
     page = browser.new_page()
     log_in(page, base, "alice")
@@ -214,7 +214,7 @@ def test_the_help_overlay_lists_the_keys_and_b_toggles_the_nodule_box(
     rows = read_manifest(root)
     rows[0].update({"x0": "10", "y0": "8", "x1": "40", "y1": "30"})
     write_manifest(root, rows)
-    import_project(root, "ayuda", readers=1, progress=False)
+    import_project(root, "ayuda", readers=1, progress=False, queue_order="manifest")
     base = live_server.url
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     log_in(page, base, "alice")
