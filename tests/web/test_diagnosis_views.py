@@ -241,3 +241,23 @@ def test_every_diagnosis_and_api_url_refuses_anonymous_visitors(client, active_b
                                                                  response.status_code)
                 if url.startswith("/api/") and response.status_code == 401:
                     assert response.json()["error"]
+
+
+def test_the_report_shows_a_dash_where_a_kappa_is_undefined_and_speaks_spanish(
+        client_for, active_bundle, consensus_project):
+    from eutirads.web.labeling.models import Image
+
+    alice = client_for("alice")
+    item = re.search(r'name="item" value="(\d+)"',
+                     alice.get("/diagnosis/reading/").content.decode()).group(1)
+    truth = Image.objects.get(pk=item).consensus_label
+    assert alice.post("/diagnosis/reading/", {"item": item, "label": truth}).status_code == 200
+    page = client_for("rita").get("/diagnosis/reading/report/").content.decode()
+    # One image: accuracy 1, kappa undefined (one image, no variation): "—", never "nan".
+    assert re.search(r'<tr><td>alice</td><td class="num">1</td><td class="num">1.000</td>'
+                     r'<td class="num">—</td>', page)
+    assert ">nan<" not in page
+    spanish = client_for("rita").get("/diagnosis/reading/report/",
+                                     HTTP_ACCEPT_LANGUAGE="es-CO").content.decode()
+    assert "Lectores y modelo frente al consenso" in spanish and "Exactitud del lector" in spanish
+    assert '<td class="num">1,000</td>' in spanish  # the locale's decimal mark

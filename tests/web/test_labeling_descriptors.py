@@ -374,6 +374,50 @@ def test_the_committed_mo_files_match_their_po_sources(tmp_path):
             assert gettext.GNUTranslations(a)._catalog == gettext.GNUTranslations(b)._catalog, po
 
 
+@pytest.mark.parametrize("domain", ["django", "djangojs"])
+def test_every_string_of_the_templates_code_and_scripts_has_a_spanish_translation(
+        tmp_path, domain):
+    """Django's makemessages, run over a copy of the web app without its catalogues, finds
+    every string marked for translation (templates, Python, the pages' scripts); each must
+    have a Spanish translation in one of the committed catalogues (Django merges the apps'
+    catalogues at run time)."""
+    import ast
+    import gettext
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("xgettext") is None or shutil.which("msgattrib") is None:
+        pytest.skip("xgettext is absent (install Debian's gettext package)")
+    import eutirads.web
+
+    web = Path(eutirads.web.__file__).parent
+    copy = tmp_path / "web"
+    shutil.copytree(web, copy, ignore=shutil.ignore_patterns("locale", "__pycache__"))
+    (copy / "locale").mkdir()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "eutirads.web.settings"}
+    subprocess.run([sys.executable, "-m", "django", "makemessages", "-l", "es_CO", "-d", domain,
+                    "--no-location", "--ignore", "migrations/*"], cwd=copy, env=env, check=True,
+                   capture_output=True)
+    extracted = subprocess.run(["msgattrib", "--no-wrap", str(copy / "locale/es_CO/LC_MESSAGES"
+                                                             / f"{domain}.po")],
+                               capture_output=True, text=True, check=True).stdout
+    # A string with a context (pgettext) is catalogued as "context\x04string".
+    wanted = {(ast.literal_eval(f'"{ctx}"') + "\x04" if ctx else "") + ast.literal_eval(f'"{m}"')
+              for ctx, m in re.findall(r'^(?:msgctxt "(.*)"\n)?msgid "(.+)"$', extracted, re.M)}
+    assert len(wanted) >= (100 if domain == "django" else 20)
+    translated = set()
+    for mo in web.glob(f"*/locale/es_CO/LC_MESSAGES/{domain}.mo"):
+        with open(mo, "rb") as handle:
+            catalog = gettext.GNUTranslations(handle)._catalog
+        translated |= {key[0] if isinstance(key, tuple) else key
+                       for key, value in catalog.items() if value}
+    assert sorted(wanted - translated) == []
+
+
 def test_changes_made_in_the_django_admin_are_audited(client_for, project):
     adam = client_for("adam")
     url = f"/admin/labeling/project/{project.pk}/change/"

@@ -11,6 +11,7 @@ from ...errors import EutiradsError, InputError, ModelError
 from ...inference.diagnosis import DESCRIPTOR_VALUES, outline_geometry
 from ...inference.uploads import UploadError, encode_png
 from ..core.access import ADMIN, READERS, REVIEWER, ROLES, has_role, role_required
+from ..core.vocabulary import DESCRIPTOR_LABELS
 from . import comparison, present, report, services
 from . import reading as reading_service
 from .models import ModelBundle, Prediction
@@ -258,4 +259,5 @@ def reading(request):
 def reading_report(request):
     return render(request, "diagnosis/reading_report.html",
                   {"report": comparison.compare_readers(),
-                   "decisions": comparison.decision_report()})
+                   "decisions": comparison.decision_report(),
+                   "descriptor_labels": DESCRIPTOR_LABELS})
