@@ -153,6 +153,18 @@ def test_registering_a_folder_that_is_not_a_bundle_shows_the_reason(client, admi
     assert "not a model bundle" in response.content.decode()
 
 
+def test_the_forms_refuse_a_relative_folder_and_an_overlong_field_in_one_line(
+        client, admin_user, rad_client, active_bundle):
+    client.force_login(admin_user)
+    response = client.post("/diagnosis/models/add/", {"folder": "bundles/x"}, follow=True,
+                           HTTP_ACCEPT_LANGUAGE="es-CO")
+    assert "Indique la ruta absoluta de la carpeta del paquete" in response.content.decode()
+    upload = _upload(samples.png_bytes(samples.ultrasound_like(320, 240)), "frame.png")
+    response = rad_client.post("/diagnosis/", {"x0": "1" * 30, "image": upload})
+    assert response.status_code == 400
+    assert re.search(r"x0: Ensure this value has at most 20 characters", response.content.decode())
+
+
 # ---- reading mode and the comparison report ------------------------------------------------
 
 @pytest.fixture
