@@ -2,7 +2,7 @@
 a radiologist in Spanish reads phantom images by descriptors with the keyboard only; the
 browser's rule agrees with Python on every combination; a slow network never shows a
 stale image with saving live; a focused slider keeps its keys; a pinch zooms and a drag
-sets window/level."""
+sets window/level; the reading room is dark."""
 
 from __future__ import annotations
 
@@ -271,6 +271,48 @@ def test_a_pinch_zooms_and_a_drag_sets_window_and_level_on_the_reading_screen(
     page.keyboard.press("Enter")
     page.wait_for_function("() => document.getElementById('status').textContent === 'Saved.'")
     assert Reading.objects.filter(done=True, label="3").count() == 1
+
+
+def _mean_brightness(page) -> float:
+    """The painted page's mean grey level, 0 (black) to 1 (white), from a screenshot."""
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    shot = PILImage.open(io.BytesIO(page.screenshot())).convert("L")
+    return float(np.asarray(shot, dtype=np.float32).mean() / 255)
+
+
+def test_the_reading_screen_is_dark_with_the_largest_image_and_other_pages_follow_the_system(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling.project_io import import_project
+
+    make_user("alice", "radiologist")
+    import_project(write_dataset(tmp_path / "ds", 2), "sala", readers=1, progress=False,
+                   mode="category")
+    viewport = {"width": 1366, "height": 820}
+    brightness = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(color_scheme=scheme, viewport=viewport)
+        page = context.new_page()
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/labeling/sala/")
+        brightness[scheme, "project"] = _mean_brightness(page)
+        page.goto(f"{live_server.url}/labeling/sala/read/")
+        page.wait_for_selector("#image:not([hidden])")
+        stage = page.locator("#stage").bounding_box()
+        image = page.locator("#image").bounding_box()
+        # The chrome around the image (the test picture is bright noise): hide the picture.
+        page.eval_on_selector("#image", "e => { e.style.visibility = 'hidden'; }")
+        brightness[scheme, "reading"] = _mean_brightness(page)
+        context.close()
+        # The image takes all the room the panel leaves (object-fit keeps its shape).
+        assert stage["width"] >= viewport["width"] - 400 and stage["height"] >= viewport["height"] - 120
+        assert all(abs(image[k] - stage[k]) <= 1 for k in ("x", "y", "width", "height"))
+    # A dark reading room whatever the system says; the other pages follow the system.
+    assert brightness["light", "reading"] < 0.25 and brightness["dark", "reading"] < 0.25, brightness
+    assert brightness["light", "project"] > 0.7 and brightness["dark", "project"] < 0.25, brightness
 
 
 def test_the_help_overlay_lists_the_keys_and_b_toggles_the_nodule_box(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import pytest
 
@@ -338,6 +339,27 @@ def test_the_language_switch_is_kept_per_user_across_logins(client, users):
     client.post("/login/", {"username": "alice", "password": "correct-horse-battery-staple"})
     page = client.get("/labeling/", HTTP_ACCEPT_LANGUAGE="en")
     assert "Proyectos de etiquetado" in page.content.decode()
+
+
+def test_dates_and_numbers_follow_the_language(client_for, users, project):
+    from django.utils import timezone
+
+    from eutirads.web.labeling import queue
+
+    images = list(Image.objects.select_related("project").order_by("position"))
+    for image, (a, b) in zip(images, [("3", "3"), ("4", "5"), ("2", "2"), ("5", "4")]):
+        queue.save_reading(image, users["alice"], label=a)
+        queue.save_reading(image, users["bob"], label=b)
+    saved = timezone.localtime(Reading.objects.filter(reader=users["alice"]).first().saved_at)
+    alice = client_for("alice")
+    spanish = alice.get("/labeling/study/mine/", HTTP_ACCEPT_LANGUAGE="es-CO").content.decode()
+    english = alice.get("/labeling/study/mine/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f"{saved:%d/%m/%Y}" in spanish and f"{saved:%m/%d/%Y}" in english
+    rita = client_for("rita")
+    kappa = rita.get("/labeling/study/agreement/", HTTP_ACCEPT_LANGUAGE="es-CO").content.decode()
+    assert re.search(r'id="fleiss">0,\d\d \(', kappa)  # the decimal comma, Landis-Koch in Spanish
+    kappa = rita.get("/labeling/study/agreement/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert re.search(r'id="fleiss">0\.\d\d \(', kappa)
 
 
 def test_javascript_strings_and_errors_are_translated(client_for, descriptor_project):
