@@ -377,7 +377,7 @@ def test_a_reviewer_adjudicates_with_the_same_keys(live_server, browser, tmp_pat
     assert [i.consensus_label for i in images] == ["4", "excluded"]
 
 
-def test_no_page_of_core_labeling_or_the_admin_breaks_the_content_security_policy(
+def test_no_page_of_core_labeling_diagnosis_or_the_admin_breaks_the_content_security_policy(
         live_server, browser, tmp_path):  # noqa: F811
     from eutirads.web.labeling import queue
     from eutirads.web.labeling.models import Image
@@ -393,9 +393,10 @@ def test_no_page_of_core_labeling_or_the_admin_breaks_the_content_security_polic
     queue.save_reading(image, users["bob"], nodule=False)
     base = live_server.url
     pages = {"alice": ["/", "/labeling/", "/labeling/csp/", "/labeling/csp/read/",
-                       "/labeling/csp/mine/", "/password/"],
+                       "/labeling/csp/mine/", "/password/", "/diagnosis/", "/diagnosis/history/",
+                       "/diagnosis/models/", "/diagnosis/reading/"],
              "rita": ["/labeling/csp/agreement/", "/labeling/csp/adjudication/",
-                      f"/labeling/csp/adjudication/{image.pk}/"],
+                      f"/labeling/csp/adjudication/{image.pk}/", "/diagnosis/reading/report/"],
              "adam": ["/audit/", "/admin/", "/admin/labeling/project/",
                       f"/admin/labeling/project/{image.project.pk}/change/"]}
     for name, urls in pages.items():
