@@ -200,6 +200,31 @@ def test_reading_mode_shows_an_image_blind_then_the_models_answer(client_for, ac
     assert alice.post("/diagnosis/reading/", {"item": item, "label": "3"}).status_code == 400
 
 
+def test_reading_mode_never_shows_a_reader_an_image_they_labelled_or_adjudicated(
+        client_for, users, active_bundle, consensus_project):
+    from eutirads.web.labeling import queue
+
+    images = list(consensus_project.images.select_related("project").order_by("position"))
+    queue.save_reading(images[0], users["alice"], label="2")  # alice labelled image 1
+    images[1].consensus_by = users["alice"]  # and adjudicated image 2 (as a reviewer may)
+    images[1].save()
+    alice = client_for("alice")
+    shown = []
+    while True:
+        match = re.search(r'name="item" value="(\d+)"', alice.get("/diagnosis/reading/").content.decode())
+        if match is None:
+            break
+        shown.append(int(match.group(1)))
+        assert alice.post("/diagnosis/reading/", {"item": match.group(1), "label": "3"}).status_code == 200
+    assert shown == [images[2].pk, images[3].pk]
+    # Nor may she post a reading of one by its number.
+    assert alice.post("/diagnosis/reading/", {"item": str(images[0].pk), "label": "2"}).status_code == 400
+    # bob, who labelled none of them, is shown all four.
+    bob = client_for("bob")
+    first = re.search(r'name="item" value="(\d+)"', bob.get("/diagnosis/reading/").content.decode())
+    assert int(first.group(1)) == images[0].pk
+
+
 def test_the_report_scores_each_reader_and_the_model_against_consensus(client_for, active_bundle,
                                                                        consensus_project):
     for name, answers in (("alice", "2345"), ("bob", "2222")):
