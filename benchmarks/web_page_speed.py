@@ -2,7 +2,7 @@
 
     python benchmarks/web_page_speed.py [--bundle BUNDLE] [--model tf_efficientnet_lite0]
                                         [--images 20] [--rounds 3] [--isolated]
-                                        [--service-worker]
+                                        [--service-worker] [--from FOLDER]
 
 Without --bundle, exports --model (random weights: speed does not depend on them) with its
 default preprocessing (224x224 for lite0). Serves the site from a loopback port, opens it
@@ -162,6 +162,9 @@ def main() -> None:
     parser.add_argument("--bundle", help="an exported bundle (default: export --model)")
     parser.add_argument("--model", default="tf_efficientnet_lite0")
     parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--from", dest="folder", metavar="FOLDER",
+                        help="the first --images JPEG/PNG files of FOLDER (sorted) instead of "
+                             "phantom screens, e.g. DDTI-dev's raw_jpg")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--isolated", action="store_true",
                         help="also serve with COOP/COEP headers (multi-threaded wasm)")
@@ -176,8 +179,12 @@ def main() -> None:
         tmp = Path(tmp)
         bundle = Path(args.bundle) if args.bundle else _bundle(args.model, tmp / "bundle")
         site = export_web(bundle, tmp / "site")
-        generate_dataset(tmp / "phantom", n=args.images, seed=11, progress=False)
-        images = sorted((tmp / "phantom").glob("*/*.png"))
+        if args.folder:
+            images = sorted(p for p in Path(args.folder).iterdir()
+                            if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:args.images]
+        else:
+            generate_dataset(tmp / "phantom", n=args.images, seed=11, progress=False)
+            images = sorted((tmp / "phantom").glob("*/*.png"))
         modes = [("plain server", site, False)]
         if args.isolated:
             modes.append(("COOP/COEP headers", site, True))
@@ -194,7 +201,8 @@ def main() -> None:
         native = _native_ms(bundle / "model.onnx")
     chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; {chromium.strip()}; "
-          f"bundle {args.bundle or args.model}; {len(images)} phantom 560x360 screens x "
+          f"bundle {args.bundle or args.model}; {len(images)} "
+          f"{'images of ' + args.folder if args.folder else 'phantom 560x360 screens'} x "
           f"{args.rounds} rounds; input {json.loads(spec)['input_size']}")
     print()
     print("| serving | wasm threads | load average before / after | page load s "
