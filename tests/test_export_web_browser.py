@@ -428,6 +428,38 @@ def test_the_javascript_preprocessing_equals_python_to_the_bit(open_page, phanto
     assert page.errors == []
 
 
+def test_the_search_on_a_cleaned_frame_gives_the_full_search_s_box(open_page, phantom_images,
+                                                                 ddti_dir):
+    """findImageAreaCleaned searches a cleaned frame only around its area: the same box as
+    the full search (and as Python's on the cleaned frame), or the same refusal."""
+    from eutirads.region import NoImageAreaError, find_image_area
+
+    images = phantom_images[:5] + sorted((ddti_dir / "raw_jpg").glob("*.jpg"))[:15]
+    page = open_page()
+    for image in images:
+        pixels = load_rgb(image)
+        a = find_image_area(pixels)
+        cleaned = np.zeros_like(pixels)
+        cleaned[a.y0:a.y1, a.x0:a.x1] = pixels[a.y0:a.y1, a.x0:a.x1]
+        try:
+            want = list(find_image_area(cleaned))
+        except NoImageAreaError:
+            want = "refused"
+        got = page.page.evaluate(
+            """async ([b64, w, h, area]) => {
+                const P = await import("./pipeline.js");
+                const rgb = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const box = (f) => { try { const b = f(); return [b.x0, b.y0, b.x1, b.y1]; }
+                                     catch (e) { return e instanceof P.NoImageAreaError ? "refused" : String(e); } };
+                const [x0, y0, x1, y1] = area;
+                return [box(() => P.findImageArea(rgb, w, h)),
+                        box(() => P.findImageAreaCleaned(rgb, w, h, {x0, y0, x1, y1}))];
+            }""", [base64.b64encode(cleaned.tobytes()).decode(), pixels.shape[1], pixels.shape[0],
+                   list(a)])
+        assert got == [want, want], image.name
+    assert page.errors == []
+
+
 def test_the_heatmap_matches_the_python_predictor(open_page, bundle, phantom_images):
     from eutirads.inference import Predictor, load_image
 

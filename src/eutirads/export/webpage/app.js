@@ -358,6 +358,13 @@ function classifierInput(image, nodule, area) {
   return { batch, box };
 }
 
+// region.find_image_area on the frame the models see: on a cleaned frame (image.area
+// known) only around that area, which gives the same box for less work.
+function searchAgain(image) {
+  if (image.area) return P.findImageAreaCleaned(image.rgb, image.width, image.height, image.area);
+  return P.findImageArea(image.rgb, image.width, image.height);
+}
+
 const sameBox = (a, b) => a && b && a.x0 === b.x0 && a.y0 === b.y0 && a.x1 === b.x1 && a.y1 === b.y1;
 
 async function classify(image, nodule, shared) {
@@ -377,7 +384,7 @@ async function classify(image, nodule, shared) {
   }
   if (search) {
     try {
-      area = P.findImageArea(image.rgb, image.width, image.height);
+      area = searchAgain(image);
     } catch (error) {
       if (!(error instanceof P.NoImageAreaError)) throw error;
       noArea = true;
@@ -469,7 +476,14 @@ async function predict(decoded) {
   // localiser's crop rule, for both models.
   let area = null;
   if (state.localiser && state.localiser.spec.frame === "detect") {
-    area = P.cropBox(image.rgb, image.width, image.height, state.localiser.spec);
+    let found;  // preprocess.crop_box's search: none found is the whole frame
+    try {
+      found = searchAgain(image);
+    } catch (error) {
+      if (!(error instanceof P.NoImageAreaError)) throw error;
+      found = { x0: 0, y0: 0, x1: image.width, y1: image.height };
+    }
+    area = P.cropBox(image.rgb, image.width, image.height, state.localiser.spec, null, found);
   }
   if (state.localiser) {
     const found = await localise(image, area);

@@ -199,10 +199,11 @@ function speckleFraction(values, labels, l, background, width, b) {
   return lit ? grainy / lit : 0.0;
 }
 
-// region._is_image_block: size, shape and texture of one block.
-function isImageBlock(values, labels, l, b, width, height, background) {
+// region._is_image_block: size, shape and texture of one block (`width`: of the grid the
+// labels cover; frameW x frameH: the frame's, which the size test is relative to).
+function isImageBlock(values, labels, l, b, width, frameW, frameH, background) {
   const [x0, y0, x1, y1] = b, bw = x1 - x0, bh = y1 - y0;
-  if (bh < MIN_SIDE_FRACTION * height || bw < MIN_SIDE_FRACTION * width) return false;
+  if (bh < MIN_SIDE_FRACTION * frameH || bw < MIN_SIDE_FRACTION * frameW) return false;
   if (Math.max(bw / bh, bh / bw) > MAX_ASPECT) return false;
   return speckleFraction(values, labels, l, background, width, b) >= MIN_SPECKLE;
 }
@@ -220,14 +221,49 @@ function panes(areas, boxes, best, accepted) {
   return chosen;
 }
 
-// region.find_image_area: the bounding box of the ultrasound image area of a frame.
-export function findImageArea(rgb, width, height,
-                              { background = 12.0, minSize = null, minFraction = 0.05 } = {}) {
+const AREA_DEFAULTS = { background: 12.0, minSize: null, minFraction: 0.05 };
+
+function checkFrame(width, height) {
   if (height < 16 || width < 16) {
     throw new NoImageAreaError(`frame too small to hold an image area (${width}x${height})`);
   }
-  const values = gray(rgb, width, height);
-  const size = (minSize || Math.max(8, Math.floor(Math.min(height, width) / 12))) | 1;
+}
+
+// region.find_image_area: the bounding box of the ultrasound image area of a frame.
+export function findImageArea(rgb, width, height, options = {}) {
+  checkFrame(width, height);
+  return searchArea(gray(rgb, width, height), width, height, width, height,
+                    { ...AREA_DEFAULTS, ...options });
+}
+
+// How far around its image area a cleaned frame is searched again (findImageAreaCleaned).
+const CLEANED_MARGIN = 8;
+
+// findImageArea of a cleaned frame (frame.clean_frame: zero outside `area`), searching only
+// `area` and a margin of zeros around it: the same box to the pixel. Outside that window
+// the cleaned frame is zero, so is its smoothed mask (the 5x5 mean reaches 2 pixels), and
+// so is its opening (an opening lies inside the mask); inside it every value is the same
+// (the edges of the window, reflected or padded, hold zeros as the frame does there, and the
+// running sums are exact: grey levels in float32 add up without rounding in float64); the
+// size limits stay the whole frame's. Labels keep their order (raster order is kept).
+export function findImageAreaCleaned(rgb, width, height, area, options = {}) {
+  checkFrame(width, height);
+  const x0 = Math.max(0, area.x0 - CLEANED_MARGIN), y0 = Math.max(0, area.y0 - CLEANED_MARGIN);
+  const x1 = Math.min(width, area.x1 + CLEANED_MARGIN), y1 = Math.min(height, area.y1 + CLEANED_MARGIN);
+  const w = x1 - x0, h = y1 - y0;
+  const part = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    const from = ((y0 + y) * width + x0) * 3;
+    part.set(rgb.subarray(from, from + w * 3), y * w * 3);
+  }
+  const box = searchArea(gray(part, w, h), w, h, width, height, { ...AREA_DEFAULTS, ...options });
+  return { x0: box.x0 + x0, y0: box.y0 + y0, x1: box.x1 + x0, y1: box.y1 + y0 };
+}
+
+// The search of findImageArea on the grey `values` of a width x height grid, its limits
+// taken from a frameW x frameH frame.
+function searchArea(values, width, height, frameW, frameH, { background, minSize, minFraction }) {
+  const size = (minSize || Math.max(8, Math.floor(Math.min(frameH, frameW) / 12))) | 1;
   const smooth = uniformFilter(values, width, height, 5);
   let mask = new Uint8Array(values.length);
   for (let i = 0; i < mask.length; i++) mask[i] = smooth[i] > background ? 1 : 0;
@@ -237,8 +273,8 @@ export function findImageArea(rgb, width, height,
   if (count === 0) throw new NoImageAreaError("no image area found (the frame is blank or only text)");
   // Largest first (ties in label order), each judged as an image block.
   const order = Array.from({ length: count }, (_, i) => i + 1).sort((a, b) => areas[b] - areas[a] || a - b);
-  const accepted = order.filter((l) => areas[l] >= minFraction * height * width &&
-                                       isImageBlock(values, labels, l, boxes[l], width, height, background));
+  const accepted = order.filter((l) => areas[l] >= minFraction * frameH * frameW &&
+                                       isImageBlock(values, labels, l, boxes[l], width, frameW, frameH, background));
   if (!accepted.length) {
     throw new NoImageAreaError("no image area found (no large, speckled block; only text, bands or a blank screen)");
   }
