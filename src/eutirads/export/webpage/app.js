@@ -343,9 +343,6 @@ function meanSoftmax(tensor, n) {
 
 const argmax = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
 
-// The classifier on the image, its crop from the nodule box when given: the category from
-// the head (calibrated), the descriptor heads and the rule, the heatmap, and the reason
-// to abstain if any -- the steps and their order of Predictor.predict.
 // The classifier's input for the crop from `area` (the image and, with mirror TTA, its
 // mirror, as one batch) and the crop box.
 function classifierInput(image, nodule, area) {
@@ -367,6 +364,9 @@ function searchAgain(image) {
 
 const sameBox = (a, b) => a && b && a.x0 === b.x0 && a.y0 === b.y0 && a.x1 === b.x1 && a.y1 === b.y1;
 
+// The classifier on the image, its crop from the nodule box when given: the category from
+// the head (calibrated), the descriptor heads and the rule, the heatmap, and the reason
+// to abstain if any -- the steps and their order of Predictor.predict.
 async function classify(image, nodule, shared) {
   const part = state.classifier, spec = part.spec, names = part.class_names;
   const n = part.tta ? 2 : 1;
