@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--out", default="localiser_cv.json")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--folds", default="",
+                        help="comma-separated folds to run (screening); default all")
+    parser.add_argument("--save-probs", default="",
+                        help="write each held-out image's probability grid here (npz)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
 
@@ -80,22 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     folds = [folds[rows.index(r)] for r in keep_rows]
     load_seconds = (time.perf_counter() - started, time.process_time() - c_start)
 
-    # The encoder is frozen and the same in every fold: encode every image once (the
-    # augmented passes and one plain pass), and each fold trains only its decoder.
+    # A frozen encoder is the same in every fold: encode every image once (the augmented
+    # passes and one plain pass), and each fold trains only its decoder. An encoder that
+    # trains (finetune, two-stage) is built per fold from the ImageNet weights.
     seed_everything(config.seed)
     t0, c0 = time.perf_counter(), time.process_time()
     encoder_model = create_segmenter(config.model, weights=config.weights, **config.model_kwargs)
     device = torch.device("cpu")
-    augment = joint_transform(spec, config) if config.augment else _plain(spec)
-    passes = [encode_pairs(encoder_model, pairs, augment, device, config.batch_size, "pass",
-                           False) for _ in range(max(1, config.aug_passes))]
-    plain_levels, _ = encode_pairs(encoder_model, pairs, _plain(spec), device,
-                                   config.batch_size, "plain", False)
+    frozen = config.mode == "frozen"
+    passes, plain_levels = [], []
+    if frozen:
+        augment = joint_transform(spec, config) if config.augment else _plain(spec)
+        passes = [encode_pairs(encoder_model, pairs, augment, device, config.batch_size,
+                               "pass", False) for _ in range(max(1, config.aug_passes))]
+        plain_levels, _ = encode_pairs(encoder_model, pairs, _plain(spec), device,
+                                       config.batch_size, "plain", False)
     encode_seconds = (time.perf_counter() - t0, time.process_time() - c0)
+    run_folds = [int(f) for f in args.folds.split(",") if f] or list(range(args.k))
+    saved: dict[str, np.ndarray] = {}
 
     results, pooled, groups = [], [], []
     size = tuple(spec.input_size)
-    for fold in range(args.k):
+    for fold in run_folds:
         train = [i for i in range(len(pairs)) if folds[i] != fold]
         held = [i for i in range(len(pairs)) if folds[i] == fold]
         tidx, hidx = torch.tensor(train), torch.tensor(held)
@@ -103,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         model = create_segmenter(config.model, weights="none", **config.model_kwargs)
         model.encoder.load_state_dict(encoder_model.encoder.state_dict())
         encoded = ([([lv[tidx] for lv in levels], masks[tidx]) for levels, masks in passes],
-                   [lv[hidx] for lv in plain_levels])
+                   [lv[hidx] for lv in plain_levels]) if frozen else None
         t0, c0 = time.perf_counter(), time.process_time()
         fit_segmenter(model, spec, config, [pairs[i] for i in train], [pairs[i] for i in held],
                       progress=False, early_stopping=False, encoded=encoded)
@@ -112,8 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             model.eval()
             for n, i in enumerate(held):
-                logits = model.decode([lv[hidx[n:n + 1]].float() for lv in plain_levels], size)
+                if frozen:
+                    logits = model.decode([lv[hidx[n:n + 1]].float() for lv in plain_levels],
+                                          size)
+                else:
+                    logits = model(torch.from_numpy(_plain(spec)(*pairs[i])[0])[None])
                 grid = torch.sigmoid(logits)[0, 0].numpy()
+                saved[str(i)] = grid.astype(np.float16)
                 true, box = truth[i]
                 prob = probability_to_image(grid, spec, box, true.shape)
                 score = image_scores(prob, true, threshold=config.threshold,
@@ -127,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                         "train_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),
                         **summarise(scores)})
         print(json.dumps(results[-1]), flush=True)
+        if args.save_probs:  # after every fold: a long run can be looked at while it goes
+            np.savez_compressed(args.save_probs, **saved)
     keys = ("dice", "iou", "box_iou", "detection_rate", "false_positive_rate")
     mean = {k: float(np.nanmean([r[k] for r in results])) for k in keys}
     std = {k: float(np.nanstd([r[k] for r in results])) for k in keys}
     out = {"dataset": root.name, "config": Path(args.config).name, "overrides": args.overrides,
-           "k": args.k, "images": len(pairs), "skipped": skipped,
+           "k": args.k, "folds_run": run_folds, "images": len(pairs), "skipped": skipped,
            "image_load_seconds": [round(v, 1) for v in load_seconds],
            "encode_seconds": [round(v, 1) for v in encode_seconds],
            "folds": results, "mean": mean,

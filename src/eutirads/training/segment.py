@@ -298,7 +298,12 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
     for phase in phases_for(config):
         params = _set_trainable(model, phase.trainable)
         frozen = phase.trainable == 0
-        optimizer = torch.optim.AdamW(params, lr=phase.head_lr if frozen else phase.base_lr,
+        # The decoder starts from scratch and takes the head's rate; the pretrained encoder
+        # stages, when they train, the (lower) base rate.
+        decoder = {id(p) for p in model.decoder.parameters()}
+        groups = [{"params": [p for p in params if id(p) in decoder], "lr": phase.head_lr},
+                  {"params": [p for p in params if id(p) not in decoder], "lr": phase.base_lr}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]],
                                       weight_decay=config.weight_decay)
         steps = math.ceil(len(train_pairs) / config.batch_size)
         total = max(1, phase.epochs * steps)
