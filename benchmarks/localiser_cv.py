@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated folds to run (screening); default all")
     parser.add_argument("--save-probs", default="",
                         help="write each held-out image's probability grid here (npz)")
+    parser.add_argument("--save-models", default="",
+                        help="write each fold's weights here (fold_K.pt)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
 
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         fit_segmenter(model, spec, config, [pairs[i] for i in train], [pairs[i] for i in held],
                       progress=False, early_stopping=False, encoded=encoded)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if args.save_models:
+            Path(args.save_models).mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), Path(args.save_models) / f"fold_{fold}.pt")
         scores = []
         with torch.no_grad():
             model.eval()

@@ -63,8 +63,10 @@ def probability_to_image(prob: np.ndarray, spec: PreprocessSpec, box: Box,
         top, left = (in_h - new_h) // 2, (in_w - new_w) // 2
         grid = grid[top:top + new_h, left:left + new_w]
     out = np.zeros(image_shape[:2], np.float32)
-    out[box.y0:box.y1, box.x0:box.x1] = _resize_float(grid, box.width, box.height)
-    return np.clip(out, 0.0, 1.0)
+    # Clipped inside the crop only: the rest is zero already.
+    out[box.y0:box.y1, box.x0:box.x1] = np.clip(_resize_float(grid, box.width, box.height),
+                                                0.0, 1.0)
+    return out
 
 
 # Moore-neighbour directions, clockwise on screen (y down) starting west.
