@@ -178,14 +178,11 @@ def _region(component: np.ndarray, offset: tuple[int, int], prob: np.ndarray,
 
 
 def nodule_from_mask(mask: np.ndarray, prob: np.ndarray, *, min_region_px: int,
-                     spacing: Spacing | None = None, min_region_fraction: float = 0.0
-                     ) -> tuple[np.ndarray, dict[str, Any] | None]:
+                     spacing: Spacing | None = None) -> tuple[np.ndarray, dict[str, Any] | None]:
     """(mask of the kept regions 0/255, the `nodule` dict or None) from a binary mask at the
-    image's size: its 8-connected regions of at least `min_region_px` pixels and at least
-    `min_region_fraction` of the largest one's (a stray blob beside the nodule would widen
-    the box; two views of one nodule are of a size), largest first; `box` encloses them all
-    (two views side by side give one box, the way the dataset boxes a DDTI outline);
-    `score` is the mean probability inside them."""
+    image's size: its 8-connected regions of at least `min_region_px` pixels, largest first;
+    `box` encloses them all (two views of one nodule side by side give one box, the way the
+    dataset boxes a DDTI outline); `score` is the mean probability inside them."""
     from scipy import ndimage
 
     out = np.zeros(mask.shape, np.uint8)
@@ -199,8 +196,7 @@ def nodule_from_mask(mask: np.ndarray, prob: np.ndarray, *, min_region_px: int,
     labels, count = ndimage.label(binary[oy:hit_rows[-1] + 1, ox:hit_cols[-1] + 1],
                                   structure=np.ones((3, 3), bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    floor = max(1, min_region_px, math.ceil(min_region_fraction * sizes[1:].max()))
-    keep = [int(k) for k in np.argsort(-sizes[1:]) + 1 if sizes[k] >= floor]
+    keep = [int(k) for k in np.argsort(-sizes[1:]) + 1 if sizes[k] >= max(1, min_region_px)]
     if not keep:
         return out, None
     slices = ndimage.find_objects(labels)
