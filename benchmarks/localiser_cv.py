@@ -1,17 +1,22 @@
 """Patient-grouped K-fold cross-validation of the nodule localiser.
 
     python benchmarks/localiser_cv.py DATASET [--config configs/localiser.yaml] [--k 5]
-        [--out results.json] [key=value ...]
+        [--folds 0,1] [--out results.json] [--save-probs P.npz] [--save-models DIR]
+        [key=value ...]
 
 DATASET is an imported dataset with masks (`eutirads dataset import DDTI --format ddti`, or
 a phantom). Every image with a known mask takes part, labelled or not; folds are grouped by
 patient and by identical / near-duplicate images (`data.split.patient_folds`). Each fold
 trains the recipe on the other folds for its epochs (no early stopping: the held-out fold
 is scored once, at the end, and never chooses anything) and scores its held-out images at
-their own size, as `eutirads evaluate` does. The encoder is frozen in the recipe, so every
-image is encoded once (its augmented passes and a plain pass) for all folds. Reports mean and spread over folds and the
-pooled out-of-fold values with 95% patient-bootstrap intervals, plus training seconds (wall
-and CPU) per fold. Run it niced in the background.
+their own size, as `eutirads evaluate` does. With a frozen encoder (`mode: frozen`) every
+image is encoded once (its augmented passes and a plain pass) for all folds; a recipe that
+fine-tunes the encoder trains each fold from the ImageNet weights. `--folds` runs some
+folds only (screening); `--save-probs` keeps each held-out image's probability grid (to
+re-score other thresholds without retraining) and `--save-models` each fold's weights,
+both written after every fold. Reports mean and spread over folds and the pooled
+out-of-fold values with 95% patient-bootstrap intervals, plus training seconds (wall and
+CPU) per fold. Run it niced in the background.
 """
 
 from __future__ import annotations
