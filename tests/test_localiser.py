@@ -366,3 +366,19 @@ def test_fine_tuning_trains_the_encoder_at_its_own_lower_rate():
                              if after[k].is_floating_point()), seen.pop("lrs"))
     assert results["frozen"] == (False, [0.01])
     assert results["finetune"] == (True, [0.001, 0.01])
+
+
+def test_cached_features_are_refused_when_the_encoder_trains():
+    """Features cached from the frozen encoder would not be the fine-tuned model's: the
+    caller is told to use the frozen recipe, not given a silently wrong model."""
+    from eutirads.errors import ConfigError
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.training.segment import fit_segmenter, make_segment_spec
+
+    config = resolve_config("configs/localiser.yaml")
+    assert config.mode == "finetune" and resolve_config("configs/localiser_frozen.yaml").mode == "frozen"
+    model = create_segmenter("tf_efficientnet_lite0", weights="none")
+    pair = (np.zeros((192, 256, 3), np.uint8), np.zeros((192, 256), np.uint8))
+    with pytest.raises(ConfigError, match="localiser_frozen.yaml"):
+        fit_segmenter(model, make_segment_spec(config), config, [pair, pair], [pair],
+                      progress=False, encoded=([], []))

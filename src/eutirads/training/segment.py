@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data.manifest import MANIFEST_NAME, image_path, load_mask, read_manifest
-from ..errors import EutiradsError, InputError
+from ..errors import ConfigError, EutiradsError, InputError
 from ..imageio import load_rgb
 from ..preprocess import PreprocessSpec, crop_box, normalize
 from ..region import crop
@@ -280,7 +280,12 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
     Dice, or val loss with monitor: loss) loaded; without early stopping, the last.
 
     `encoded` = (train passes [(levels, masks)], val levels) from `encode_pairs` with this
-    model's (frozen) encoder: cross-validation encodes every image once for all folds."""
+    model's (frozen) encoder: cross-validation encodes every image once for all folds. Only
+    for `mode: frozen`: features cached from an encoder that then trains would not be the
+    final model's (configs/localiser_frozen.yaml is the frozen recipe)."""
+    if encoded is not None and config.mode != "frozen":
+        raise ConfigError(f"config: cached encoder features need mode frozen, not "
+                          f"{config.mode!r} (the encoder trains; see configs/localiser_frozen.yaml)")
     device = select_device(config)
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
