@@ -145,6 +145,15 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMA
                                               progress=progress))
     say(f"demo: trained the localiser in {seconds['localiser']:.0f} s, val Dice "
         f"{located.best_metrics.get('dice', 0):.3f}")
+    # The descriptors measured on the localiser's outline (training.measured): on the
+    # phantom they read echogenicity far better than the CNN's heads (docs/benchmarks.md).
+    from .training.measured import fit_measured
+
+    measured = step("measured", lambda: fit_measured(dataset, run, local_run))
+    test_acc = measured.get("test_metrics") or {}
+    say("demo: measured descriptors, test accuracy "
+        + ", ".join(f"{k.replace('_accuracy', '')} {v:.2f}" for k, v in test_acc.items())
+        + f"; default category source {measured.get('category_source', 'unchanged')}")
     metrics = step("evaluate", lambda: evaluate_run(run, split="test", progress=progress))
     local_metrics = step("evaluate localiser", lambda: evaluate_localiser_run(
         local_run, split="test", progress=progress, n_boot=200))
