@@ -52,11 +52,14 @@ FEATURE_NAMES: tuple[str, ...] = tuple(n for names in GROUPS.values() for n in n
 
 
 def _dilate(x: torch.Tensor, k: int) -> torch.Tensor:
-    return F.max_pool2d(x, k, stride=1, padding=k // 2)
+    """Max over a k x k square, as a column pass then a row pass (the same result at
+    2k instead of k*k comparisons a pixel)."""
+    x = F.max_pool2d(x, (k, 1), stride=1, padding=(k // 2, 0))
+    return F.max_pool2d(x, (1, k), stride=1, padding=(0, k // 2))
 
 
 def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
-    return -F.max_pool2d(-x, k, stride=1, padding=k // 2)
+    return -_dilate(-x, k)
 
 
 def _mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -83,6 +83,8 @@ def head_arrays(model, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _localiser(localiser_run):
+    """(probabilities(list of pixels) -> [(image-size probability, box)], grid, threshold)
+    of a localiser run, run in batches as the bundle's ONNX graph would one by one."""
     import torch
 
     from ..preprocess import PreprocessSpec
@@ -95,19 +97,25 @@ def _localiser(localiser_run):
     config = payload.get("config") or {}
 
     @torch.no_grad()
-    def probability(pixels: np.ndarray) -> tuple[np.ndarray, Any]:
-        box = crop_box(pixels, spec)
-        x = torch.from_numpy(normalize(resize_to_input(crop(pixels, box), spec), spec))[None]
-        grid = torch.sigmoid(model(x))[0, 0].numpy()
-        return probability_to_image(grid, spec, box, pixels.shape), box
+    def probabilities(images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, Any]]:
+        boxes = [crop_box(pixels, spec) for pixels in images]
+        out = []
+        for start in range(0, len(images), 16):
+            x = torch.from_numpy(np.stack([
+                normalize(resize_to_input(crop(pixels, box), spec), spec)
+                for pixels, box in zip(images[start:start + 16], boxes[start:start + 16])]))
+            grids = torch.sigmoid(model(x))[:, 0].numpy()
+            out += [(probability_to_image(g, spec, box, pixels.shape), box) for g, pixels, box
+                    in zip(grids, images[start:start + 16], boxes[start:start + 16])]
+        return out
 
-    return probability, tuple(spec.input_size), float(config.get("threshold", 0.5))
+    return probabilities, tuple(spec.input_size), float(config.get("threshold", 0.5))
 
 
-def _inputs(root: Path, rows: Sequence[dict], probability, grid) -> dict[str, Any]:
+def _inputs(root: Path, rows: Sequence[dict], probabilities, grid) -> dict[str, Any]:
     """Per row: true-outline and localiser-outline inputs (rows whose image fails are left
     out, with their one-line reason logged)."""
-    true_in, loc_in, kept = [], [], []
+    images, masks, kept = [], [], []
     for i, row in enumerate(rows):
         try:
             pixels = load_rgb(image_path(root, row), name=row["path"])
@@ -115,12 +123,17 @@ def _inputs(root: Path, rows: Sequence[dict], probability, grid) -> dict[str, An
         except EutiradsError as exc:
             log.warning("measured descriptors: skipped %s", exc)
             continue
-        prob, box = probability(pixels)
-        true = (mask.astype(np.float32) if mask is not None
-                else np.zeros(pixels.shape[:2], np.float32))
-        true_in.append(measure_inputs(pixels, true, box, grid))
-        loc_in.append(measure_inputs(pixels, prob, box, grid))
+        images.append(pixels)
+        masks.append(mask.astype(np.float32) if mask is not None
+                     else np.zeros(pixels.shape[:2], np.float32))
         kept.append(i)
+    true_in, loc_in = [], []
+    for start in range(0, len(images), 64):  # a chunk at a time: full-size maps are large
+        chunk = images[start:start + 64]
+        for pixels, true, (prob, box) in zip(chunk, masks[start:start + 64],
+                                             probabilities(chunk)):
+            true_in.append(measure_inputs(pixels, true, box, grid))
+            loc_in.append(measure_inputs(pixels, prob, box, grid))
 
     def stack(items):
         return [np.concatenate([it[k] for it in items]) for k in range(3)]
@@ -155,8 +168,8 @@ def fit_measured(dataset: str | os.PathLike[str], run: str | os.PathLike[str],
     root = Path(dataset)
     rows = [r for r in read_manifest(root) if r.get("label") and r.get("mask_source", "") != "model"]
     by_split = {s: [r for r in rows if r.get("split") == s] for s in ("train", "val", "test")}
-    probability, grid, _ = _localiser(localiser_run)
-    data = {s: _inputs(root, rs, probability, grid) for s, rs in by_split.items() if rs}
+    probabilities, grid, _ = _localiser(localiser_run)
+    data = {s: _inputs(root, rs, probabilities, grid) for s, rs in by_split.items() if rs}
     train = data.get("train")
     if train is None or train["true"] is None:
         raise InputError(f"{root}: no training image for the measured descriptors")
