@@ -11,6 +11,7 @@ time (the server's own work; on the shared 2-core VM other jobs inflate wall tim
 time). The verdict uses wall time unless --judge cpu.
 
     python benchmarks/labeling_save_next.py [--images 1000] [--saves 300] [--mode category]
+        [--queue-order random|manifest|uncertain-first]
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--saves", type=int, default=300, help="timed saves per reader")
     parser.add_argument("--mode", choices=("descriptors", "category"), default="descriptors")
+    parser.add_argument("--queue-order", choices=("random", "manifest", "uncertain-first"),
+                        default="random", help="the project's queue order (default random)")
     parser.add_argument("--judge", choices=("wall", "cpu"), default="wall",
                         help="which clock the pass/fail verdict uses")
     args = parser.parse_args()
@@ -58,7 +61,8 @@ def main() -> int:
         save_png(tile, dataset / "images" / f"{i:05d}.png")
         rows.append({"path": f"images/{i:05d}.png", "patient_id": f"p{i}", "split": "train"})
     write_manifest(dataset, rows)
-    import_project(dataset, "bench", readers=2, progress=False, mode=args.mode)
+    import_project(dataset, "bench", readers=2, progress=False, mode=args.mode,
+                   queue_order=args.queue_order)
     from eutirads.categories import DESCRIPTORS
 
     def verdict(i: int) -> str:

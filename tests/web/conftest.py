@@ -99,19 +99,20 @@ def write_dataset(root: Path, n: int, *, labels: list[str] | None = None,
 
 @pytest.fixture
 def project(db, tmp_path):
-    """Project 'study' with 4 images, 2 readers each, read by category."""
+    """Project 'study' with 4 images, 2 readers each, read by category, queued in the
+    manifest's order (tests name the image a reader gets by its position)."""
     from eutirads.web.labeling.models import Project
     from eutirads.web.labeling.project_io import import_project
 
     import_project(write_dataset(tmp_path / "ds", 4), "study", readers=2, progress=False,
-                   mode="category")
+                   mode="category", queue_order="manifest")
     return Project.objects.get(name="study")
 
 
 @pytest.fixture
 def descriptor_project(db, tmp_path):
-    """Project 'desc' with 4 images, 2 readers each, read by descriptors; image 1 has a
-    box in the manifest."""
+    """Project 'desc' with 4 images, 2 readers each, read by descriptors, queued in the
+    manifest's order; image 1 has a box in the manifest."""
     from eutirads.data.manifest import read_manifest, write_manifest
     from eutirads.web.labeling.models import Project
     from eutirads.web.labeling.project_io import import_project
@@ -120,5 +121,5 @@ def descriptor_project(db, tmp_path):
     rows = read_manifest(root)
     rows[0].update({"x0": "10", "y0": "8", "x1": "40", "y1": "30"})
     write_manifest(root, rows)
-    import_project(root, "desc", readers=2, progress=False)
+    import_project(root, "desc", readers=2, progress=False, queue_order="manifest")
     return Project.objects.get(name="desc")

@@ -1,5 +1,6 @@
 """Fixtures shared by the diagnosis and API tests: a tiny real bundle (built once per session
-through the real export path), users with roles, and a registered active model."""
+through the real export path), conftest's named users under their roles, and a registered
+active model."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 import pytest
 
 CLASSES = ("1", "2", "3", "4", "5")
-PASSWORD = "a-long-test-password-42"
 
 
 def build_tiny_bundle(out: Path, *, test_metrics: dict | None = None) -> Path:
@@ -108,40 +108,32 @@ def active_bundle(db, dx_home, tiny_bundle):
     return register_bundle(tiny_bundle, activate=True)
 
 
-def make_user(name: str, role: str | None, *, password: str | None = None):
-    """A user with a role; no password unless asked (hashing one costs most of a second,
-    and tests log in with force_login or a token)."""
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user(name, password=password)
-    if role:
-        user.groups.add(Group.objects.get(name=role))
-    return user
+# The accounts are conftest.py's named users (one set for every web test), under the role
+# names the diagnosis tests read best: alice and bob radiologists, rita a reviewer, adam an
+# admin, mallory an account without a role.
+@pytest.fixture
+def radiologist(users):
+    return users["alice"]
 
 
 @pytest.fixture
-def radiologist(db):
-    return make_user("rad", "radiologist")
+def other_radiologist(users):
+    return users["bob"]
 
 
 @pytest.fixture
-def other_radiologist(db):
-    return make_user("rad2", "radiologist")
+def admin_user(users):
+    return users["adam"]
 
 
 @pytest.fixture
-def admin_user(db):
-    return make_user("boss", "admin")
+def reviewer(users):
+    return users["rita"]
 
 
 @pytest.fixture
-def reviewer(db):
-    return make_user("rev", "reviewer")
-
-
-@pytest.fixture
-def no_role_user(db):
-    return make_user("nobody", None)
+def no_role_user(users):
+    return users["mallory"]
 
 
 @pytest.fixture

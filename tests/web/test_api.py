@@ -12,7 +12,7 @@ from PIL import Image
 
 import diagnosis_samples as samples
 from diagnosis_fixtures import *  # noqa: F401,F403 - fixtures
-from diagnosis_fixtures import make_user
+from tests.web.conftest import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -105,7 +105,7 @@ def test_predict_stores_a_history_row_and_an_audit_event_without_the_image(clien
 
     body = _validate(_post(client, token, samples.png_bytes()), "/api/v1/predict")
     row = Prediction.objects.get(pk=body["id"])
-    assert row.user.username == "rad" and row.channel == "api" and row.image_name == ""
+    assert row.user.username == "alice" and row.channel == "api" and row.image_name == ""
     assert AuditEvent.objects.filter(action="diagnosis.predict",
                                      target=f"prediction #{row.pk}").exists()
 

@@ -71,7 +71,7 @@ def test_two_readers_label_by_keyboard_and_the_reviewer_sees_their_agreement(
     for name, role in (("alice", "radiologist"), ("bob", "radiologist"), ("rita", "reviewer")):
         make_user(name, role)
     import_project(write_dataset(tmp_path / "ds", 5), "study", readers=2, progress=False,
-                   mode="category")
+                   mode="category", queue_order="manifest")
     base = live_server.url
 
     page = browser.new_page(viewport={"width": 1366, "height": 820})

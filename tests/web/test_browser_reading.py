@@ -1,7 +1,8 @@
 """Structured reading in a real browser (Debian's chromium via Playwright), live server:
 a radiologist in Spanish reads phantom images by descriptors with the keyboard only; the
 browser's rule agrees with Python on every combination; a slow network never shows a
-stale image with saving live; a focused slider keeps its keys."""
+stale image with saving live; a focused slider keeps its keys; a pinch zooms and a drag
+sets window/level; the reading room is dark."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _phantom_project(tmp_path, name="fantoma", n=3, readers=1):
 
     root = tmp_path / "phantom"
     generate_dataset(root, n=n, seed=3, width=320, height=220, progress=False, workers=1)
-    import_project(root, name, readers=readers, progress=False)
+    import_project(root, name, readers=readers, progress=False, queue_order="manifest")
     return root
 
 
@@ -130,7 +131,7 @@ def test_on_a_slow_network_the_old_image_is_hidden_and_saving_is_off_until_the_n
 
     make_user("alice", "radiologist")
     import_project(write_dataset(tmp_path / "ds", 4), "slow", readers=1, progress=False,
-                   mode="category")
+                   mode="category", queue_order="manifest")
     base = live_server.url
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     log_in(page, base, "alice")
@@ -183,7 +184,7 @@ def test_keys_on_a_focused_slider_never_save_or_advance(live_server, browser, tm
 
     make_user("alice", "radiologist")
     import_project(write_dataset(tmp_path / "ds", 3), "slider", readers=1, progress=False,
-                   mode="category")
+                   mode="category", queue_order="manifest")
     base = live_server.url
     page = browser.new_page()
     log_in(page, base, "alice")
@@ -204,6 +205,116 @@ def test_keys_on_a_focused_slider_never_save_or_advance(live_server, browser, tm
     assert Reading.objects.filter(done=True).count() == 1
 
 
+def test_a_pinch_zooms_and_a_drag_sets_window_and_level_on_the_reading_screen(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling.models import Reading
+    from eutirads.web.labeling.project_io import import_project
+
+    make_user("alice", "radiologist")
+    import_project(write_dataset(tmp_path / "ds", 2), "pinch", readers=1, progress=False,
+                   mode="category")
+    context = browser.new_context(has_touch=True, viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/labeling/pinch/read/")
+    page.wait_for_selector("#image:not([hidden])")
+    stage = page.locator("#stage").bounding_box()
+    cx, cy = stage["x"] + stage["width"] / 2, stage["y"] + stage["height"] / 2
+    cdp = context.new_cdp_session(page)
+
+    def touch(kind, points):  # real touch input, as a tablet's screen sends it
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [
+            {"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]})
+
+    def view():
+        return page.evaluate("""() => { const i = document.getElementById('image');
+            return { transform: i.style.transform, filter: i.style.filter,
+                     overlay: document.getElementById('overlay').style.transform,
+                     zoom: document.getElementById('zoom-level').textContent,
+                     brightness: document.getElementById('brightness').value,
+                     contrast: document.getElementById('contrast').value }; }""")
+
+    # Two fingers 80 px apart spread to 240 px: three times the size, the outline with it.
+    touch("touchStart", [(cx - 40, cy), (cx + 40, cy)])
+    for step in range(1, 11):
+        touch("touchMove", [(cx - 40 - 8 * step, cy), (cx + 40 + 8 * step, cy)])
+    touch("touchEnd", [])
+    zoomed = view()
+    assert zoomed["zoom"] == "300%" and "scale(3)" in zoomed["transform"]
+    assert zoomed["overlay"] == zoomed["transform"]
+    # One finger: window/level (right +60 px: contrast +30; up 40 px: brightness +20).
+    touch("touchStart", [(cx, cy)])
+    for step in range(1, 5):
+        touch("touchMove", [(cx + 15 * step, cy - 10 * step)])
+    touch("touchEnd", [])
+    levelled = view()
+    assert (levelled["brightness"], levelled["contrast"]) == ("120", "130")
+    assert levelled["filter"] == "brightness(120%) contrast(130%)"
+    assert levelled["zoom"] == "300%"  # a level drag leaves the zoom alone
+    # The mouse: 0 resets; a right-button drag sets window/level; a left drag pans when zoomed.
+    page.keyboard.press("0")
+    assert view()["filter"] == "brightness(100%) contrast(100%)" and view()["zoom"] == "100%"
+    page.mouse.move(cx, cy)
+    page.mouse.down(button="right")
+    page.mouse.move(cx - 40, cy + 20, steps=4)
+    page.mouse.up(button="right")
+    assert view()["filter"] == "brightness(90%) contrast(80%)"
+    page.keyboard.press("+")
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 30, cy + 10, steps=3)
+    page.mouse.up()
+    assert view()["transform"] == "translate(30px, 10px) scale(1.25)"
+    # None of it saved or moved on: the keys still label the image on screen.
+    assert not Reading.objects.filter(done=True).exists()
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('status').textContent === 'Saved.'")
+    assert Reading.objects.filter(done=True, label="3").count() == 1
+
+
+def _mean_brightness(page) -> float:
+    """The painted page's mean grey level, 0 (black) to 1 (white), from a screenshot."""
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    shot = PILImage.open(io.BytesIO(page.screenshot())).convert("L")
+    return float(np.asarray(shot, dtype=np.float32).mean() / 255)
+
+
+def test_the_reading_screen_is_dark_with_the_largest_image_and_other_pages_follow_the_system(
+        live_server, browser, tmp_path):  # noqa: F811
+    from eutirads.web.labeling.project_io import import_project
+
+    make_user("alice", "radiologist")
+    import_project(write_dataset(tmp_path / "ds", 2), "sala", readers=1, progress=False,
+                   mode="category")
+    viewport = {"width": 1366, "height": 820}
+    brightness = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(color_scheme=scheme, viewport=viewport)
+        page = context.new_page()
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/labeling/sala/")
+        brightness[scheme, "project"] = _mean_brightness(page)
+        page.goto(f"{live_server.url}/labeling/sala/read/")
+        page.wait_for_selector("#image:not([hidden])")
+        stage = page.locator("#stage").bounding_box()
+        image = page.locator("#image").bounding_box()
+        # The chrome around the image (the test picture is bright noise): hide the picture.
+        page.eval_on_selector("#image", "e => { e.style.visibility = 'hidden'; }")
+        brightness[scheme, "reading"] = _mean_brightness(page)
+        context.close()
+        # The image takes all the room the panel leaves (object-fit keeps its shape).
+        assert stage["width"] >= viewport["width"] - 400 and stage["height"] >= viewport["height"] - 120
+        assert all(abs(image[k] - stage[k]) <= 1 for k in ("x", "y", "width", "height"))
+    # A dark reading room whatever the system says; the other pages follow the system.
+    assert brightness["light", "reading"] < 0.25 and brightness["dark", "reading"] < 0.25, brightness
+    assert brightness["light", "project"] > 0.7 and brightness["dark", "project"] < 0.25, brightness
+
+
 def test_the_help_overlay_lists_the_keys_and_b_toggles_the_nodule_box(
         live_server, browser, tmp_path):  # noqa: F811
     from eutirads.data.manifest import read_manifest, write_manifest
@@ -214,7 +325,7 @@ def test_the_help_overlay_lists_the_keys_and_b_toggles_the_nodule_box(
     rows = read_manifest(root)
     rows[0].update({"x0": "10", "y0": "8", "x1": "40", "y1": "30"})
     write_manifest(root, rows)
-    import_project(root, "ayuda", readers=1, progress=False)
+    import_project(root, "ayuda", readers=1, progress=False, queue_order="manifest")
     base = live_server.url
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     log_in(page, base, "alice")
@@ -249,6 +360,14 @@ def test_a_reviewer_adjudicates_with_the_same_keys(live_server, browser, tmp_pat
     assert "1 of 2" in page.inner_text("#adjudication-progress")
     page.keyboard.press("+")
     assert "scale(1.25)" in page.eval_on_selector("#adjudicate-image", "e => e.style.transform")
+    box = page.locator("#adjudicate-image").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down(button="right")  # window/level, as on the reading screen
+    page.mouse.move(x + 40, y - 20, steps=4)
+    page.mouse.up(button="right")
+    assert page.eval_on_selector("#adjudicate-image", "e => e.style.filter") == \
+        "brightness(110%) contrast(120%)"
     page.keyboard.press("4")
     page.wait_for_url(f"**/adjudication/{images[1].pk}/")
     page.keyboard.press("x")
@@ -258,7 +377,7 @@ def test_a_reviewer_adjudicates_with_the_same_keys(live_server, browser, tmp_pat
     assert [i.consensus_label for i in images] == ["4", "excluded"]
 
 
-def test_no_page_of_core_labeling_or_the_admin_breaks_the_content_security_policy(
+def test_no_page_of_core_labeling_diagnosis_or_the_admin_breaks_the_content_security_policy(
         live_server, browser, tmp_path):  # noqa: F811
     from eutirads.web.labeling import queue
     from eutirads.web.labeling.models import Image
@@ -274,9 +393,10 @@ def test_no_page_of_core_labeling_or_the_admin_breaks_the_content_security_polic
     queue.save_reading(image, users["bob"], nodule=False)
     base = live_server.url
     pages = {"alice": ["/", "/labeling/", "/labeling/csp/", "/labeling/csp/read/",
-                       "/labeling/csp/mine/", "/password/"],
+                       "/labeling/csp/mine/", "/password/", "/diagnosis/", "/diagnosis/history/",
+                       "/diagnosis/models/", "/diagnosis/reading/"],
              "rita": ["/labeling/csp/agreement/", "/labeling/csp/adjudication/",
-                      f"/labeling/csp/adjudication/{image.pk}/"],
+                      f"/labeling/csp/adjudication/{image.pk}/", "/diagnosis/reading/report/"],
              "adam": ["/audit/", "/admin/", "/admin/labeling/project/",
                       f"/admin/labeling/project/{image.project.pk}/change/"]}
     for name, urls in pages.items():

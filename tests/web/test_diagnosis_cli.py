@@ -43,7 +43,7 @@ def test_models_add_refuses_a_folder_that_is_not_a_bundle_with_a_one_line_error(
 
 
 def test_users_token_prints_a_working_token_once(radiologist, active_bundle, client, capsys):
-    assert main(["users", "token", "rad"]) == 0
+    assert main(["users", "token", "alice"]) == 0
     token = capsys.readouterr().out.strip()
     assert len(token) >= 40
     assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
@@ -51,7 +51,7 @@ def test_users_token_prints_a_working_token_once(radiologist, active_bundle, cli
 
 def test_users_token_refuses_unknown_users_and_users_without_a_role(no_role_user, capsys):
     assert main(["users", "token", "ghost"]) == 2
-    assert main(["users", "token", "nobody"]) == 2
+    assert main(["users", "token", "mallory"]) == 2
     assert "no role" in capsys.readouterr().err
 
 
@@ -106,16 +106,16 @@ def test_users_token_expires_lists_and_revokes_with_every_step_audited(radiologi
 
     from eutirads.web.diagnosis.models import ApiToken
 
-    assert main(["users", "token", "rad", "--expires", "30"]) == 0
+    assert main(["users", "token", "alice", "--expires", "30"]) == 0
     out = capsys.readouterr().out
     token = out.split()[-1]  # still the last word printed
     row = ApiToken.objects.get()
     assert row.expires_at and timedelta(days=29) < row.expires_at - timezone.now() <= \
         timedelta(days=30)
     assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
-    assert main(["users", "tokens", "rad"]) == 0
+    assert main(["users", "tokens", "alice"]) == 0
     listing = capsys.readouterr().out
-    assert f"{row.pk}\trad\t{row.prefix}…\tactive" in listing and token not in listing
+    assert f"{row.pk}\talice\t{row.prefix}…\tactive" in listing and token not in listing
     # expiry enforced
     ApiToken.objects.filter(pk=row.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 401
@@ -123,7 +123,7 @@ def test_users_token_expires_lists_and_revokes_with_every_step_audited(radiologi
     main(["users", "tokens"])
     assert "\texpired\t" in capsys.readouterr().out
     # revoke by id
-    second = main(["users", "token", "rad"]) == 0 and capsys.readouterr().out.split()[-1]
+    second = main(["users", "token", "alice"]) == 0 and capsys.readouterr().out.split()[-1]
     second_row = ApiToken.objects.get(prefix=second[:8])
     assert main(["users", "revoke", str(second_row.pk)]) == 0
     assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {second}").status_code == 401
@@ -141,15 +141,15 @@ def test_revoke_all_and_re_adding_a_user_revoke_every_old_token(radiologist, cli
     from eutirads.web.diagnosis.models import ApiToken
 
     for _ in range(2):
-        main(["users", "token", "rad"])
-    main(["users", "revoke", "--all", "rad"])
+        main(["users", "token", "alice"])
+    main(["users", "revoke", "--all", "alice"])
     assert "revoked 2 API token(s)" in capsys.readouterr().out
     assert not any(r.status() == "active" for r in ApiToken.objects.all())
-    main(["users", "token", "rad"])
+    main(["users", "token", "alice"])
     token = capsys.readouterr().out.split()[-1]
     monkeypatch.setattr("sys.stdin", io.StringIO("a-new-long-password-77\n"))
-    assert main(["users", "add", "rad", "--role", "radiologist"]) == 0
-    assert "revoked 1 API token(s) of rad" in capsys.readouterr().out
+    assert main(["users", "add", "alice", "--role", "radiologist"]) == 0
+    assert "revoked 1 API token(s) of alice" in capsys.readouterr().out
     assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}").status_code == 401
     assert _audit("diagnosis.token_revoke")[-1].after["reason"] == "user re-added"
 
@@ -171,4 +171,4 @@ def test_a_token_deleted_in_the_django_admin_is_audited_with_the_admins_name(rad
     assert response.status_code == 302 and not ApiToken.objects.exists()
     (event,) = _audit("diagnosis.token_delete")
     assert event.target == f"token #{row.pk}" and event.username == "chief"
-    assert event.after["owner"] == "rad"
+    assert event.after["owner"] == "alice"

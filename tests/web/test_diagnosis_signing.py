@@ -212,7 +212,7 @@ def test_the_pdf_report_holds_outline_size_descriptors_category_decision_and_mod
     assert f"Model: EU-TIRADS {prediction.label}" in text
     assert f"{prediction.diameter_mm:g} mm (measured on the model's outline)" in text
     assert model_value.replace("_", " ") in text and other in text
-    assert "EU-TIRADS 4 · Intermediate risk" in text and "rad" in text
+    assert "EU-TIRADS 4 · Intermediate risk" in text and "alice" in text
     assert "full-test-model" in text and "accuracy 0.61" in text
     assert ("not kept" in text) is (not keep)
     # the page shows the outline: yellow contour pixels, and (when kept) the image's grey
@@ -281,7 +281,7 @@ def test_the_readers_report_counts_signed_decisions_against_the_model(client, ra
     other = "1" if second.label != "1" else "2"
     _decide(rad_client, second.pk, other, echogenicity=model_value)
     (row,) = decision_report()["radiologists"]
-    assert row["radiologist"] == "rad" and row["n"] == 2
+    assert row["radiologist"] == "alice" and row["n"] == 2
     assert row["same_category"] == pytest.approx(0.5)
     assert row["descriptors"]["echogenicity"] == {"n": 2, "changed": 1}
     client.force_login(reviewer)

@@ -93,7 +93,7 @@ def test_history_shows_own_predictions_and_admins_see_everyones(client, radiolog
     assert client.get("/diagnosis/history/").content.decode().count("/diagnosis/history/") == 1
     client.force_login(admin_user)
     page = client.get("/diagnosis/history/").content.decode()
-    assert ">rad<" in page and ">rad2<" in page
+    assert ">alice<" in page and ">bob<" in page
 
 
 def test_a_kept_image_is_served_to_its_owner_and_admins_only(client, radiologist,
@@ -153,6 +153,18 @@ def test_registering_a_folder_that_is_not_a_bundle_shows_the_reason(client, admi
     assert "not a model bundle" in response.content.decode()
 
 
+def test_the_forms_refuse_a_relative_folder_and_an_overlong_field_in_one_line(
+        client, admin_user, rad_client, active_bundle):
+    client.force_login(admin_user)
+    response = client.post("/diagnosis/models/add/", {"folder": "bundles/x"}, follow=True,
+                           HTTP_ACCEPT_LANGUAGE="es-CO")
+    assert "Indique la ruta absoluta de la carpeta del paquete" in response.content.decode()
+    upload = _upload(samples.png_bytes(samples.ultrasound_like(320, 240)), "frame.png")
+    response = rad_client.post("/diagnosis/", {"x0": "1" * 30, "image": upload})
+    assert response.status_code == 400
+    assert re.search(r"x0: Ensure this value has at most 20 characters", response.content.decode())
+
+
 # ---- reading mode and the comparison report ------------------------------------------------
 
 @pytest.fixture
@@ -186,6 +198,31 @@ def test_reading_mode_shows_an_image_blind_then_the_models_answer(client_for, ac
     # the next image is another one; reading the same one twice is refused
     assert f'name="item" value="{item}"' not in alice.get("/diagnosis/reading/").content.decode()
     assert alice.post("/diagnosis/reading/", {"item": item, "label": "3"}).status_code == 400
+
+
+def test_reading_mode_never_shows_a_reader_an_image_they_labelled_or_adjudicated(
+        client_for, users, active_bundle, consensus_project):
+    from eutirads.web.labeling import queue
+
+    images = list(consensus_project.images.select_related("project").order_by("position"))
+    queue.save_reading(images[0], users["alice"], label="2")  # alice labelled image 1
+    images[1].consensus_by = users["alice"]  # and adjudicated image 2 (as a reviewer may)
+    images[1].save()
+    alice = client_for("alice")
+    shown = []
+    while True:
+        match = re.search(r'name="item" value="(\d+)"', alice.get("/diagnosis/reading/").content.decode())
+        if match is None:
+            break
+        shown.append(int(match.group(1)))
+        assert alice.post("/diagnosis/reading/", {"item": match.group(1), "label": "3"}).status_code == 200
+    assert shown == [images[2].pk, images[3].pk]
+    # Nor may she post a reading of one by its number.
+    assert alice.post("/diagnosis/reading/", {"item": str(images[0].pk), "label": "2"}).status_code == 400
+    # bob, who labelled none of them, is shown all four.
+    bob = client_for("bob")
+    first = re.search(r'name="item" value="(\d+)"', bob.get("/diagnosis/reading/").content.decode())
+    assert int(first.group(1)) == images[0].pk
 
 
 def test_the_report_scores_each_reader_and_the_model_against_consensus(client_for, active_bundle,
@@ -241,3 +278,23 @@ def test_every_diagnosis_and_api_url_refuses_anonymous_visitors(client, active_b
                                                                  response.status_code)
                 if url.startswith("/api/") and response.status_code == 401:
                     assert response.json()["error"]
+
+
+def test_the_report_shows_a_dash_where_a_kappa_is_undefined_and_speaks_spanish(
+        client_for, active_bundle, consensus_project):
+    from eutirads.web.labeling.models import Image
+
+    alice = client_for("alice")
+    item = re.search(r'name="item" value="(\d+)"',
+                     alice.get("/diagnosis/reading/").content.decode()).group(1)
+    truth = Image.objects.get(pk=item).consensus_label
+    assert alice.post("/diagnosis/reading/", {"item": item, "label": truth}).status_code == 200
+    page = client_for("rita").get("/diagnosis/reading/report/").content.decode()
+    # One image: accuracy 1, kappa undefined (one image, no variation): "—", never "nan".
+    assert re.search(r'<tr><td>alice</td><td class="num">1</td><td class="num">1.000</td>'
+                     r'<td class="num">—</td>', page)
+    assert ">nan<" not in page
+    spanish = client_for("rita").get("/diagnosis/reading/report/",
+                                     HTTP_ACCEPT_LANGUAGE="es-CO").content.decode()
+    assert "Lectores y modelo frente al consenso" in spanish and "Exactitud del lector" in spanish
+    assert '<td class="num">1,000</td>' in spanish  # the locale's decimal mark

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import pytest
 
@@ -340,6 +341,27 @@ def test_the_language_switch_is_kept_per_user_across_logins(client, users):
     assert "Proyectos de etiquetado" in page.content.decode()
 
 
+def test_dates_and_numbers_follow_the_language(client_for, users, project):
+    from django.utils import timezone
+
+    from eutirads.web.labeling import queue
+
+    images = list(Image.objects.select_related("project").order_by("position"))
+    for image, (a, b) in zip(images, [("3", "3"), ("4", "5"), ("2", "2"), ("5", "4")]):
+        queue.save_reading(image, users["alice"], label=a)
+        queue.save_reading(image, users["bob"], label=b)
+    saved = timezone.localtime(Reading.objects.filter(reader=users["alice"]).first().saved_at)
+    alice = client_for("alice")
+    spanish = alice.get("/labeling/study/mine/", HTTP_ACCEPT_LANGUAGE="es-CO").content.decode()
+    english = alice.get("/labeling/study/mine/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f"{saved:%d/%m/%Y}" in spanish and f"{saved:%m/%d/%Y}" in english
+    rita = client_for("rita")
+    kappa = rita.get("/labeling/study/agreement/", HTTP_ACCEPT_LANGUAGE="es-CO").content.decode()
+    assert re.search(r'id="fleiss">0,\d\d \(', kappa)  # the decimal comma, Landis-Koch in Spanish
+    kappa = rita.get("/labeling/study/agreement/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert re.search(r'id="fleiss">0\.\d\d \(', kappa)
+
+
 def test_javascript_strings_and_errors_are_translated(client_for, descriptor_project):
     alice = client_for("alice")
     catalog = alice.get("/jsi18n/", HTTP_ACCEPT_LANGUAGE="es")
@@ -372,6 +394,50 @@ def test_the_committed_mo_files_match_their_po_sources(tmp_path):
         subprocess.run([msgfmt, "--check", "-o", str(fresh), str(po)], check=True)
         with open(fresh, "rb") as a, open(po.with_suffix(".mo"), "rb") as b:
             assert gettext.GNUTranslations(a)._catalog == gettext.GNUTranslations(b)._catalog, po
+
+
+@pytest.mark.parametrize("domain", ["django", "djangojs"])
+def test_every_string_of_the_templates_code_and_scripts_has_a_spanish_translation(
+        tmp_path, domain):
+    """Django's makemessages, run over a copy of the web app without its catalogues, finds
+    every string marked for translation (templates, Python, the pages' scripts); each must
+    have a Spanish translation in one of the committed catalogues (Django merges the apps'
+    catalogues at run time)."""
+    import ast
+    import gettext
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("xgettext") is None or shutil.which("msgattrib") is None:
+        pytest.skip("xgettext is absent (install Debian's gettext package)")
+    import eutirads.web
+
+    web = Path(eutirads.web.__file__).parent
+    copy = tmp_path / "web"
+    shutil.copytree(web, copy, ignore=shutil.ignore_patterns("locale", "__pycache__"))
+    (copy / "locale").mkdir()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "eutirads.web.settings"}
+    subprocess.run([sys.executable, "-m", "django", "makemessages", "-l", "es_CO", "-d", domain,
+                    "--no-location", "--ignore", "migrations/*"], cwd=copy, env=env, check=True,
+                   capture_output=True)
+    extracted = subprocess.run(["msgattrib", "--no-wrap", str(copy / "locale/es_CO/LC_MESSAGES"
+                                                             / f"{domain}.po")],
+                               capture_output=True, text=True, check=True).stdout
+    # A string with a context (pgettext) is catalogued as "context\x04string".
+    wanted = {(ast.literal_eval(f'"{ctx}"') + "\x04" if ctx else "") + ast.literal_eval(f'"{m}"')
+              for ctx, m in re.findall(r'^(?:msgctxt "(.*)"\n)?msgid "(.+)"$', extracted, re.M)}
+    assert len(wanted) >= (100 if domain == "django" else 20)
+    translated = set()
+    for mo in web.glob(f"*/locale/es_CO/LC_MESSAGES/{domain}.mo"):
+        with open(mo, "rb") as handle:
+            catalog = gettext.GNUTranslations(handle)._catalog
+        translated |= {key[0] if isinstance(key, tuple) else key
+                       for key, value in catalog.items() if value}
+    assert sorted(wanted - translated) == []
 
 
 def test_changes_made_in_the_django_admin_are_audited(client_for, project):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from diagnosis_fixtures import tiny_bundle  # noqa: F401  (fixture)
 from eutirads.web.labeling.models import Image, Project
 

@@ -89,6 +89,24 @@ def test_every_response_has_a_strict_csp_and_a_permissions_policy(client_for):
     assert "camera=()" in response["Permissions-Policy"]
 
 
+def test_nothing_shown_to_a_logged_in_user_is_cached(client, client_for, users, project):
+    from eutirads.web.diagnosis.tokens import create_token
+
+    alice = client_for("alice")
+    for url in ("/", "/labeling/study/", "/labeling/study/mine/", "/diagnosis/",
+                "/diagnosis/history/"):
+        response = alice.get(url)
+        assert response.status_code == 200, url
+        assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+    token = create_token(users["alice"])
+    api = client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Token {token}")
+    assert api.status_code == 200 and "no-store" in api["Cache-Control"]
+    # The image views keep their own header.
+    image_id = alice.post("/labeling/study/api/next/", "{}", content_type="application/json"
+                          ).json()["current"]["id"]
+    assert alice.get(f"/labeling/study/image/{image_id}/")["Cache-Control"] == "no-store"
+
+
 def test_behind_a_trusted_proxy_the_client_address_comes_from_its_header(rf, settings):
     from eutirads.web.core.network import client_ip
 

@@ -20,6 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--mode", choices=("descriptors", "category"), default="descriptors",
                      help="readers set the five descriptors and the rule gives the category "
                           "(descriptors, default), or they pick the category only")
+    imp.add_argument("--queue-order", choices=("random", "manifest", "uncertain-first"),
+                     default="random",
+                     help="the order readers get a new project's images: a fixed shuffle "
+                          "(random, default), the manifest's, or the model's least certain "
+                          "first (see 'label rank')")
     labels = imp.add_mutually_exclusive_group()
     labels.add_argument("--keep-labels", metavar="READER",
                         help="keep the manifest's labels as this reader's readings")
@@ -59,7 +64,8 @@ def _import(args: argparse.Namespace) -> int:
     from ..web.labeling.project_io import import_project
 
     report = import_project(args.dataset, args.project, readers=args.readers,
-                            keep_labels_as=args.keep_labels, mode=args.mode)
+                            keep_labels_as=args.keep_labels, mode=args.mode,
+                            queue_order=args.queue_order)
     for problem in report.problems:
         print(f"eutirads: warning: {problem}", file=sys.stderr)
     print(report.summary())

@@ -142,6 +142,8 @@ MIDDLEWARE = [
     # A logged-in user's own choice of language wins over the browser's.
     "eutirads.web.core.middleware.UserLanguageMiddleware",
     "eutirads.web.core.middleware.IdleTimeoutMiddleware",
+    # Pages for a logged-in user: Cache-Control no-store (patient images, labels).
+    "eutirads.web.core.middleware.PrivateResponsesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "eutirads.web.core.middleware.EutiradsErrorMiddleware",

@@ -1,11 +1,13 @@
-"""Middleware: the idle-session timeout, the user's own language, and an `EutiradsError`
-raised by a view becomes a 4xx page (or JSON), never a traceback."""
+"""Middleware: the idle-session timeout, the user's own language, no caching of what a
+logged-in user is shown, and an `EutiradsError` raised by a view becomes a 4xx page (or
+JSON), never a traceback."""
 
 from __future__ import annotations
 
 import time
 
 from django.utils import translation
+from django.utils.cache import add_never_cache_headers
 
 from ...errors import EutiradsError
 from .errors import error_response
@@ -94,3 +96,20 @@ class IdleTimeoutMiddleware:
             if now - int(session.get("_eutirads_seen", 0)) >= self.RENEW_SECONDS:
                 session["_eutirads_seen"] = now  # marks the session modified: saved, renewed
         return self.get_response(request)
+
+
+class PrivateResponsesMiddleware:
+    """Never cache what a logged-in user is shown: pages embed patient images (data: URIs
+    on the diagnosis pages), reports and labels, and the next person at a shared browser
+    must not find them in its cache or history. A response that sets its own
+    Cache-Control (the image views: no-store) keeps it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)  # the API's token user is set by its view
+        if user is not None and user.is_authenticated and not response.has_header("Cache-Control"):
+            add_never_cache_headers(response)
+        return response

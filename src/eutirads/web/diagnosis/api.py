@@ -15,9 +15,10 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from ...errors import EutiradsError, ModelError
+from ...errors import EutiradsError
 from ...inference.uploads import UploadError
 from ..core.access import ROLES, has_role
+from ..core.errors import status_for
 from . import services
 from .requests import request_too_large, upload_from_request
 from .tokens import token_from_header, user_for_token
@@ -54,12 +55,8 @@ def api_view(view):
             return _error("your account has no role that allows the API", 403)
         try:
             return view(request, *args, **kwargs)
-        except UploadError as exc:
-            return _error(str(exc), exc.status)
-        except ModelError as exc:
-            return _error(str(exc), 503)
-        except EutiradsError as exc:
-            return _error(str(exc), 400)
+        except EutiradsError as exc:  # the one mapping: its own status, 503, or 400
+            return _error(str(exc), status_for(exc))
 
     return csrf_exempt(wrapped)
 

@@ -35,11 +35,15 @@ def _key(item) -> str:
     return f"labeling:{item.pk}"
 
 
-def _candidates():
+def _candidates(user):
+    """Labeling images with a consensus label that `user` reads blind: never one they
+    labelled (or claimed) in the labeling app, nor one whose consensus they set."""
     from ..labeling.models import Image
 
-    return Image.objects.select_related("project").filter(
-        consensus_label__in=EU_TIRADS_LABELS).order_by("project_id", "position")
+    return (Image.objects.select_related("project")
+            .filter(consensus_label__in=EU_TIRADS_LABELS)
+            .exclude(readings__reader=user).exclude(consensus_by=user)
+            .order_by("project_id", "position"))
 
 
 def next_item(user):
@@ -49,7 +53,7 @@ def next_item(user):
     done = Reading.objects.filter(reader=user).exclude(item_key="").values_list("item_key",
                                                                                 flat=True)
     done_ids = [int(k.split(":", 1)[1]) for k in done if k.startswith("labeling:")]
-    return _candidates().exclude(pk__in=done_ids).first()
+    return _candidates(user).exclude(pk__in=done_ids).first()
 
 
 def item_pixels(item) -> np.ndarray:
@@ -75,11 +79,12 @@ def submit(user, item_id: str, label: str, *, request=None) -> Outcome:
     if label not in EU_TIRADS_LABELS:
         raise InputError("choose an EU-TIRADS category (1-5)")
     try:
-        item = _candidates().get(pk=int(item_id))
+        item = _candidates(user).get(pk=int(item_id))
     except (ValueError, TypeError):
         raise InputError("no such image") from None
     except Exception:  # DoesNotExist
-        raise InputError("no such image, or it has no consensus label") from None
+        raise InputError("no such image, or it has no consensus label, or you labelled it "
+                         "yourself") from None
     if Reading.objects.filter(reader=user, item_key=_key(item)).exists():
         raise InputError("you have already read this image")
     pixels = item_pixels(item)

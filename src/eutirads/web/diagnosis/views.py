@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ...categories import CATEGORIES
-from ...errors import EutiradsError, InputError, ModelError
-from ...inference.diagnosis import DESCRIPTOR_VALUES, outline_geometry
+from ...errors import EutiradsError, InputError
+from ...inference.diagnosis import outline_geometry
 from ...inference.uploads import UploadError, encode_png
 from ..core.access import ADMIN, READERS, REVIEWER, ROLES, has_role, role_required
+from ..core.errors import status_for
+from ..core.vocabulary import DESCRIPTOR_LABELS
 from . import comparison, present, report, services
+from .forms import ClassifyForm, DecisionForm, ModelAddForm, ReadingForm, cleaned
 from . import reading as reading_service
 from .models import ModelBundle, Prediction
 from .requests import request_too_large, upload_from_request
@@ -58,31 +62,30 @@ def classify(request):
     if request.method == "GET":
         context.update(present.bundle_context(_optional_bundle()))
         return render(request, "diagnosis/classify.html", context)
-    context["form"] = {k: request.POST.get(k, "") for k in
-                       ("x0", "y0", "x1", "y1", "size_mm", "mm_per_pixel", "keep_image",
-                        "send_to_pacs")}
+    form = ClassifyForm(request.POST)
+    context["form"] = form.echo()
     try:
         if request_too_large(request):
             raise UploadError(f"upload too large (limit {_max_mb()} MB)", 413)
+        values = cleaned(form)
         image = upload_from_request(request)
-        box = services.parse_box(request.POST, image.width, image.height)
-        size_mm = services.parse_size_mm(request.POST.get("size_mm"))
-        mm_per_pixel = image.mm_per_pixel or services.parse_pixel_mm(
-            request.POST.get("mm_per_pixel"))
+        box = services.parse_box(values, image.width, image.height)
+        size_mm = services.parse_size_mm(values["size_mm"])
+        mm_per_pixel = image.mm_per_pixel or services.parse_pixel_mm(values["mm_per_pixel"])
         bundle = services.active_bundle()
         diagnosis = services.diagnose(services.get_predictor(bundle), image, box=box,
                                       size_mm=size_mm, mm_per_pixel=mm_per_pixel)
         prediction = services.save_prediction(
             diagnosis, image, user=request.user, bundle=bundle, channel="web",
-            keep_image=request.POST.get("keep_image") == "1", request=request)
+            keep_image=values["keep_image"], request=request)
     except EutiradsError as exc:
-        status = getattr(exc, "status", 503 if isinstance(exc, ModelError) else 400)
+        status = status_for(exc)
         context.update(present.bundle_context(_optional_bundle()))
         context["error"] = str(exc)
         return render(request, "diagnosis/classify.html", context, status=status)
     context.update(result_context(diagnosis, image, prediction, bundle))
     context["mm_per_pixel"] = mm_per_pixel
-    if request.POST.get("send_to_pacs") == "1":
+    if values["send_to_pacs"]:
         context.update(_send_to_pacs(request, diagnosis, bundle))
     return render(request, "diagnosis/classify.html", context)
 
@@ -147,15 +150,16 @@ def prediction_decision(request, pk: int):
     prediction = _own_prediction(request, pk)
     if prediction.user_id != request.user.pk:
         raise Http404("no such prediction")
-    descriptors = {name: request.POST.get(f"d_{name}", "") for name in DESCRIPTOR_VALUES}
+    form = DecisionForm(request.POST)
     try:
-        services.save_decision(prediction, user=request.user, label=request.POST.get("label", ""),
-                               descriptors=descriptors, note=request.POST.get("note", ""),
+        values = cleaned(form)
+        services.save_decision(prediction, user=request.user, label=values["label"],
+                               descriptors=form.descriptors(), note=values["note"],
                                request=request)
     except InputError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, "Your decision is saved beside the model's answer.")
+        messages.success(request, _("Your decision is saved beside the model's answer."))
     return redirect("diagnosis:prediction", pk=prediction.pk)
 
 
@@ -201,7 +205,8 @@ def model_activate(request, pk: int):
     bundle = services.activate_bundle(pk, user=request.user)
     from django.contrib import messages
 
-    messages.success(request, f"Model #{bundle.pk} ({bundle.name}) is now active.")
+    messages.success(request, _("Model #%(id)s (%(name)s) is now active.")
+                     % {"id": bundle.pk, "name": bundle.name})
     return redirect("diagnosis:models")
 
 
@@ -209,21 +214,21 @@ def model_activate(request, pk: int):
 @require_POST
 def model_add(request):
     """Register a bundle folder that is on the server (as `eutirads models add` does)."""
-    from pathlib import Path
-
     from django.contrib import messages
 
-    folder = request.POST.get("folder", "").strip()
-    if not folder or not Path(folder).is_absolute():
-        messages.error(request, "Give the bundle's absolute folder path on the server.")
+    form = ModelAddForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, next(iter(form.errors.values()))[0])
         return redirect("diagnosis:models")
     try:
-        bundle = services.register_bundle(Path(folder), activate=request.POST.get("activate") == "1",
+        bundle = services.register_bundle(form.cleaned_data["folder"],
+                                          activate=form.cleaned_data["activate"],
                                           user=request.user)
     except EutiradsError as exc:
         messages.error(request, str(exc))
         return redirect("diagnosis:models")
-    messages.success(request, f"Registered model #{bundle.pk} ({bundle.name}).")
+    messages.success(request, _("Registered model #%(id)s (%(name)s).")
+                     % {"id": bundle.pk, "name": bundle.name})
     return redirect("diagnosis:models")
 
 
@@ -241,12 +246,12 @@ def reading(request):
             "item": item, "image_uri": services.data_uri(encode_png(pixels)),
             "choices": [(str(n), c.name) for n, c in CATEGORIES.items()]})
     try:
-        outcome = reading_service.submit(request.user, request.POST.get("item", ""),
-                                         request.POST.get("label", ""), request=request)
+        values = cleaned(ReadingForm(request.POST))
+        outcome = reading_service.submit(request.user, values["item"], values["label"],
+                                         request=request)
     except EutiradsError as exc:
-        status = 503 if isinstance(exc, ModelError) else 400
-        return render(request, "core/error.html", {"title": "Reading not saved",
-                                                   "message": str(exc)}, status=status)
+        return render(request, "core/error.html", {"title": _("Reading not saved"),
+                                                   "message": str(exc)}, status=status_for(exc))
     context = result_context(outcome.diagnosis, outcome.image, outcome.prediction, outcome.bundle)
     context.update({"reading": outcome.reading, "agrees": outcome.reading.human_label ==
                     outcome.diagnosis.label,
@@ -258,4 +263,5 @@ def reading(request):
 def reading_report(request):
     return render(request, "diagnosis/reading_report.html",
                   {"report": comparison.compare_readers(),
-                   "decisions": comparison.decision_report()})
+                   "decisions": comparison.decision_report(),
+                   "descriptor_labels": DESCRIPTOR_LABELS})

@@ -8,6 +8,8 @@ never push an image past N; the unique (image, reader) constraint stops a double
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
 
@@ -16,9 +18,11 @@ EXCLUDED = "excluded"  # a consensus that the image is unusable
 DESCRIPTOR_MODE = "descriptors"  # the reader sets the five descriptors; the rule gives the category
 CATEGORY_MODE = "category"      # the reader picks the category only
 READING_MODES = [(DESCRIPTOR_MODE, "descriptors"), (CATEGORY_MODE, "category")]
+RANDOM_ORDER = "random"              # a fixed shuffle of the project's images (`shuffle_key`)
 MANIFEST_ORDER = "manifest"         # images in the manifest's order
 UNCERTAIN_FIRST = "uncertain-first"  # the model's least confident images first (active learning)
-QUEUE_ORDERS = [(MANIFEST_ORDER, "manifest order"), (UNCERTAIN_FIRST, "uncertain first")]
+QUEUE_ORDERS = [(RANDOM_ORDER, "random"), (MANIFEST_ORDER, "manifest order"),
+                (UNCERTAIN_FIRST, "uncertain first")]
 
 
 class Project(models.Model):
@@ -27,7 +31,7 @@ class Project(models.Model):
     dataset_root = models.CharField(max_length=1000)
     readers_required = models.PositiveSmallIntegerField(default=2)
     reading_mode = models.CharField(max_length=12, choices=READING_MODES, default=DESCRIPTOR_MODE)
-    queue_order = models.CharField(max_length=20, choices=QUEUE_ORDERS, default=MANIFEST_ORDER)
+    queue_order = models.CharField(max_length=20, choices=QUEUE_ORDERS, default=RANDOM_ORDER)
     # Off by default: a reviewer adjudicates only images they did not read themselves.
     self_adjudication = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -55,13 +59,16 @@ class Image(models.Model):
     consensus_auto = models.BooleanField(default=False)
     # 1 - the model's top probability (`eutirads label rank`); None = not ranked.
     uncertainty = models.FloatField(null=True, blank=True)
+    # The image's place in the project's random order: `shuffle_key(project, path)`.
+    shuffle = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["position"]
         constraints = [
             models.UniqueConstraint(fields=["project", "path"], name="image_unique_path"),
         ]
-        indexes = [models.Index(fields=["project", "claims", "position"])]
+        indexes = [models.Index(fields=["project", "claims", "position"]),
+                   models.Index(fields=["project", "claims", "shuffle"])]
 
     def __str__(self) -> str:
         return f"{self.project.name}#{self.position}"
@@ -69,6 +76,16 @@ class Image(models.Model):
     @property
     def has_overlay(self) -> bool:
         return has_overlay(self.row)
+
+
+def shuffle_key(project_name: str, path: str) -> int:
+    """A stable pseudo-random sort key (0 to 2**31 - 1): the project's random queue order.
+
+    Derived, not drawn, so every reader of a project (and a re-import of the same dataset
+    under the same name) gets the same order, and each image's key is set once, at import:
+    the queue's claim query only sorts by it."""
+    digest = hashlib.blake2b(f"{project_name}\0{path}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
 
 def has_overlay(row: dict) -> bool:

@@ -24,8 +24,8 @@ from ...categories import DESCRIPTORS, EU_TIRADS_LABELS, normalize_label
 from ...data.manifest import image_path, read_manifest, write_manifest
 from ...errors import EutiradsError, InputError
 from ..core.audit import record
-from .models import (CATEGORY_MODE, DESCRIPTOR_MODE, EXCLUDED, Image, LabelHistory, Project,
-                     Reading)
+from .models import (CATEGORY_MODE, DESCRIPTOR_MODE, EXCLUDED, QUEUE_ORDERS, RANDOM_ORDER, Image,
+                     LabelHistory, Project, Reading, shuffle_key)
 
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 READER_COLUMN = "reader_"
@@ -47,15 +47,21 @@ class ImportReport:
 
 def import_project(dataset: str | os.PathLike[str], name: str, *, readers: int = 2,
                    keep_labels_as: str | None = None, progress: bool = True,
-                   mode: str = DESCRIPTOR_MODE, user=None) -> ImportReport:
+                   mode: str = DESCRIPTOR_MODE, queue_order: str = RANDOM_ORDER,
+                   user=None) -> ImportReport:
     """Add a dataset's images to project `name` (created when new; re-import adds only new
     images). With `keep_labels_as=READER`, the manifest's EU-TIRADS labels become that
     reader's saved readings (the reader account is created without a role or password).
-    `mode`: readers set the descriptors (`descriptors`, default) or the category only."""
+    `mode`: readers set the descriptors (`descriptors`, default) or the category only.
+    `queue_order` (a new project's; an existing one keeps its own): `random` (default),
+    `manifest` or `uncertain-first`."""
     if not PROJECT_NAME.match(name or ""):
         raise InputError(f"project name {name!r}: use 1-80 letters, digits, '-' or '_'")
     if mode not in (DESCRIPTOR_MODE, CATEGORY_MODE):
         raise InputError(f"--mode {mode!r}: use {DESCRIPTOR_MODE} or {CATEGORY_MODE}")
+    orders = [order for order, _ in QUEUE_ORDERS]
+    if queue_order not in orders:
+        raise InputError(f"--queue-order {queue_order!r}: use {', '.join(orders)}")
     if not 1 <= readers <= 20:
         raise InputError("--readers must be between 1 and 20")
     root = Path(dataset).resolve()
@@ -69,7 +75,8 @@ def import_project(dataset: str | os.PathLike[str], name: str, *, readers: int =
             username=keep_labels_as, defaults={"is_active": False})
     project, created = Project.objects.get_or_create(
         name=name, defaults={"dataset_root": str(root), "readers_required": readers,
-                             "reading_mode": mode, "created_by": user})
+                             "reading_mode": mode, "queue_order": queue_order,
+                             "created_by": user})
     if not created and Path(project.dataset_root) != root:
         raise InputError(f"{root}: project {name} already reads images from "
                          f"{project.dataset_root}; choose another project name")
@@ -100,6 +107,7 @@ def import_project(dataset: str | os.PathLike[str], name: str, *, readers: int =
                 position += 1
                 image = Image.objects.create(project=project, path=row["path"],
                                              position=position, row=dict(row),
+                                             shuffle=shuffle_key(name, row["path"]),
                                              claims=1 if label else 0)
                 if label:
                     kept = _kept_reading(row, label, project.reading_mode)

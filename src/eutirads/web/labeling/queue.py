@@ -19,8 +19,8 @@ from django.utils.translation import gettext as _
 from ...categories import DESCRIPTORS, EU_TIRADS_LABELS, NoduleFeatures, classify
 from ...errors import InputError
 from ..core.audit import record
-from .models import (EXCLUDED, UNCERTAIN_FIRST, Image, LabelHistory, Project, Reading, Skip,
-                     has_overlay)
+from .models import (EXCLUDED, RANDOM_ORDER, UNCERTAIN_FIRST, Image, LabelHistory, Project,
+                     Reading, Skip, has_overlay)
 
 CLAIM_MINUTES = 30
 MAX_PENDING = 2  # the image on screen and the prefetched next one
@@ -108,8 +108,10 @@ def claim_pair(project: Project, reader) -> tuple[ImageRef | None, ImageRef | No
 def _claim_new(project: Project, reader, count: int, exclude: list[int]) -> list[ImageRef]:
     # Images that already have readings first, so images complete (and reach agreement
     # and adjudication) as early as possible.
-    order = ["-claims", "position"]
-    if project.queue_order == UNCERTAIN_FIRST:  # what the model learns most from, first
+    order = ["-claims", "position"]  # manifest order
+    if project.queue_order == RANDOM_ORDER:  # the project's fixed shuffle
+        order = ["-claims", "shuffle", "position"]
+    elif project.queue_order == UNCERTAIN_FIRST:  # what the model learns most from, first
         order = ["-claims", F("uncertainty").desc(nulls_last=True), "position"]
     candidates = _open_images(project, reader).exclude(pk__in=exclude) \
         .order_by(*order).values_list("pk", "position", "row")[:count + 10]

@@ -23,6 +23,15 @@ def kappa(value) -> str:
 
 
 @register.filter
+def score(value) -> str:
+    """An accuracy or kappa to 3 places in the locale's decimal mark; '—' when undefined
+    (no image, or a kappa without variation), never 'nan'."""
+    if _undefined(value):
+        return "—"
+    return floatformat(value, 3)
+
+
+@register.filter
 def percent(value) -> str:
     if _undefined(value):
         return "—"

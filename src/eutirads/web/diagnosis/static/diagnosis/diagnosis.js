@@ -4,6 +4,10 @@
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
+  // gettext/interpolate come from Django's JavaScript catalogue (jsi18n), when loaded.
+  const gettext = window.gettext || ((s) => s);
+  const fmt = (s, obj) => (window.interpolate ? window.interpolate(s, obj, true)
+                                              : s.replace(/%\((\w+)\)s/g, (m, k) => obj[k]));
 
   // Heatmap opacity and the box marker on a result.
   const heat = $("dx-heat"), opacity = $("dx-opacity");
@@ -34,8 +38,9 @@
   function setBox(b) {
     box = b;
     fields.forEach((f, i) => { f.value = b ? String([b.x0, b.y0, b.x1, b.y1][i]) : ""; });
-    boxText.textContent = b ? `Box: ${b.x0}, ${b.y0} – ${b.x1}, ${b.y1} (${b.x1 - b.x0}×${b.y1 - b.y0} px)`
-                            : "No box: the whole image is classified.";
+    boxText.textContent = b ? fmt(gettext("Box: %(x0)s, %(y0)s – %(x1)s, %(y1)s (%(w)s×%(h)s px)"),
+                                  { x0: b.x0, y0: b.y0, x1: b.x1, y1: b.y1, w: b.x1 - b.x0, h: b.y1 - b.y0 })
+                            : gettext("No box: the whole image is classified.");
     draw();
   }
 
@@ -91,16 +96,15 @@
       canvas.height = img.naturalHeight;
       stage.hidden = false;
       hint.textContent = initialBox
-        ? "The box from the last result is shown: drag to draw your own (it replaces it)."
-        : "Drag on the image to draw a box around the nodule (optional).";
+        ? gettext("The box from the last result is shown: drag to draw your own (it replaces it).")
+        : gettext("Drag on the image to draw a box around the nodule (optional).");
       setBox(initialBox || null);
       URL.revokeObjectURL(url);
     };
     img.onerror = () => {
       image = null;
       stage.hidden = true;
-      hint.textContent = "No preview for this file (DICOM, or not an image the browser shows). "
-        + "Classify it first, then draw a box on the result.";
+      hint.textContent = gettext("No preview for this file (DICOM, or not an image the browser shows). Classify it first, then draw a box on the result.");
       URL.revokeObjectURL(url);
     };
     img.src = url;

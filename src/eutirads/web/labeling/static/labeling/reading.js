@@ -19,7 +19,7 @@
   const names = groups.map((g) => g.dataset.descriptor);
   const choices = Array.from(document.querySelectorAll(".choice"));
   const state = { current: null, ready: false, label: "", flagging: false, busy: false,
-                  history: [], zoom: 1, panX: 0, panY: 0, showOverlay: true,
+                  history: [], showOverlay: true,
                   values: {}, nodule: true, active: 0, override: "", overriding: false };
   const blobs = new Map();  // image url -> Promise of a blob: URL (prefetch, never the HTTP cache)
 
@@ -146,16 +146,11 @@
     if (r.diameter_mm) $("diameter").value = r.diameter_mm;
   }
 
-  // ---- the view -------------------------------------------------------------------------
-  function applyView() {
-    const filter = "brightness(" + $("brightness").value + "%) contrast(" + $("contrast").value + "%)";
-    const transform = "translate(" + state.panX + "px," + state.panY + "px) scale(" + state.zoom + ")";
-    img.style.filter = filter;
-    img.style.transform = transform; overlayImg.style.transform = transform;
-    $("zoom-level").textContent = number.format(Math.round(state.zoom * 100)) + "%";
-  }
-  function zoomBy(factor) { state.zoom = Math.min(8, Math.max(1, state.zoom * factor)); if (state.zoom === 1) { state.panX = state.panY = 0; } applyView(); }
-  function resetView() { state.zoom = 1; state.panX = state.panY = 0; $("brightness").value = 100; $("contrast").value = 100; applyView(); }
+  // ---- the view (viewer.js: zoom, pan, pinch, window/level) ------------------------------
+  const viewer = window.EutiradsViewer.attach(stage, [img, overlayImg], {
+    brightness: $("brightness"), contrast: $("contrast"),
+    onChange: (v) => { $("zoom-level").textContent = number.format(Math.round(v.zoom * 100)) + "%"; } });
+  const zoomBy = viewer.zoomBy, resetView = viewer.reset;
   function toggleOverlay() {
     state.showOverlay = !state.showOverlay;
     $("overlay-toggle").setAttribute("aria-pressed", state.showOverlay ? "true" : "false");
@@ -284,44 +279,6 @@
   $("overlay-toggle").addEventListener("click", toggleOverlay);
   $("help-open").addEventListener("click", () => toggleHelp());
   $("help").addEventListener("click", () => toggleHelp(false));
-  $("brightness").addEventListener("input", applyView);
-  $("contrast").addEventListener("input", applyView);
-  stage.addEventListener("wheel", (e) => { e.preventDefault(); zoomBy(e.deltaY < 0 ? 1.15 : 1 / 1.15); }, { passive: false });
-  stage.addEventListener("contextmenu", (e) => e.preventDefault());
-
-  // Pointers: one finger or the left button pans (when zoomed); two fingers pinch-zoom;
-  // the right button (or Shift) drags window/level: left-right contrast, up-down brightness.
-  const pointers = new Map();
-  let drag = null, pinch = null;
-  stage.addEventListener("pointerdown", (e) => {
-    pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
-    stage.setPointerCapture(e.pointerId);
-    if (pointers.size === 2) {
-      const [a, b] = Array.from(pointers.values());
-      pinch = { d: Math.hypot(a.x - b.x, a.y - b.y), zoom: state.zoom }; drag = null; return;
-    }
-    const level = e.button === 2 || e.shiftKey;
-    drag = { level: level, x: e.clientX, y: e.clientY, panX: state.panX, panY: state.panY,
-             b: Number($("brightness").value), c: Number($("contrast").value) };
-  });
-  stage.addEventListener("pointermove", (e) => {
-    if (!pointers.has(e.pointerId)) return;
-    pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
-    if (pinch && pointers.size === 2) {
-      const [a, b] = Array.from(pointers.values());
-      state.zoom = Math.min(8, Math.max(1, pinch.zoom * Math.hypot(a.x - b.x, a.y - b.y) / (pinch.d || 1)));
-      applyView(); return;
-    }
-    if (!drag) return;
-    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
-    if (drag.level) {
-      $("contrast").value = Math.round(drag.c + dx / 2); $("brightness").value = Math.round(drag.b - dy / 2);
-    } else if (state.zoom > 1) { state.panX = drag.panX + dx; state.panY = drag.panY + dy; }
-    applyView();
-  });
-  const release = (e) => { pointers.delete(e.pointerId); if (pointers.size < 2) pinch = null; if (pointers.size === 0) drag = null; };
-  stage.addEventListener("pointerup", release);
-  stage.addEventListener("pointercancel", release);
 
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -372,5 +329,4 @@
       await show(await call(api.next, "POST"));
     }
   });
-  applyView();
 })();
