@@ -5,8 +5,6 @@ and measured descriptors serves them through the Predictor."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -165,6 +163,7 @@ def measured_bundle(tmp_path_factory):
 def test_a_bundle_serves_the_descriptors_measured_on_the_localisers_outline(measured_bundle):
     from PIL import Image
 
+    from eutirads.data.manifest import read_manifest
     from eutirads.inference import Predictor
     from eutirads.inference.bundle import read_metadata
 
@@ -178,9 +177,7 @@ def test_a_bundle_serves_the_descriptors_measured_on_the_localisers_outline(meas
     assert "Measured descriptors" in card and "| echogenicity |" in card
     predictor = Predictor(bundle)
     assert predictor.rule_applies  # all five descriptors, from the measured component
-    row = next(r for r in json.loads(json.dumps(
-        [dict(r) for r in __import__("eutirads.data.manifest", fromlist=["x"]).read_manifest(root)]))
-        if r.get("echogenicity"))
+    row = next(r for r in read_manifest(root) if r.get("echogenicity"))
     pixels = np.asarray(Image.open(root / row["path"]).convert("RGB"))
     result = predictor.predict(pixels).to_dict()
     assert set(result["descriptors"]) == set(DESCRIPTORS)
