@@ -172,11 +172,12 @@ def test_a_bundle_serves_the_descriptors_measured_on_the_localisers_outline(meas
     assert (bundle / "measured.onnx").is_file()
     meta = read_metadata(bundle)
     assert sorted(meta["components"]) == ["classifier", "localiser", "measured"]
-    assert meta["components"]["classifier"]["category_source"] == summary["category_source"]
+    assert meta["components"]["measured"]["category_source"] == summary["category_source"]
     card = (bundle / "model_card.md").read_text()
     assert "Measured descriptors" in card and "| echogenicity |" in card
     predictor = Predictor(bundle)
     assert predictor.rule_applies  # all five descriptors, from the measured component
+    assert predictor.category_source == summary["category_source"]
     row = next(r for r in read_manifest(root) if r.get("echogenicity"))
     pixels = np.asarray(Image.open(root / row["path"]).convert("RGB"))
     result = predictor.predict(pixels).to_dict()
@@ -186,3 +187,14 @@ def test_a_bundle_serves_the_descriptors_measured_on_the_localisers_outline(meas
         assert abs(sum(described["probabilities"].values()) - 1) < 1e-6
     assert set(result["category_sources"]) == {"head", "rule", "combined"}
     assert result["rule_path"]
+
+
+def test_export_web_of_a_bundle_with_measured_descriptors_still_works(measured_bundle,
+                                                                      tmp_path):
+    from eutirads.export.web import export_web
+
+    _, _, bundle = measured_bundle
+    site = export_web(bundle, tmp_path / "site")
+    # The page does not run the measured graph yet: it is left out, not half-used.
+    assert not list(site.rglob("measured.onnx"))
+    assert list(site.rglob("localiser.onnx")) and list(site.rglob("model.onnx"))

@@ -97,6 +97,12 @@ def _measured_section(measured: Mapping[str, Any]) -> list[str]:
         v, t = val.get(f"{name}_accuracy"), test.get(f"{name}_accuracy")
         lines.append(f"| {name} | {_fmt(v) if v is not None else 'n/a'} | "
                      f"{_fmt(t) if t is not None else 'n/a'} |")
+    scores = measured.get("category_source_val_macro_f1") or {}
+    if scores:
+        lines += ["", f"With them, the category shown is the **{measured.get('category_source')}**"
+                  " one: the best validation macro-F1 of "
+                  + ", ".join(f"{k} {_fmt(float(v))}" for k, v in scores.items())
+                  + " (the head wins a tie)."]
     return lines + [""]
 
 

@@ -470,9 +470,11 @@ def export_models(out: str | os.PathLike[str], *, name: str,
         if measured is not None and measured[0] is not None and localiser is not None:
             components[MEASURED] = _write_measured(measured[0], measured[1], work)
             if CLASSIFIER in components and measured[1].get("category_source"):
-                # The default category chosen again on val with the measured descriptors.
-                components[CLASSIFIER]["category_source"] = measured[1]["category_source"]
-                components[CLASSIFIER]["category_source_val_macro_f1"] = dict(
+                # The default category chosen again on val with the measured descriptors;
+                # kept in the measured entry, so a reader that does not run it (the static
+                # page today) keeps the classifier's own consistent choice.
+                components[MEASURED]["category_source"] = measured[1]["category_source"]
+                components[MEASURED]["category_source_val_macro_f1"] = dict(
                     measured[1].get("val_macro_f1") or {})
         digest = model_sha256(work)
         metadata = {

@@ -152,6 +152,9 @@ class Predictor:
             if MEASURED in components and self.localiser is not None else None)
         if CLASSIFIER in components:
             self._load_classifier(threads)
+            chosen = (components.get(MEASURED) or {}).get("category_source")
+            if self.measured is not None and chosen in CATEGORY_SOURCES and self.rule_applies:
+                self.category_source = str(chosen)
 
     def _load_classifier(self, threads: int | None) -> None:
         meta = self._bundle
