@@ -26,6 +26,7 @@ from ..imageio import DEFAULT_MAX_PIXELS
 from ..inference.abstention import (COLOUR_SPREAD, COLOURED_FRACTION, WHITE_FRACTION,
                                     AbstainRule)
 from ..inference.bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, LOCALISER_OUTPUTS,
+                                MEASURED,
                                 METADATA_FILE, OUTPUT_NAMES, component_file, read_head,
                                 read_metadata)
 from ..inference.descriptors import CATEGORY_SOURCES, rule_applies
@@ -203,6 +204,10 @@ def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str
     """Copy each component's files into `models` and describe them for the page."""
     parts: dict[str, Any] = {}
     for name, settings in meta["components"].items():
+        if name == MEASURED:
+            # Not run by the page yet (it shows the classifier's own descriptor heads);
+            # see README "Measured descriptors" for what the page would have to run.
+            continue
         files = {CLASSIFIER: ("model", "preprocess", "cam_head"), LOCALISER: ("model", "preprocess")}
         # another component: its model, and its preprocessing when it names one
         keys = files.get(name, ("model", "preprocess") if settings.get("preprocess") else ("model",))
