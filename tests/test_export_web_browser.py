@@ -138,6 +138,54 @@ def _split_abstentions(bundle: Path, images: list[Path]) -> None:
     (bundle / "bundle.json").write_text(json.dumps(meta))
 
 
+MEASURED_NAMES = ("echogenicity", "composition", "margins", "echogenic_foci")
+
+
+@pytest.fixture(scope="module")
+def measured_bundle(tmp_path_factory, phantom_images):
+    """A classifier with all five descriptor heads (category from its head), the dark-spot
+    localiser and a measured component for four of the descriptors with its own category
+    source ("combined"): the page must replace those four heads and switch the source,
+    as the Predictor does. The measured heads are random linear maps of the phantom
+    images' standardised measures, so their answers vary from image to image."""
+    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
+    from eutirads.categories import DESCRIPTORS
+    from eutirads.export.exporter import Component, export_models
+    from eutirads.inference import Predictor, load_image
+    from eutirads.inference.measured import measure_inputs
+    from eutirads.models import create_model
+    from eutirads.models.nodule_features import FEATURE_NAMES, MeasuredDescriptors, measure
+
+    base = tmp_path_factory.mktemp("measured")
+    grid = (96, 128)
+    localiser = Component(_dark_spot_localiser(),
+                          PreprocessSpec(input_size=grid, mean=(0.5,) * 3, std=(0.25,) * 3),
+                          "dark-spots", settings={"threshold": 0.5, "min_region_px": 12})
+    outline = Predictor(export_models(base / "outline", name="outline",
+                                      localiser=localiser)).localiser
+    measures = []
+    for image in phantom_images:
+        pixels = load_image(image)
+        found = outline.find(pixels)
+        inputs = measure_inputs(pixels, found.probability, crop_box(pixels, outline.spec), grid)
+        measures.append(measure(inputs[0][:, 0], inputs[1][:, 0], inputs[2])[0])
+    measures = np.asarray(measures)
+    rng = np.random.default_rng(3)
+    heads = {n: (rng.normal(0, 0.4, (len(DESCRIPTORS[n]), len(FEATURE_NAMES))),
+                 rng.normal(0, 0.5, len(DESCRIPTORS[n]))) for n in MEASURED_NAMES}
+    module = MeasuredDescriptors(measures.mean(0), np.maximum(measures.std(0), 0.1), heads).eval()
+    torch.manual_seed(2)
+    model = create_model("seed-cnn", num_classes=5, weights="none", filters=(8, 16), dense=16,
+                         descriptors={n: len(v) for n, v in DESCRIPTORS.items()}).eval()
+    spec = PreprocessSpec(input_size=(64, 80), crop="roi", roi_margin=0.3,
+                          class_names=tuple("12345"))
+    return export_models(
+        base / "bundle", name="measured", localiser=localiser,
+        classifier=Component(model, spec, "seed-cnn",
+                             settings={"descriptors": {n: list(v) for n, v in DESCRIPTORS.items()}}),
+        measured=(module, {"grid": list(grid), "category_source": "combined"}))
+
+
 @pytest.fixture(scope="module")
 def site(bundle, tmp_path_factory):
     from eutirads.export.web import export_web
@@ -256,6 +304,9 @@ def _assert_same_answers(page: Page, capsys, bundle: Path, images: list[Path]) -
                 assert abs(got["descriptors"][name]["probabilities"][value] - p) < TOLERANCE
         for key, source in (want.get("category_sources") or {}).items():
             assert got["category_sources"][key]["label"] == source["label"], (image.name, key)
+            for name, p in source["probabilities"].items():
+                assert abs(got["category_sources"][key]["probabilities"][name] - p) < TOLERANCE
+        assert set(got.get("descriptors") or {}) == set(want.get("descriptors") or {})
         if "nodule" in want:
             _assert_same_nodule(got["nodule"], want["nodule"])
     assert page.errors == []
@@ -374,6 +425,77 @@ def test_every_part_of_a_bundle_gives_the_cli_answer(open_page, full_bundle, pha
             assert page.page.locator("#nodule li").count() == len(got["nodule"]["regions"])
     finally:
         server.shutdown()
+
+
+def test_measured_descriptors_give_the_cli_answer(open_page, measured_bundle, phantom_images,
+                                                  tmp_path, capsys):
+    """A bundle with a measured component: the page runs measured.onnx on the localiser's
+    outline, its descriptors replace the classifier's heads and its category source is
+    used, so descriptors, category and probabilities are `eutirads predict`'s; and nothing
+    is requested after load."""
+    from eutirads.export.web import export_web
+
+    site = export_web(measured_bundle, tmp_path / "site")
+    assert (site / "model/measured.onnx").is_file()
+    # the same bundle without its measured component: the classifier's own heads
+    plain = tmp_path / "plain"
+    shutil.copytree(measured_bundle, plain)
+    meta = json.loads((plain / "bundle.json").read_text())
+    del meta["components"]["measured"]
+    (plain / "bundle.json").write_text(json.dumps(meta))
+    server, address = _serve(site)
+    try:
+        page = open_page(address)
+        assert page.ready is True, page.text("#message")
+        loaded = len(page.requests)
+        assert any(r.endswith("model/measured.onnx") for r in page.requests[:loaded])
+        expected = _cli_predictions(capsys, measured_bundle, phantom_images)
+        own = _cli_predictions(capsys, plain, phantom_images)
+        assert all(e["category_source"] == "combined" for e in expected)
+        assert all(o["category_source"] == "head" for o in own)
+        # the test can fail: the measured answers are not the classifier's heads'
+        differ = [abs(e["descriptors"][n]["probabilities"][v] - o["descriptors"][n]["probabilities"][v])
+                  for e, o in zip(expected, own) for n in MEASURED_NAMES
+                  for v in e["descriptors"][n]["probabilities"]]
+        assert max(differ) > 0.1
+        assert len({e["descriptors"]["echogenicity"]["value"] for e in expected}) > 1 or \
+            len({e["descriptors"]["margins"]["value"] for e in expected}) > 1
+        assert any(e.get("nodule") for e in expected)
+        _assert_same_answers(page, capsys, measured_bundle, phantom_images)
+        assert page.requests[loaded:] == []
+    finally:
+        server.shutdown()
+
+
+def test_the_measured_inputs_equal_python_s_to_the_bit(open_page):
+    """measured.js's measureInputs against inference.measured.measure_inputs: the same
+    gray, probability and scale arrays, shrinking and enlarging the crop."""
+    from eutirads.inference.measured import measure_inputs
+    from eutirads.region import Box
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (150, 210, 3), dtype=np.uint8)
+    prob = rng.random((150, 210), dtype=np.float32)
+    page = open_page()
+    for box, grid in [(Box(10, 7, 201, 140), (96, 128)), (Box(40, 30, 90, 70), (64, 72)),
+                      (Box(0, 0, 210, 150), (150, 210))]:
+        got = page.page.evaluate(
+            """async ([rgb64, prob64, w, h, box, grid]) => {
+                const M = await import("./measured.js");
+                const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const prob = new Float32Array(bytes(prob64).buffer);
+                const [x0, y0, x1, y1] = box;
+                const out = M.measureInputs(bytes(rgb64), w, h, prob, {x0, y0, x1, y1}, grid);
+                const b64 = (a) => { const raw = new Uint8Array(a.buffer); let s = "";
+                                     for (const v of raw) s += String.fromCharCode(v); return btoa(s); };
+                return [b64(out.gray), b64(out.prob), b64(out.scale)];
+            }""", [base64.b64encode(pixels.tobytes()).decode(),
+                   base64.b64encode(prob.astype("<f4").tobytes()).decode(), 210, 150,
+                   list(box), list(grid)])
+        want = measure_inputs(pixels, prob, box, grid)
+        for data, array in zip(got, want):
+            assert np.array_equal(np.frombuffer(base64.b64decode(data), "<f4"), array.ravel()), box
+    assert page.errors == []
 
 
 def test_a_localiser_only_bundle_outlines_the_nodule_as_the_cli_does(open_page, phantom_images,

@@ -189,12 +189,22 @@ def test_a_bundle_serves_the_descriptors_measured_on_the_localisers_outline(meas
     assert result["rule_path"]
 
 
-def test_export_web_of_a_bundle_with_measured_descriptors_still_works(measured_bundle,
-                                                                      tmp_path):
+def test_export_web_of_a_bundle_with_measured_descriptors_runs_them(measured_bundle, tmp_path):
+    import json
+
     from eutirads.export.web import export_web
+    from eutirads.inference import Predictor
 
     _, _, bundle = measured_bundle
     site = export_web(bundle, tmp_path / "site")
-    # The page does not run the measured graph yet: it is left out, not half-used.
-    assert not list(site.rglob("measured.onnx"))
+    # The page runs the measured graph as the Predictor does (the browser parity test in
+    # tests/test_export_web_browser.py): copied, described, its category source used.
+    assert (site / "model/measured.onnx").read_bytes() == (bundle / "measured.onnx").read_bytes()
     assert list(site.rglob("localiser.onnx")) and list(site.rglob("model.onnx"))
+    description = json.loads((site / "site.json").read_text())
+    predictor = Predictor(bundle)
+    assert description["measured"]["grid"] == list(predictor.measured.grid)
+    assert set(description["measured"]["descriptors"]) == set(predictor.measured.descriptors)
+    assert description["classifier"]["rule_applies"] is predictor.rule_applies is True
+    assert description["classifier"]["category_source"] == predictor.category_source
+    assert "measured" not in description["components"]

@@ -26,8 +26,7 @@ from ..imageio import DEFAULT_MAX_PIXELS
 from ..inference.abstention import (COLOUR_SPREAD, COLOURED_FRACTION, WHITE_FRACTION,
                                     AbstainRule)
 from ..inference.bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, LOCALISER_OUTPUTS,
-                                MEASURED,
-                                METADATA_FILE, OUTPUT_NAMES, component_file, read_head,
+                                MEASURED, MEASURED_INPUTS, METADATA_FILE, OUTPUT_NAMES, component_file, read_head,
                                 read_metadata)
 from ..inference.descriptors import CATEGORY_SOURCES, rule_applies
 from ..inference.heatmap import COLOR_ANCHORS
@@ -72,17 +71,24 @@ def _public_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _classifier_site(bundle: Path, settings: Mapping[str, Any], spec: PreprocessSpec,
-                     head_shape: tuple[int, int], models: Path) -> dict[str, Any]:
+                     head_shape: tuple[int, int], models: Path,
+                     measured: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The page's description of the classifier: its files, outputs, descriptor heads and
-    the numbers its abstention needs (as `Predictor` reads them from bundle.json)."""
+    the numbers its abstention needs (as `Predictor` reads them from bundle.json). With a
+    `measured` component (its bundle.json entry) the rule and the category source are
+    `Predictor`'s with it: the measured descriptors count, and its category_source wins."""
     class_names = list(spec.class_names)
     descriptors = {name: {"output": head["output"], "values": list(head["values"])}
                    for name, head in (settings.get("descriptors") or {}).items()}
     rule = AbstainRule.from_settings(settings)
     source = str(settings.get("category_source", "head"))
-    applies = rule_applies(class_names, list(descriptors))
+    names = list(descriptors) + list((measured or {}).get("descriptors") or {})
+    applies = rule_applies(class_names, names)
     if source not in CATEGORY_SOURCES or (source != "head" and not applies):
         source = "head"
+    chosen = (measured or {}).get("category_source")
+    if measured is not None and chosen in CATEGORY_SOURCES and applies:
+        source = str(chosen)
     return {
         "model": f"{MODEL_DIR}/{settings['model']}",
         "preprocess": f"{MODEL_DIR}/{settings['preprocess']}",
@@ -136,6 +142,19 @@ def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _measured_site(bundle: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The measured descriptors (inference.measured.Measured): the graph, its grid and each
+    descriptor's output and values; the page builds the inputs as `measure_inputs` does."""
+    try:
+        grid = [int(settings["grid"][0]), int(settings["grid"][1])]
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise ModelError(f"{bundle}: the measured component names no grid [H, W]") from None
+    descriptors = {name: {"output": head["output"], "values": list(head["values"])}
+                   for name, head in (settings.get("descriptors") or {}).items()}
+    return {"model": f"{MODEL_DIR}/{settings['model']}", "grid": grid,
+            "inputs": list(MEASURED_INPUTS), "descriptors": descriptors}
+
+
 def _other_site(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """A component the page has no steps for yet: its files, so the page loads it like the
     others (a session, and its preprocessing when it has one) for code that uses it."""
@@ -149,7 +168,7 @@ def _other_site(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any] | None], *,
                      card: bool = True, service_worker: bool = False) -> dict[str, Any]:
     """site.json: where the page finds each part and how to read it. `parts` holds the
-    page's description of each component present ("classifier", "localiser"); `card`
+    page's description of each component present ("classifier", "localiser", "measured"); `card`
     whether the bundle has a model card; `service_worker` whether the page installs
     `isolate.js` to get threads on a host that sends no isolation headers."""
     classifier = meta["components"].get(CLASSIFIER) or {}
@@ -161,9 +180,10 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
         "bundle": public,
         "classifier": parts.get(CLASSIFIER),
         "localiser": parts.get(LOCALISER),
+        "measured": parts.get(MEASURED),
         # every other component, by name, loaded by the page generically
         "components": {name: part for name, part in parts.items()
-                       if name not in (CLASSIFIER, LOCALISER)},
+                       if name not in (CLASSIFIER, LOCALISER, MEASURED)},
         # inference.abstention's not-ultrasound check, which every prediction runs
         "not_ultrasound": {"coloured_fraction": COLOURED_FRACTION, "colour_spread": COLOUR_SPREAD,
                            "white_fraction": WHITE_FRACTION},
@@ -203,11 +223,10 @@ def _plain_name(bundle: Path, value: Any) -> str:
 def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str, Any]:
     """Copy each component's files into `models` and describe them for the page."""
     parts: dict[str, Any] = {}
+    # As Predictor: the measured descriptors run only beside a localiser (read_metadata
+    # refuses a bundle with one and not the other).
+    measured = meta["components"].get(MEASURED) if LOCALISER in meta["components"] else None
     for name, settings in meta["components"].items():
-        if name == MEASURED:
-            # Not run by the page yet (it shows the classifier's own descriptor heads);
-            # see README "Measured descriptors" for what the page would have to run.
-            continue
         files = {CLASSIFIER: ("model", "preprocess", "cam_head"), LOCALISER: ("model", "preprocess")}
         # another component: its model, and its preprocessing when it names one
         keys = files.get(name, ("model", "preprocess") if settings.get("preprocess") else ("model",))
@@ -219,6 +238,10 @@ def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str
         if name == LOCALISER:
             parts[name] = _localiser_site(settings)
             continue
+        if name == MEASURED:
+            if measured is not None:
+                parts[name] = _measured_site(bundle, settings)
+            continue
         if name != CLASSIFIER:
             parts[name] = _other_site(name, settings)
             continue
@@ -229,7 +252,7 @@ def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str
         if head_shape[0] != len(spec.class_names):
             raise ModelError(f"{bundle}: {len(spec.class_names)} classes but a head for "
                              f"{head_shape[0]}")
-        parts[name] = _classifier_site(bundle, settings, spec, head_shape, models)
+        parts[name] = _classifier_site(bundle, settings, spec, head_shape, models, measured)
     return parts
 
 

@@ -7,14 +7,16 @@ import * as P from "./pipeline.js";
 import * as L from "./localiser.js";
 import * as A from "./abstention.js";
 import * as G from "./guideline.js";
+import * as M from "./measured.js";
 
 const SITE_FORMAT = 1;
 const BUNDLE_FORMATS = [1, 2];  // as eutirads.export.web.PAGE_BUNDLE_FORMATS
 
 const $ = (id) => document.getElementById(id);
 // classifier: {spec, session, weight, ...site.classifier}; localiser: {spec, session,
-// ...site.localiser}; either may be null (a bundle holds one or both).
-const state = { site: null, classifier: null, localiser: null, texts: null,
+// ...site.localiser}; either may be null (a bundle holds one or both); measured:
+// {session, ...site.measured} or null (only beside a localiser).
+const state = { site: null, classifier: null, localiser: null, measured: null, texts: null,
                 lang: "en", last: null, cardText: "", error: null, overlap: false,
                 components: {} };
 
@@ -123,14 +125,15 @@ async function load() {
   // Every component at once; those the page has no steps for yet (site.components) are
   // loaded the same way, into state.components, for code that uses them.
   const others = Object.entries(site.components || {});
-  const [classifier, localiser, card, ...loaded] = await Promise.all([
+  const [classifier, localiser, measured, card, ...loaded] = await Promise.all([
     site.classifier ? loadClassifier(site.classifier) : null,
     site.localiser ? loadLocaliser(site.localiser) : null,
+    site.measured && site.localiser ? createSession(site.measured.model).then((session) => ({ ...site.measured, session })) : null,
     site.card ? fetchOk(site.card).then((r) => r.text()) : "",
     ...others.map(([, part]) => loadPart(part)),
   ]);
   const components = Object.fromEntries(others.map(([name], i) => [name, loaded[i]]));
-  Object.assign(state, { classifier, localiser, components, cardText: card });
+  Object.assign(state, { classifier, localiser, measured, components, cardText: card });
   window.eutiradsPage.components = Object.keys(components);
   await warmUp();
   closeNetwork();
@@ -328,7 +331,21 @@ async function localise(image, area) {
   for (let i = 0; i < prob.length; i++) binary[i] = prob[i] >= part.threshold ? 1 : 0;
   const { mask, nodule } = L.noduleFromMask(binary, prob, image.width, image.height,
                                             L.imageMinRegion(part.min_region_px, part.spec, box));
-  return { mask, nodule, area: box };
+  return { mask, nodule, area: box, prob };
+}
+
+// Measured.logits: the measured descriptors' logits ({name: Float32Array}) on the
+// localiser's outline (`localised`: its probability map and crop box).
+async function measure(image, localised) {
+  const part = state.measured, [gh, gw] = part.grid;
+  const inputs = M.measureInputs(image.rgb, image.width, image.height, localised.prob, localised.area, part.grid);
+  const feeds = { gray: new ort.Tensor("float32", inputs.gray, [1, 1, gh, gw]),
+                  prob: new ort.Tensor("float32", inputs.prob, [1, 1, gh, gw]),
+                  scale: new ort.Tensor("float32", inputs.scale, [1, 2]) };
+  const started = performance.now();
+  const result = await part.session.run(feeds);
+  modelMs += performance.now() - started;
+  return Object.fromEntries(Object.entries(part.descriptors).map(([name, d]) => [name, result[d.output].data]));
 }
 
 // Mean over the batch (the image and its mirror) of each row's softmax.
@@ -365,9 +382,10 @@ function searchAgain(image) {
 const sameBox = (a, b) => a && b && a.x0 === b.x0 && a.y0 === b.y0 && a.x1 === b.x1 && a.y1 === b.y1;
 
 // The classifier on the image, its crop from the nodule box when given: the category from
-// the head (calibrated), the descriptor heads and the rule, the heatmap, and the reason
-// to abstain if any -- the steps and their order of Predictor.predict.
-async function classify(image, nodule, shared) {
+// the head (calibrated), the descriptor heads (those measured on the localiser's outline
+// in their place, `localised` the localiser's result) and the rule, the heatmap, and the
+// reason to abstain if any -- the steps and their order of Predictor.predict.
+async function classify(image, nodule, shared, localised = null) {
   const part = state.classifier, spec = part.spec, names = part.class_names;
   const n = part.tta ? 2 : 1;
   // predictor._image_area: found once for the crop (or given: the localiser's); none found
@@ -403,14 +421,20 @@ async function classify(image, nodule, shared) {
   const head = A.applyTemperature(meanSoftmax(byName.logits, n), part.temperature);
   const sources = { head };
   let descriptors = null, rule = null;
-  if (Object.keys(part.descriptors).length) {
+  if (Object.keys(part.descriptors).length || state.measured) {
     descriptors = {};
     const heads = {};
-    for (const [name, d] of Object.entries(part.descriptors)) {
-      const p = meanSoftmax(byName[d.output], n);
-      heads[name] = { values: d.values, p };
-      descriptors[name] = { value: d.values[argmax(p)],
-                            probabilities: Object.fromEntries(d.values.map((v, i) => [v, p[i]])) };
+    for (const [name, d] of Object.entries(part.descriptors)) heads[name] = { values: d.values, p: meanSoftmax(byName[d.output], n) };
+    // the measured ones replace the heads of the same name (keeping their place), as in
+    // Predictor.predict: whenever the localiser ran, nodule found or not
+    if (state.measured && localised) {
+      for (const [name, logits] of Object.entries(await measure(image, localised))) {
+        heads[name] = { values: state.measured.descriptors[name].values, p: P.softmax(Array.from(logits)) };
+      }
+    }
+    for (const [name, { values, p }] of Object.entries(heads)) {
+      descriptors[name] = { value: values[argmax(p)],
+                            probabilities: Object.fromEntries(values.map((v, i) => [v, p[i]])) };
     }
     if (part.rule_applies) {
       rule = G.ruleDistribution(state.site.rule, heads, names, head);
@@ -485,8 +509,10 @@ async function predict(decoded) {
     }
     area = P.cropBox(image.rgb, image.width, image.height, state.localiser.spec, null, found);
   }
+  let localised = null;
   if (state.localiser) {
     const found = await localise(image, area);
+    localised = found;
     mask = found.mask;
     result.nodule = found.nodule;
     if (!found.nodule) result.nodule_reason = state.localiser.no_nodule_reason;
@@ -496,7 +522,7 @@ async function predict(decoded) {
     result.crop_box = [found.area.x0, found.area.y0, found.area.x1, found.area.y1];
   }
   if (state.classifier) {
-    const c = await classify(image, nodule, area);
+    const c = await classify(image, nodule, area, localised);
     const names = state.classifier.class_names;
     result.label = names[c.index];
     result.name = categoryName(result.label);
