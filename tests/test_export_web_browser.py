@@ -168,7 +168,8 @@ def measured_bundle(tmp_path_factory, phantom_images):
         pixels = load_image(image)
         found = outline.find(pixels)
         inputs = measure_inputs(pixels, found.probability, crop_box(pixels, outline.spec), grid)
-        measures.append(measure(inputs[0][:, 0], inputs[1][:, 0], inputs[2])[0])
+        gray, prob, scale = (np.array(v) for v in inputs)  # writable, as torch wants
+        measures.append(measure(gray[:, 0], prob[:, 0], scale)[0])
     measures = np.asarray(measures)
     rng = np.random.default_rng(3)
     heads = {n: (rng.normal(0, 0.4, (len(DESCRIPTORS[n]), len(FEATURE_NAMES))),
