@@ -47,6 +47,10 @@ VIEWS: dict[str, dict[str, Any]] = {
     "lite2-full": {"model": "tf_efficientnet_lite2", "crop": "full"},
     "lite2-roi50": {"model": "tf_efficientnet_lite2", "crop": "roi", "roi_margin": 0.5},
 }
+# Measured nodule features (`models.nodule_features`) on the localiser's grid, from the
+# manifest's true outline (the oracle) or from out-of-fold localiser probability maps
+# (each image's map from a configs/localiser.yaml localiser that never saw its patient).
+NODULE_VIEWS = ("nodule-true", "nodule-oof")
 
 # name -> (views concatenated, head, head options)
 FEATURE_RECIPES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
@@ -65,6 +69,15 @@ FEATURE_RECIPES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
     "lite0 full+roi50 + descriptor stack": (["lite0-full", "lite0-roi50"], "stack", {"C": 1.0}),
     "lite2 full + logreg": (["lite2-full"], "logreg", {"C": 1.0}),
     "lite2 roi50 + logreg": (["lite2-roi50"], "logreg", {"C": 1.0}),
+    "nodule true + logreg": (["nodule-true"], "logreg", {"C": 1.0}),
+    "nodule true + logreg C=0.1": (["nodule-true"], "logreg", {"C": 0.1}),
+    "nodule true + descriptor stack": (["nodule-true"], "stack", {"C": 1.0}),
+    "nodule true + lite0 full + logreg": (["nodule-true", "lite0-full"], "logreg", {"C": 1.0}),
+    "nodule oof + logreg": (["nodule-oof"], "logreg", {"C": 1.0}),
+    "nodule oof + logreg C=0.1": (["nodule-oof"], "logreg", {"C": 0.1}),
+    "nodule oof + descriptor stack": (["nodule-oof"], "stack", {"C": 1.0}),
+    "nodule oof + lite0 full + logreg": (["nodule-oof", "lite0-full"], "logreg", {"C": 1.0}),
+    "nodule oof + ordinal logreg": (["nodule-oof"], "ordinal", {"C": 1.0}),
 }
 
 # name -> config overrides for engine.fit (fixed schedules, chosen before scoring).
@@ -119,6 +132,18 @@ def _features(dataset, rows, view, work, threads) -> np.ndarray:
         return np.load(file)
     import torch
 
+    if view in NODULE_VIEWS:
+        from eutirads.models.nodule_features import measure
+
+        torch.set_num_threads(threads)
+        gray, true, scale = nodule_inputs(dataset, rows, work)
+        prob = true if view == "nodule-true" else oof_probabilities(dataset, rows, work, threads)
+        feats = np.concatenate([measure(gray[i:i + 32] / 255.0, prob[i:i + 32], scale[i:i + 32])
+                                for i in range(0, len(gray), 32)]).astype(np.float32)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(file, feats)
+        return feats
+
     from eutirads.models import create_model
     from eutirads.training.config import resolve_config
     from eutirads.training.data import _sample, eval_transform, load_images
@@ -145,6 +170,122 @@ def _features(dataset, rows, view, work, threads) -> np.ndarray:
     file.parent.mkdir(parents=True, exist_ok=True)
     np.save(file, feats)
     return feats
+
+
+def _localiser_config():
+    from eutirads.training.config import resolve_config
+
+    return resolve_config(str(REPO / "configs" / "localiser.yaml"), [])
+
+
+def nodule_inputs(dataset, rows, work, name: str = "inputs"
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows on the localiser's grid: gray (N x H x W uint8), true mask (0/1; all 0
+    where the manifest has none) and the grid pixel's size in image pixels (N x 2)."""
+    file = work / "nodule" / f"{name}.npz"
+    if file.is_file():
+        z = np.load(file)
+        return z["gray"], z["mask"], z["scale"]
+    from eutirads.data.manifest import image_path, load_mask
+    from eutirads.imageio import load_rgb
+    from eutirads.preprocess import crop_box
+    from eutirads.region import crop
+    from eutirads.training.segment import _resize_pair, make_segment_spec
+
+    spec = make_segment_spec(_localiser_config())
+    height, width = spec.input_size
+    grays, masks, scales = [], [], []
+    for row in rows:
+        pixels = load_rgb(image_path(dataset, row), name=row["path"])
+        try:
+            true = load_mask(dataset, row, image_size=(pixels.shape[1], pixels.shape[0]))
+        except Exception:  # a bad mask is an unknown mask here
+            true = None
+        if true is None:
+            true = np.zeros(pixels.shape[:2], bool)
+        box = crop_box(pixels, spec)
+        image, mask = _resize_pair(crop(pixels, box), crop(true, box), spec)
+        grays.append(image.mean(axis=2).round().astype(np.uint8))
+        masks.append(mask)
+        scales.append(((box[3] - box[1]) / height, (box[2] - box[0]) / width))
+    out = np.stack(grays), np.stack(masks).astype(np.float32), np.asarray(scales, np.float32)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(file, gray=out[0], mask=out[1], scale=out[2])
+    return out
+
+
+def oof_probabilities(dataset, rows, work, threads) -> np.ndarray:
+    """Out-of-fold localiser probability maps (N x H x W) for the labelled rows: for each
+    fold of repeat 0, configs/localiser.yaml (30 epochs, no early stopping) is trained on
+    every image with a mask (labelled or not) whose patient has no image in the fold, and
+    predicts the fold. The frozen encoder is the same in every fold: images are encoded
+    once (as benchmarks/localiser_cv.py does)."""
+    file = work / "nodule" / "oof_prob.npy"
+    if file.is_file():
+        return np.load(file)
+    import torch
+
+    from eutirads.data.manifest import image_path, load_mask, read_manifest
+    from eutirads.data.split import patient_folds
+    from eutirads.imageio import load_rgb
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.preprocess import crop_box
+    from eutirads.region import crop
+    from eutirads.training.run import seed_everything
+    from eutirads.training.segment import (_plain, _resize_pair, encode_pairs, fit_segmenter,
+                                           joint_transform, make_segment_spec)
+
+    torch.set_num_threads(threads)
+    config = _localiser_config()
+    spec = make_segment_spec(config)
+    folds = np.asarray(patient_folds(rows, 5, seed=0))
+    # Training pool: every manifest row with a usable mask.
+    pool, pairs = [], []
+    for row in read_manifest(dataset):
+        if not row.get("mask"):
+            continue
+        try:
+            pixels = load_rgb(image_path(dataset, row), name=row["path"])
+            true = load_mask(dataset, row, image_size=(pixels.shape[1], pixels.shape[0]))
+        except Exception:
+            continue
+        box = crop_box(pixels, spec)
+        pairs.append(_resize_pair(crop(pixels, box), crop(true, box), spec))
+        pool.append(row.get("patient_id") or row["path"])
+    gray, _, _ = nodule_inputs(dataset, rows, work)
+    targets = [(np.repeat(g[:, :, None], 3, axis=2), np.zeros(g.shape, np.uint8)) for g in gray]
+    seed_everything(config.seed)
+    encoder_model = create_segmenter(config.model, weights=config.weights, **config.model_kwargs)
+    device = torch.device("cpu")
+    augment = joint_transform(spec, config)
+    passes = [encode_pairs(encoder_model, pairs, augment, device, config.batch_size, "pass",
+                           False) for _ in range(max(1, config.aug_passes))]
+    target_levels, _ = encode_pairs(encoder_model, targets, _plain(spec), device,
+                                    config.batch_size, "plain", False)
+    out = np.zeros(gray.shape, np.float32)
+    size = tuple(spec.input_size)
+    for fold in range(int(folds.max()) + 1):
+        held = np.flatnonzero(folds == fold)
+        held_patients = {rows[i].get("patient_id") or rows[i]["path"] for i in held}
+        train = [i for i, p in enumerate(pool) if p not in held_patients]
+        tidx = torch.tensor(train)
+        seed_everything(config.seed + fold)
+        model = create_segmenter(config.model, weights="none", **config.model_kwargs)
+        model.encoder.load_state_dict(encoder_model.encoder.state_dict())
+        vidx = torch.tensor(held)
+        encoded = ([([lv[tidx] for lv in levels], masks[tidx]) for levels, masks in passes],
+                   [lv[vidx] for lv in target_levels])
+        fit_segmenter(model, spec, config, [pairs[i] for i in train],
+                      [targets[i] for i in held], progress=False, early_stopping=False,
+                      encoded=encoded)
+        model.eval()
+        with torch.no_grad():
+            for i in held:
+                logits = model.decode([lv[i:i + 1].float() for lv in target_levels], size)
+                out[i] = torch.sigmoid(logits)[0, 0].numpy()
+        print(f"localiser fold {fold}: trained on {len(train)} images", flush=True)
+    np.save(file, out)
+    return out
 
 
 def _logreg(C: float):

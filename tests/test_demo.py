@@ -35,10 +35,16 @@ def test_the_demo_pipeline_learns_well_above_chance_at_small_scale(tmp_path):
     spec = json.loads((result.bundle / "preprocess.json").read_text())
     assert spec["crop"] == "roi" and spec["class_names"] == ["1", "2", "3", "4", "5"]
     assert set(result.seconds) >= {"phantom", "import", "split", "train", "localiser",
-                                   "evaluate", "export"}
-    # One bundle, both models; the localiser learned something on the phantom's true masks.
+                                   "measured", "evaluate", "export", "served"}
+    # One bundle, the three models; the localiser learned something on the phantom's true
+    # masks, and the descriptors are measured on its outline.
     meta = json.loads((result.bundle / "bundle.json").read_text())
-    assert sorted(meta["components"]) == ["classifier", "localiser"]
+    assert sorted(meta["components"]) == ["classifier", "localiser", "measured"]
+    assert (result.bundle / "measured.onnx").is_file()
+    # The bundle as served: its label and the measured descriptors on the test split.
+    assert result.served["n"] == result.metrics["n"]
+    assert result.served["macro_f1"] > 0.2
+    assert 0.0 <= result.served["echogenicity_accuracy"] <= 1.0
     assert (result.bundle / "localiser.onnx").is_file()
     assert result.localiser_metrics["summary"]["dice"] > 0.3
 

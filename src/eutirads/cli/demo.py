@@ -29,6 +29,12 @@ def _run(args: argparse.Namespace) -> int:
     print(f"demo: test macro-F1 {result.macro_f1:.3f}, accuracy {s.get('accuracy', 0):.3f}, "
           f"kappa {s.get('kappa', 0):.3f} on {result.metrics.get('n', 0)} phantom test images; "
           f"{result.seconds['total']:.0f} s in all")
+    served = result.served
+    if served.get("macro_f1") is not None:
+        described = ", ".join(f"{k[:-len('_accuracy')]} {v:.2f}" for k, v in served.items()
+                              if k.endswith("_accuracy"))
+        print(f"demo: the bundle as served ({served['category_source']} category): test "
+              f"macro-F1 {served['macro_f1']:.3f}; descriptor accuracy {described}")
     local = result.localiser_metrics.get("summary") or {}
     if local:
         print(f"demo: localiser test Dice {local.get('dice') or 0:.3f}, detection rate "

@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -27,7 +27,8 @@ from .. import __version__
 from ..errors import ModelError
 from ..inference.bundle import (BUNDLE_FORMAT, CARD_FILE, CLASSIFIER, HEAD_FILE, INPUT_NAME,
                                 LOCALISER, LOCALISER_FILE, LOCALISER_OUTPUTS,
-                                LOCALISER_PREPROCESS_FILE, METADATA_FILE, MODEL_FILE,
+                                LOCALISER_PREPROCESS_FILE, MEASURED, MEASURED_FILE,
+                                MEASURED_INPUTS, METADATA_FILE, MODEL_FILE,
                                 OUTPUT_NAMES, PREPROCESS_FILE, DESCRIPTOR_OUTPUT, OOD_FILE,
                                 file_sha256, flat_metadata,
                                 model_sha256)
@@ -372,9 +373,82 @@ def _LocaliserLogits(model):
     return LocaliserLogits(model).eval()
 
 
+def measured_module(folder: Path):
+    """The torch module of a run's measured descriptors (RUN/measured/heads.npz) and its
+    summary, or (None, {}) when the run has none."""
+    file = folder / "heads.npz"
+    if not file.is_file():
+        return None, {}
+    from ..models.nodule_features import MeasuredDescriptors
+
+    z = np.load(file, allow_pickle=False)
+    names = [str(n) for n in z["names"]]
+    module = MeasuredDescriptors(z["mean"], z["std"],
+                                 {n: (z[f"weight_{n}"], z[f"bias_{n}"]) for n in names}).eval()
+    summary_file = folder / "summary.json"
+    summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
+    return module, summary
+
+
+def _write_measured(module, summary: Mapping[str, Any], work: Path) -> dict[str, Any]:
+    """measured.onnx (inputs gray, prob, scale on the grid; one logits output per
+    descriptor), checked against PyTorch on a drawn nodule."""
+    import torch
+
+    grid = [int(v) for v in summary["grid"]]
+    outputs = tuple(DESCRIPTOR_OUTPUT.format(name=n) for n in module.names)
+    gray, prob, scale = _measured_example(grid)
+    with _quiet_loggers("torch.onnx", "onnxscript", "onnx_ir"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (gray, prob, scale), str(work / MEASURED_FILE),
+                          input_names=list(MEASURED_INPUTS), output_names=list(outputs),
+                          dynamic_axes={n: {0: "batch"} for n in (*MEASURED_INPUTS, *outputs)},
+                          opset_version=17, dynamo=False)
+    from ..inference.bundle import open_session
+
+    session = open_session(work / MEASURED_FILE, 1)
+    got = session.run(list(outputs), {"gray": gray.numpy(), "prob": prob.numpy(),
+                                      "scale": scale.numpy()})
+    with torch.no_grad():
+        want = [t.numpy() for t in module(gray, prob, scale)]
+    worst = max((float(np.abs(g - w).max()) for g, w in zip(got, want)), default=0.0)
+    if worst > 1e-3:
+        raise ModelError(f"{work / MEASURED_FILE}: ONNX measured descriptors differ from "
+                         f"PyTorch by {worst:.3g}; the export is not trustworthy")
+    from ..categories import DESCRIPTORS
+
+    val = summary.get("val_metrics") or {}
+    return {"model": MEASURED_FILE, "grid": grid,
+            "inputs": list(MEASURED_INPUTS), "outputs": list(outputs),
+            "descriptors": {n: {"output": DESCRIPTOR_OUTPUT.format(name=n),
+                                "values": list(DESCRIPTORS[n]),
+                                "val_accuracy": val.get(f"{n}_accuracy")}
+                            for n in module.names},
+            "val_metrics": dict(val), "test_metrics": dict(summary.get("test_metrics") or {}),
+            "train_images": summary.get("train_images"),
+            "parity": {"max_abs_logits": worst},
+            "model_sha256": file_sha256(work / MEASURED_FILE)}
+
+
+def _measured_example(grid: Sequence[int]):
+    """A darker ellipse on speckle: an input whose features are all meaningful."""
+    import torch
+
+    height, width = grid
+    rng = np.random.default_rng(0)
+    gray = rng.uniform(0.3, 0.6, (1, 1, height, width)).astype(np.float32)
+    yy, xx = np.mgrid[:height, :width]
+    inside = ((yy - height / 2) / (height / 5)) ** 2 + ((xx - width / 2) / (width / 4)) ** 2 <= 1
+    gray[0, 0][inside] *= 0.5
+    prob = inside[None, None].astype(np.float32)
+    return (torch.from_numpy(gray), torch.from_numpy(prob),
+            torch.tensor([[2.0, 2.0]], dtype=torch.float32))
+
+
 def export_models(out: str | os.PathLike[str], *, name: str,
                   classifier: Component | None = None, localiser: Component | None = None,
-                  extra: Mapping[str, Any] | None = None) -> Path:
+                  extra: Mapping[str, Any] | None = None,
+                  measured: tuple[Any, Mapping[str, Any]] | None = None) -> Path:
     """Write a format-2 bundle holding `classifier` and/or `localiser` into `out`.
 
     Everything is built in a temporary folder beside `out` and moved in only after every
@@ -393,6 +467,15 @@ def export_models(out: str | os.PathLike[str], *, name: str,
             components[CLASSIFIER] = _write_classifier(classifier, work)
         if localiser is not None:
             components[LOCALISER] = _write_localiser(localiser, work)
+        if measured is not None and measured[0] is not None and localiser is not None:
+            components[MEASURED] = _write_measured(measured[0], measured[1], work)
+            if CLASSIFIER in components and measured[1].get("category_source"):
+                # The default category chosen again on val with the measured descriptors;
+                # kept in the measured entry, so a reader that does not run it (the static
+                # page today) keeps the classifier's own consistent choice.
+                components[MEASURED]["category_source"] = measured[1]["category_source"]
+                components[MEASURED]["category_source_val_macro_f1"] = dict(
+                    measured[1].get("val_macro_f1") or {})
         digest = model_sha256(work)
         metadata = {
             "format_version": BUNDLE_FORMAT,
@@ -409,12 +492,13 @@ def export_models(out: str | os.PathLike[str], *, name: str,
         card = model_card(flat_metadata(metadata),
                           classifier.spec if classifier is not None else None,
                           localiser=components.get(LOCALISER),
-                          localiser_spec=localiser.spec if localiser is not None else None)
+                          localiser_spec=localiser.spec if localiser is not None else None,
+                          measured=components.get(MEASURED))
         (work / CARD_FILE).write_text(card, encoding="utf-8")
         out.mkdir(exist_ok=True)
         # A bundle exported again may change what it holds: the old component files go.
         for stale in (MODEL_FILE, PREPROCESS_FILE, HEAD_FILE, LOCALISER_FILE,
-                      LOCALISER_PREPROCESS_FILE, OOD_FILE):
+                      LOCALISER_PREPROCESS_FILE, OOD_FILE, MEASURED_FILE):
             if not (work / stale).exists() and (out / stale).is_file():
                 (out / stale).unlink()
         for file in work.iterdir():
@@ -500,7 +584,9 @@ def export_bundle(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
         if local_task != "segment":
             raise ModelError(f"{localiser}: is not a localiser run (task {local_task!r}; "
                              "train one with task: segment)")
-    return export_models(out, name=name or run_dir.name, classifier=part, localiser=local)
+    measured = measured_module(run_dir / "measured") if local is not None else None
+    return export_models(out, name=name or run_dir.name, classifier=part, localiser=local,
+                         measured=measured)
 
 
 def _training_summary(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,10 +10,11 @@ lists them (format 2):
                   "cam_head": "cam_head.npz", "class_names": [...], "tta": false,
                   "model_name", "parity", "data_summary", "val_metrics", "test_metrics", ...},
    "localiser": {"model": "localiser.onnx", "preprocess": "localiser_preprocess.json",
-                 "threshold": 0.5, "min_region_px": 16, "model_name", "parity", ...}}}
+                 "threshold": 0.5, "min_region_px": 16, "model_name", "parity", ...},
+   "measured": {"model": "measured.onnx", "grid": [H, W], "descriptors": {...}, ...}}}
 ```
 
-Either component may be absent (not both). The classifier's files:
+The classifier or the localiser may be absent (not both); "measured" needs the localiser. The classifier's files:
 - `model.onnx`: input "input" (Nx3xHxW float32, the output of `preprocess.prepare`), outputs
   "logits" (NxK) and "features" (NxCxhxw, the last feature map);
 - `preprocess.json`: the `PreprocessSpec` (input size, crop and resize rule, mean/std,
@@ -28,6 +29,13 @@ The localiser's files:
 - `localiser.onnx`: input "input" (Nx3xHxW float32, `preprocess.prepare` under its own spec),
   output "logits" (Nx1xHxW: the nodule logit of every input pixel);
 - `localiser_preprocess.json`: its `PreprocessSpec` (crop "full": the image area, no classes).
+The measured descriptors' file (`models.nodule_features`, optional, with a localiser):
+- `measured.onnx`: inputs "gray" (Nx1xHxW, the image area's intensity in [0, 1] on the
+  localiser's grid), "prob" (Nx1xHxW, the localiser's nodule probability on that grid) and
+  "scale" (Nx2, a grid pixel's height and width in image pixels); outputs
+  "descriptor_<name>" (N x values: logits), listed in its `descriptors` like the
+  classifier's. When present, these descriptors replace the classifier's heads of the same
+  name (see `inference.measured`).
 And `model_card.md` for people.
 
 Format-1 bundles (a classifier with its settings at the top level of bundle.json) are read
@@ -49,13 +57,16 @@ from ..errors import ModelError
 __all__ = ["model_sha256", "BUNDLE_FORMAT", "READABLE_FORMATS", "CLASSIFIER", "LOCALISER",
            "MODEL_FILE", "PREPROCESS_FILE", "HEAD_FILE", "LOCALISER_FILE",
            "LOCALISER_PREPROCESS_FILE", "METADATA_FILE", "CARD_FILE", "INPUT_NAME",
-           "OUTPUT_NAMES", "LOCALISER_OUTPUTS", "DESCRIPTOR_OUTPUT", "OOD_FILE", "read_metadata", "read_head", "component_file", "open_session",
+           "OUTPUT_NAMES", "LOCALISER_OUTPUTS", "MEASURED", "MEASURED_FILE", "MEASURED_INPUTS", "DESCRIPTOR_OUTPUT", "OOD_FILE", "read_metadata", "read_head", "component_file", "open_session",
            "flat_metadata", "file_sha256"]
 
 BUNDLE_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 CLASSIFIER = "classifier"
 LOCALISER = "localiser"
+MEASURED = "measured"
+MEASURED_FILE = "measured.onnx"
+MEASURED_INPUTS = ("gray", "prob", "scale")
 MODEL_FILE = "model.onnx"
 PREPROCESS_FILE = "preprocess.json"
 HEAD_FILE = "cam_head.npz"
@@ -74,7 +85,8 @@ OOD_FILE = "ood_reference.npy"
 LOCALISER_OUTPUTS = ("logits",)
 
 # The files each component must name, and what format 1 called them.
-_FILES = {CLASSIFIER: ("model", "preprocess", "cam_head"), LOCALISER: ("model", "preprocess")}
+_FILES = {CLASSIFIER: ("model", "preprocess", "cam_head"), LOCALISER: ("model", "preprocess"),
+          MEASURED: ("model",)}
 _FORMAT1_FILES = {"model": MODEL_FILE, "preprocess": PREPROCESS_FILE, "cam_head": HEAD_FILE}
 # Format 1's top-level keys that describe the bundle, not its classifier.
 _BUNDLE_KEYS = ("format_version", "name", "version", "created", "eutirads_version",
@@ -100,7 +112,10 @@ def _check_components(root: Path, meta: dict[str, Any]) -> None:
     unknown = sorted(set(components) - set(_FILES))
     if unknown:
         raise ModelError(f"{root / METADATA_FILE}: unknown component {unknown[0]!r} "
-                         "(this eutirads reads classifier and localiser)")
+                         "(this eutirads reads classifier, localiser and measured)")
+    if MEASURED in components and LOCALISER not in components:
+        raise ModelError(f"{root / METADATA_FILE}: measured descriptors need the localiser's "
+                         "outline, and the bundle has no localiser")
     for name, component in components.items():
         if not isinstance(component, dict):
             raise ModelError(f"{root / METADATA_FILE}: component {name!r} is not an object")
@@ -185,9 +200,11 @@ def model_sha256(bundle_dir: str | os.PathLike[str]) -> str:
     """The hash that names a bundle's models: the model card, the bundle metadata and the
     diagnosis app's registry all use it. The SHA-256 of model.onnx for a classifier-only
     bundle (as in format 1, so registered bundles keep their hash); with a localiser, the
-    SHA-256 of the models' hashes in a fixed order, so changing either changes it."""
+    SHA-256 of the models' hashes in a fixed order (the measured descriptors' graph too),
+    so changing any changes it."""
     root = Path(bundle_dir)
-    models = [root / name for name in (MODEL_FILE, LOCALISER_FILE) if (root / name).is_file()]
+    models = [root / name for name in (MODEL_FILE, LOCALISER_FILE, MEASURED_FILE)
+              if (root / name).is_file()]
     if not models:
         raise ModelError(f"{root}: no {MODEL_FILE} or {LOCALISER_FILE} to hash")
     if [m.name for m in models] == [MODEL_FILE]:

@@ -20,11 +20,13 @@ from ..imageio import load_rgb
 from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
 from ..region import Box, crop, find_image_area
 from .abstention import AbstainRule, apply_temperature
-from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, METADATA_FILE, OUTPUT_NAMES,
+from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, MEASURED, METADATA_FILE,
+                     OUTPUT_NAMES,
                      component_file, flat_metadata, open_session, read_head, read_metadata)
 from .descriptors import CATEGORY_SOURCES, combine, rule_applies, rule_category
 from .heatmap import class_activation_map, heatmap_to_image
 from .localiser import Localiser, Spacing, mm_or_none
+from .measured import Measured
 
 __all__ = ["Prediction", "Predictor", "model_crop_box", "category_name"]
 
@@ -140,11 +142,19 @@ class Predictor:
         components = self._bundle["components"]
         self.spec: PreprocessSpec | None = None
         self._session = None
-        if CLASSIFIER in components:
-            self._load_classifier(threads)
         self.localiser: Localiser | None = (
             Localiser(self.bundle_dir, self._bundle, threads=threads)
             if LOCALISER in components else None)
+        # Descriptors measured on the localiser's outline replace the classifier's heads
+        # of the same name (inference.measured).
+        self.measured: Measured | None = (
+            Measured(self.bundle_dir, self._bundle, threads=threads)
+            if MEASURED in components and self.localiser is not None else None)
+        if CLASSIFIER in components:
+            self._load_classifier(threads)
+            chosen = (components.get(MEASURED) or {}).get("category_source")
+            if self.measured is not None and chosen in CATEGORY_SOURCES and self.rule_applies:
+                self.category_source = str(chosen)
 
     def _load_classifier(self, threads: int | None) -> None:
         meta = self._bundle
@@ -192,7 +202,10 @@ class Predictor:
 
     @property
     def descriptor_names(self) -> list[str]:
-        return list(self._descriptors) if self.spec is not None else []
+        if self.spec is None:
+            return []
+        measured = list(self.measured.descriptors) if self.measured is not None else []
+        return list(self._descriptors) + [n for n in measured if n not in self._descriptors]
 
     @property
     def rule_applies(self) -> bool:
@@ -303,11 +316,18 @@ class Predictor:
         sources = {"head": head}
         descriptors = None
         rule_text = None
-        if self._descriptors:
+        if self._descriptors or self.measured is not None:
+            heads = {name: (list(spec_["values"]),
+                            softmax(outputs[spec_["output"]].astype(np.float64)).mean(axis=0))
+                     for name, spec_ in self._descriptors.items()}
+            if self.measured is not None and found is not None:
+                measured_box = crop_box(pixels, self.localiser.spec, area=area)
+                for name, logits in self.measured.logits(pixels, found.probability,
+                                                         measured_box).items():
+                    heads[name] = (list(self.measured.descriptors[name]["values"]),
+                                   softmax(logits.astype(np.float64)))
             descriptors, value_probs = {}, {}
-            for name, spec_ in self._descriptors.items():
-                p = softmax(outputs[spec_["output"]].astype(np.float64)).mean(axis=0)
-                values = list(spec_["values"])
+            for name, (values, p) in heads.items():
                 value_probs[name] = p
                 descriptors[name] = {"value": values[int(p.argmax())],
                                      "probabilities": {v: float(x) for v, x in zip(values, p)}}
