@@ -1,17 +1,22 @@
 """Patient-grouped K-fold cross-validation of the nodule localiser.
 
     python benchmarks/localiser_cv.py DATASET [--config configs/localiser.yaml] [--k 5]
-        [--out results.json] [key=value ...]
+        [--folds 0,1] [--out results.json] [--save-probs P.npz] [--save-models DIR]
+        [key=value ...]
 
 DATASET is an imported dataset with masks (`eutirads dataset import DDTI --format ddti`, or
 a phantom). Every image with a known mask takes part, labelled or not; folds are grouped by
 patient and by identical / near-duplicate images (`data.split.patient_folds`). Each fold
 trains the recipe on the other folds for its epochs (no early stopping: the held-out fold
 is scored once, at the end, and never chooses anything) and scores its held-out images at
-their own size, as `eutirads evaluate` does. The encoder is frozen in the recipe, so every
-image is encoded once (its augmented passes and a plain pass) for all folds. Reports mean and spread over folds and the
-pooled out-of-fold values with 95% patient-bootstrap intervals, plus training seconds (wall
-and CPU) per fold. Run it niced in the background.
+their own size, as `eutirads evaluate` does. With a frozen encoder (`mode: frozen`) every
+image is encoded once (its augmented passes and a plain pass) for all folds; a recipe that
+fine-tunes the encoder trains each fold from the ImageNet weights. `--folds` runs some
+folds only (screening); `--save-probs` keeps each held-out image's probability grid (to
+re-score other thresholds without retraining) and `--save-models` each fold's weights,
+both written after every fold. Reports mean and spread over folds and the pooled
+out-of-fold values with 95% patient-bootstrap intervals, plus training seconds (wall and
+CPU) per fold. Run it niced in the background.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--out", default="localiser_cv.json")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--folds", default="",
+                        help="comma-separated folds to run (screening); default all")
+    parser.add_argument("--save-probs", default="",
+                        help="write each held-out image's probability grid here (npz)")
+    parser.add_argument("--save-models", default="",
+                        help="write each fold's weights here (fold_K.pt)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
 
@@ -80,22 +91,28 @@ def main(argv: list[str] | None = None) -> int:
     folds = [folds[rows.index(r)] for r in keep_rows]
     load_seconds = (time.perf_counter() - started, time.process_time() - c_start)
 
-    # The encoder is frozen and the same in every fold: encode every image once (the
-    # augmented passes and one plain pass), and each fold trains only its decoder.
+    # A frozen encoder is the same in every fold: encode every image once (the augmented
+    # passes and one plain pass), and each fold trains only its decoder. An encoder that
+    # trains (finetune, two-stage) is built per fold from the ImageNet weights.
     seed_everything(config.seed)
     t0, c0 = time.perf_counter(), time.process_time()
     encoder_model = create_segmenter(config.model, weights=config.weights, **config.model_kwargs)
     device = torch.device("cpu")
-    augment = joint_transform(spec, config) if config.augment else _plain(spec)
-    passes = [encode_pairs(encoder_model, pairs, augment, device, config.batch_size, "pass",
-                           False) for _ in range(max(1, config.aug_passes))]
-    plain_levels, _ = encode_pairs(encoder_model, pairs, _plain(spec), device,
-                                   config.batch_size, "plain", False)
+    frozen = config.mode == "frozen"
+    passes, plain_levels = [], []
+    if frozen:
+        augment = joint_transform(spec, config) if config.augment else _plain(spec)
+        passes = [encode_pairs(encoder_model, pairs, augment, device, config.batch_size,
+                               "pass", False) for _ in range(max(1, config.aug_passes))]
+        plain_levels, _ = encode_pairs(encoder_model, pairs, _plain(spec), device,
+                                       config.batch_size, "plain", False)
     encode_seconds = (time.perf_counter() - t0, time.process_time() - c0)
+    run_folds = [int(f) for f in args.folds.split(",") if f] or list(range(args.k))
+    saved: dict[str, np.ndarray] = {}
 
     results, pooled, groups = [], [], []
     size = tuple(spec.input_size)
-    for fold in range(args.k):
+    for fold in run_folds:
         train = [i for i in range(len(pairs)) if folds[i] != fold]
         held = [i for i in range(len(pairs)) if folds[i] == fold]
         tidx, hidx = torch.tensor(train), torch.tensor(held)
@@ -103,17 +120,25 @@ def main(argv: list[str] | None = None) -> int:
         model = create_segmenter(config.model, weights="none", **config.model_kwargs)
         model.encoder.load_state_dict(encoder_model.encoder.state_dict())
         encoded = ([([lv[tidx] for lv in levels], masks[tidx]) for levels, masks in passes],
-                   [lv[hidx] for lv in plain_levels])
+                   [lv[hidx] for lv in plain_levels]) if frozen else None
         t0, c0 = time.perf_counter(), time.process_time()
         fit_segmenter(model, spec, config, [pairs[i] for i in train], [pairs[i] for i in held],
                       progress=False, early_stopping=False, encoded=encoded)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if args.save_models:
+            Path(args.save_models).mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), Path(args.save_models) / f"fold_{fold}.pt")
         scores = []
         with torch.no_grad():
             model.eval()
             for n, i in enumerate(held):
-                logits = model.decode([lv[hidx[n:n + 1]].float() for lv in plain_levels], size)
+                if frozen:
+                    logits = model.decode([lv[hidx[n:n + 1]].float() for lv in plain_levels],
+                                          size)
+                else:
+                    logits = model(torch.from_numpy(_plain(spec)(*pairs[i])[0])[None])
                 grid = torch.sigmoid(logits)[0, 0].numpy()
+                saved[str(i)] = grid.astype(np.float16)
                 true, box = truth[i]
                 prob = probability_to_image(grid, spec, box, true.shape)
                 score = image_scores(prob, true, threshold=config.threshold,
@@ -127,11 +152,13 @@ def main(argv: list[str] | None = None) -> int:
                         "train_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),
                         **summarise(scores)})
         print(json.dumps(results[-1]), flush=True)
+        if args.save_probs:  # after every fold: a long run can be looked at while it goes
+            np.savez_compressed(args.save_probs, **saved)
     keys = ("dice", "iou", "box_iou", "detection_rate", "false_positive_rate")
     mean = {k: float(np.nanmean([r[k] for r in results])) for k in keys}
     std = {k: float(np.nanstd([r[k] for r in results])) for k in keys}
     out = {"dataset": root.name, "config": Path(args.config).name, "overrides": args.overrides,
-           "k": args.k, "images": len(pairs), "skipped": skipped,
+           "k": args.k, "folds_run": run_folds, "images": len(pairs), "skipped": skipped,
            "image_load_seconds": [round(v, 1) for v in load_seconds],
            "encode_seconds": [round(v, 1) for v in encode_seconds],
            "folds": results, "mean": mean,

@@ -1,7 +1,8 @@
 """Speed of the static page (`eutirads export-web`) in Chromium, wasm backend.
 
     python benchmarks/web_page_speed.py [--bundle BUNDLE] [--model tf_efficientnet_lite0]
-                                        [--images 20] [--rounds 3]
+                                        [--images 20] [--rounds 3] [--isolated]
+                                        [--service-worker] [--from FOLDER]
 
 Without --bundle, exports --model (random weights: speed does not depend on them) with its
 default preprocessing (224x224 for lite0). Serves the site from a loopback port, opens it
@@ -12,7 +13,11 @@ preprocessing, model, heatmap, drawing), and "model" the onnxruntime-web run alo
 Also the CPU time all browser processes spent per image, and per model run (the machine
 is shared: wall time waits for a core, CPU time is the work itself), and onnxruntime's
 native CPU build on the same model at the same time, one thread, for scale.
-Prints medians and 90th percentiles, and the page's load time, as Markdown.
+Prints medians and 90th percentiles, and the page's load time, as Markdown, with the load
+average (`os.getloadavg`) before and after each serving mode: the speed of a shared
+machine depends on what else runs. Serving modes: a plain static server (one wasm thread);
+--isolated, the server sends COOP/COEP headers (threads); --service-worker, a plain server
+and a site exported with --service-worker (threads through isolate.js, as on GitHub Pages).
 """
 
 from __future__ import annotations
@@ -122,10 +127,13 @@ def _measure(site: Path, images: list[Path], rounds: int, isolate: bool) -> dict
             page = browser.new_page()
             started = time.perf_counter()
             page.goto(url)
+            # a --service-worker site reloads itself once first
+            page.wait_for_selector("body[data-state=ready], body[data-state=failed]",
+                                   state="attached", timeout=120_000)
             if not page.evaluate("window.eutiradsPage.ready"):
                 raise SystemExit(f"the page did not load: {page.inner_text('#message')}")
             load_s = time.perf_counter() - started
-            threads = page.evaluate("self.crossOriginIsolated")
+            threads = page.evaluate("window.eutiradsPage.threads")
             cpu = _tree_cpu_s()
             model_alone = page.evaluate("window.eutiradsPage.timeModel(20)")
             model_cpu = (_tree_cpu_s() - cpu) * 1000 / 20
@@ -143,7 +151,7 @@ def _measure(site: Path, images: list[Path], rounds: int, isolate: bool) -> dict
             browser.close()
     finally:
         server.shutdown()
-    return {"load_s": load_s, "isolated": threads, "total": totals, "model": models,
+    return {"load_s": load_s, "threads": threads, "total": totals, "model": models,
             "page_cpu": page_cpu, "model_alone": model_alone, "model_cpu": model_cpu,
             "parts": {key: statistics.median(p[key] for p in parts)
                       for key in ("decode_ms", "compute_ms", "model_ms", "render_ms")}}
@@ -154,9 +162,14 @@ def main() -> None:
     parser.add_argument("--bundle", help="an exported bundle (default: export --model)")
     parser.add_argument("--model", default="tf_efficientnet_lite0")
     parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--from", dest="folder", metavar="FOLDER",
+                        help="the first --images JPEG/PNG files of FOLDER (sorted) instead of "
+                             "phantom screens, e.g. DDTI-dev's raw_jpg")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--isolated", action="store_true",
                         help="also serve with COOP/COEP headers (multi-threaded wasm)")
+    parser.add_argument("--service-worker", action="store_true",
+                        help="also a --service-worker site on a plain server (threads)")
     args = parser.parse_args()
 
     from eutirads.export.web import export_web
@@ -166,23 +179,39 @@ def main() -> None:
         tmp = Path(tmp)
         bundle = Path(args.bundle) if args.bundle else _bundle(args.model, tmp / "bundle")
         site = export_web(bundle, tmp / "site")
-        generate_dataset(tmp / "phantom", n=args.images, seed=11, progress=False)
-        images = sorted((tmp / "phantom").glob("*/*.png"))
-        runs = [("1 thread", _measure(site, images, args.rounds, False))]
+        if args.folder:
+            images = sorted(p for p in Path(args.folder).iterdir()
+                            if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:args.images]
+        else:
+            generate_dataset(tmp / "phantom", n=args.images, seed=11, progress=False)
+            images = sorted((tmp / "phantom").glob("*/*.png"))
+        modes = [("plain server", site, False)]
         if args.isolated:
-            runs.append(("cross-origin isolated", _measure(site, images, args.rounds, True)))
+            modes.append(("COOP/COEP headers", site, True))
+        if args.service_worker:
+            modes.append(("service worker", export_web(bundle, tmp / "sw-site", service_worker=True),
+                          False))
+        runs = []
+        for name, folder, headers in modes:
+            before = os.getloadavg()[0]
+            run = _measure(folder, images, args.rounds, headers)
+            run["load"] = (before, os.getloadavg()[0])
+            runs.append((name, run))
         spec = (bundle / "preprocess.json").read_text()
         native = _native_ms(bundle / "model.onnx")
     chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; {chromium.strip()}; "
-          f"bundle {args.bundle or args.model}; {len(images)} phantom 560x360 screens x "
+          f"bundle {args.bundle or args.model}; {len(images)} "
+          f"{'images of ' + args.folder if args.folder else 'phantom 560x360 screens'} x "
           f"{args.rounds} rounds; input {json.loads(spec)['input_size']}")
     print()
-    print("| serving | page load s | file chosen -> result shown ms, median / p90 (CPU) "
+    print("| serving | wasm threads | load average before / after | page load s "
+          "| file chosen -> result shown ms, median / p90 (CPU) "
           "| model in the page ms, median / p90 | model alone ms (CPU) |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, run in runs:
-        print(f"| {name}{' (threads on)' if run['isolated'] else ''} | {run['load_s']:.1f} | "
+        print(f"| {name} | {run['threads']} | {run['load'][0]:.1f} / {run['load'][1]:.1f} "
+              f"| {run['load_s']:.1f} | "
               f"{statistics.median(run['total']):.0f} / {_percentile(run['total'], 0.9):.0f} "
               f"({run['page_cpu']:.0f}) | {statistics.median(run['model']):.0f} / "
               f"{_percentile(run['model'], 0.9):.0f} | {run['model_alone']:.0f} "

@@ -60,6 +60,38 @@ def test_export_web_writes_a_site_with_everything_the_page_needs(bundle, tmp_pat
     assert "/somewhere/private" not in (site / "site.json").read_text()
 
 
+def test_the_service_worker_is_written_only_when_asked(bundle, tmp_path, capsys):
+    plain, isolated = tmp_path / "plain", tmp_path / "isolated"
+    assert main(["export-web", str(bundle), "--out", str(plain)]) == 0
+    assert main(["export-web", str(bundle), "--out", str(isolated), "--service-worker"]) == 0
+    assert not (plain / "isolate.js").exists()
+    assert json.loads((plain / "site.json").read_text())["service_worker"] is False
+    worker = (isolated / "isolate.js").read_text()
+    assert json.loads((isolated / "site.json").read_text())["service_worker"] is True
+    # it only adds the isolation headers to the page's own requests, and stores nothing
+    assert "Cross-Origin-Embedder-Policy" in worker and "self.location.origin" in worker
+    assert "caches" not in worker and not re.search(r"https?://\w", worker)
+
+
+def test_another_component_is_copied_and_listed_for_the_page(bundle, tmp_path):
+    from eutirads.export.web import _copy_parts, site_description
+    from eutirads.inference.bundle import read_metadata
+
+    meta = read_metadata(bundle)
+    (tmp_path / "b").mkdir()
+    for f in bundle.iterdir():
+        (tmp_path / "b" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "b" / "extra.onnx").write_bytes((bundle / "model.onnx").read_bytes())
+    meta["components"]["extra"] = {"model": "extra.onnx"}
+    models = tmp_path / "models"
+    models.mkdir()
+    parts = _copy_parts(tmp_path / "b", meta, models)
+    site = site_description(meta, parts)
+    assert site["components"] == {"extra": {"model": "model/extra.onnx", "preprocess": None,
+                                            "input": "input"}}
+    assert (models / "extra.onnx").is_file() and site["classifier"]["model"] == "model/model.onnx"
+
+
 def test_the_site_names_no_other_host_and_no_cdn(bundle, tmp_path):
     site = export_web(bundle, tmp_path / "site")
     html = (site / "index.html").read_text()

@@ -190,6 +190,8 @@ class Page:
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.goto(url)
+        # A site with a service worker reloads itself once first: wait across that.
+        self.page.wait_for_selector("body[data-state=ready], body[data-state=failed]", state="attached")
         self.ready = self.page.evaluate("window.eutiradsPage.ready")
 
     def classify(self, image: Path) -> dict | None:
@@ -426,6 +428,38 @@ def test_the_javascript_preprocessing_equals_python_to_the_bit(open_page, phanto
     assert page.errors == []
 
 
+def test_the_search_on_a_cleaned_frame_gives_the_full_search_s_box(open_page, phantom_images,
+                                                                 ddti_dir):
+    """findImageAreaCleaned searches a cleaned frame only around its area: the same box as
+    the full search (and as Python's on the cleaned frame), or the same refusal."""
+    from eutirads.region import NoImageAreaError, find_image_area
+
+    images = phantom_images[:5] + sorted((ddti_dir / "raw_jpg").glob("*.jpg"))[:15]
+    page = open_page()
+    for image in images:
+        pixels = load_rgb(image)
+        a = find_image_area(pixels)
+        cleaned = np.zeros_like(pixels)
+        cleaned[a.y0:a.y1, a.x0:a.x1] = pixels[a.y0:a.y1, a.x0:a.x1]
+        try:
+            want = list(find_image_area(cleaned))
+        except NoImageAreaError:
+            want = "refused"
+        got = page.page.evaluate(
+            """async ([b64, w, h, area]) => {
+                const P = await import("./pipeline.js");
+                const rgb = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const box = (f) => { try { const b = f(); return [b.x0, b.y0, b.x1, b.y1]; }
+                                     catch (e) { return e instanceof P.NoImageAreaError ? "refused" : String(e); } };
+                const [x0, y0, x1, y1] = area;
+                return [box(() => P.findImageArea(rgb, w, h)),
+                        box(() => P.findImageAreaCleaned(rgb, w, h, {x0, y0, x1, y1}))];
+            }""", [base64.b64encode(cleaned.tobytes()).decode(), pixels.shape[1], pixels.shape[0],
+                   list(a)])
+        assert got == [want, want], image.name
+    assert page.errors == []
+
+
 def test_the_heatmap_matches_the_python_predictor(open_page, bundle, phantom_images):
     from eutirads.inference import Predictor, load_image
 
@@ -480,6 +514,59 @@ def test_bad_input_gets_a_clear_message_and_no_uncaught_error(open_page, phantom
     assert page.classify(phantom_images[0]) is not None
     assert page.page.locator("#message").is_hidden()
     assert page.errors == []
+
+
+def test_a_service_worker_gives_threads_where_the_host_sends_no_isolation_headers(
+        open_page, bundle, phantom_images, tmp_path, capsys):
+    """GitHub Pages sends no COOP/COEP headers: with --service-worker the page installs
+    isolate.js, reloads once and runs the model on threads, with the CLI's answers and
+    still no request after load. A browser that blocks service workers gets one thread."""
+    from eutirads.export.web import export_web
+
+    plain = export_web(bundle, tmp_path / "plain")
+    assert not (plain / "isolate.js").exists()
+    site = export_web(bundle, tmp_path / "site", service_worker=True)
+    assert (site / "isolate.js").is_file()
+    server, address = _serve(site)  # a plain static server: no isolation headers
+    try:
+        page = open_page(address)
+        assert page.ready is True, page.text("#message")
+        cores = page.page.evaluate("navigator.hardwareConcurrency")
+        assert page.page.evaluate("self.crossOriginIsolated") is True
+        assert page.page.evaluate("window.eutiradsPage.threads") == min(4, cores)
+        loaded = len(page.requests)
+        _assert_same_answers(page, capsys, bundle, phantom_images[:4])
+        assert page.requests[loaded:] == []
+
+        blocked = open_page(address, service_workers="block")
+        assert blocked.ready is True, blocked.text("#message")
+        assert blocked.page.evaluate("self.crossOriginIsolated") is False
+        assert blocked.page.evaluate("window.eutiradsPage.threads") == 1
+        _assert_same_answers(blocked, capsys, bundle, phantom_images[:2])
+    finally:
+        server.shutdown()
+
+
+def test_a_component_the_page_has_no_steps_for_is_loaded_too(site, tmp_path, open_page,
+                                                             phantom_images):
+    """The page loads every component site.json lists (a session each), so a new model
+    in a bundle needs only the code that uses it."""
+    other = tmp_path / "site"
+    shutil.copytree(site, other)
+    description = json.loads((other / "site.json").read_text())
+    shutil.copy(other / "model/model.onnx", other / "model/extra.onnx")
+    description["components"] = {"extra": {"model": "model/extra.onnx", "preprocess": None,
+                                           "input": "input"}}
+    (other / "site.json").write_text(json.dumps(description))
+    server, address = _serve(other)
+    try:
+        page = open_page(address)
+        assert page.ready is True, page.text("#message")
+        assert page.page.evaluate("window.eutiradsPage.components") == ["extra"]
+        assert any(r.endswith("model/extra.onnx") for r in page.requests)
+        assert page.classify(phantom_images[0]) is not None and page.errors == []
+    finally:
+        server.shutdown()
 
 
 def test_a_site_of_another_bundle_format_says_so(browser, site, tmp_path, open_page):

@@ -323,3 +323,62 @@ def test_millimetres_come_from_the_dicom_ultrasound_region_spacing(bundle, tmp_p
                 region["long_axis_px"] * (spacing[0] + spacing[1]) / 2, rel=0.05)
             checked += 1
     assert checked, out["predictions"]
+
+
+def test_fine_tuning_trains_the_encoder_at_its_own_lower_rate():
+    """mode finetune (the recipe): every encoder stage trains, at finetune_lr, while the new
+    decoder takes lr; mode frozen leaves the encoder as it was."""
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.training.segment import fit_segmenter, make_segment_spec
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(6):
+        image = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[20:40, 16:44] = 1
+        image[mask > 0] += 120
+        pairs.append((image, mask))
+    seen = {}
+
+    class Spy(torch.optim.AdamW):
+        def __init__(self, groups, **kwargs):
+            seen["lrs"] = sorted(g["lr"] for g in groups)
+            super().__init__(groups, **kwargs)
+
+    results = {}
+    for mode in ("frozen", "finetune"):
+        config = resolve_config(None, {**FAST, "input_size": [64, 64], "mode": mode,
+                                       "unfreeze": -1, "epochs": 1, "batch_size": 3,
+                                       "lr": 0.01, "finetune_lr": 0.001, "aug_passes": 1})
+        torch.manual_seed(0)
+        model = create_segmenter("tf_efficientnet_lite0", weights="imagenet")
+        before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+        original = torch.optim.AdamW
+        torch.optim.AdamW = Spy
+        try:
+            fit_segmenter(model, make_segment_spec(config), config, pairs[:4], pairs[4:],
+                          progress=False, early_stopping=False)
+        finally:
+            torch.optim.AdamW = original
+        after = model.encoder.state_dict()
+        results[mode] = (any(not torch.equal(before[k], after[k]) for k in before
+                             if after[k].is_floating_point()), seen.pop("lrs"))
+    assert results["frozen"] == (False, [0.01])
+    assert results["finetune"] == (True, [0.001, 0.01])
+
+
+def test_cached_features_are_refused_when_the_encoder_trains():
+    """Features cached from the frozen encoder would not be the fine-tuned model's: the
+    caller is told to use the frozen recipe, not given a silently wrong model."""
+    from eutirads.errors import ConfigError
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.training.segment import fit_segmenter, make_segment_spec
+
+    config = resolve_config("configs/localiser.yaml")
+    assert config.mode == "finetune" and resolve_config("configs/localiser_frozen.yaml").mode == "frozen"
+    model = create_segmenter("tf_efficientnet_lite0", weights="none")
+    pair = (np.zeros((192, 256, 3), np.uint8), np.zeros((192, 256), np.uint8))
+    with pytest.raises(ConfigError, match="localiser_frozen.yaml"):
+        fit_segmenter(model, make_segment_spec(config), config, [pair, pair], [pair],
+                      progress=False, encoded=([], []))

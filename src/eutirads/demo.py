@@ -33,8 +33,9 @@ DEMO_RECIPE: dict[str, object] = {"crop": "roi", "roi_margin": 0.5, "mode": "two
                                   "head_epochs": 60, "epochs": 12, "unfreeze": 3,
                                   "finetune_lr": 0.0003, "augment": True, "aug_passes": 3,
                                   "patience": 10}
-# The localiser recipe (configs/localiser.yaml: frozen ImageNet Lite0 encoder, FPN decoder on
-# cached features) at a smaller input and fewer epochs, to keep the demo within its budget.
+# The cheap localiser recipe (frozen ImageNet Lite0 encoder, FPN decoder on cached features;
+# configs/localiser.yaml fine-tunes the encoder too, at several times the cost) at a smaller
+# input and fewer epochs, to keep the demo within its budget.
 DEMO_LOCALISER: dict[str, object] = {
     "task": "segment", "model": "tf_efficientnet_lite0", "weights": "imagenet",
     "model_kwargs": {"decoder_channels": 32}, "input_size": [144, 192], "mode": "frozen",

@@ -47,6 +47,7 @@ SITE_FILE = "site.json"
 MODEL_DIR = "model"
 HEAD_BIN = "cam_head.bin"
 OOD_BIN = "ood_reference.f16"
+SERVICE_WORKER = "isolate.js"  # written only with service_worker=True
 
 
 def category_texts() -> dict[str, Any]:
@@ -135,11 +136,22 @@ def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _other_site(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A component the page has no steps for yet: its files, so the page loads it like the
+    others (a session, and its preprocessing when it has one) for code that uses it."""
+    return {
+        "model": f"{MODEL_DIR}/{settings['model']}",
+        "preprocess": f"{MODEL_DIR}/{settings['preprocess']}" if settings.get("preprocess") else None,
+        "input": INPUT_NAME,
+    }
+
+
 def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any] | None], *,
-                     card: bool = True) -> dict[str, Any]:
+                     card: bool = True, service_worker: bool = False) -> dict[str, Any]:
     """site.json: where the page finds each part and how to read it. `parts` holds the
     page's description of each component present ("classifier", "localiser"); `card`
-    whether the bundle has a model card."""
+    whether the bundle has a model card; `service_worker` whether the page installs
+    `isolate.js` to get threads on a host that sends no isolation headers."""
     classifier = meta["components"].get(CLASSIFIER) or {}
     public = {**_public_metadata(classifier), **_public_metadata(meta)}
     return {
@@ -147,8 +159,11 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
         "bundle_format": meta.get("format_version"),
         "eutirads_version": __version__,
         "bundle": public,
-        "classifier": parts.get("classifier"),
-        "localiser": parts.get("localiser"),
+        "classifier": parts.get(CLASSIFIER),
+        "localiser": parts.get(LOCALISER),
+        # every other component, by name, loaded by the page generically
+        "components": {name: part for name, part in parts.items()
+                       if name not in (CLASSIFIER, LOCALISER)},
         # inference.abstention's not-ultrasound check, which every prediction runs
         "not_ultrasound": {"coloured_fraction": COLOURED_FRACTION, "colour_spread": COLOUR_SPREAD,
                            "white_fraction": WHITE_FRACTION},
@@ -157,6 +172,7 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
         "rule": rule_table(),
         "heatmap_colors": COLOR_ANCHORS.astype(int).tolist(),
         "max_pixels": DEFAULT_MAX_PIXELS,
+        "service_worker": service_worker,
     }
 
 
@@ -192,13 +208,19 @@ def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str
             # Not run by the page yet (it shows the classifier's own descriptor heads);
             # see README "Measured descriptors" for what the page would have to run.
             continue
-        files = ("model", "preprocess", "cam_head") if name == CLASSIFIER else ("model", "preprocess")
-        for key in files:
+        files = {CLASSIFIER: ("model", "preprocess", "cam_head"), LOCALISER: ("model", "preprocess")}
+        # another component: its model, and its preprocessing when it names one
+        keys = files.get(name, ("model", "preprocess") if settings.get("preprocess") else ("model",))
+        for key in keys:
             component_file(bundle, meta, name, key)  # a plain name inside the bundle, present
-        for key in ("model", "preprocess"):
-            shutil.copy2(bundle / settings[key], models / settings[key])
+        for key in keys:
+            if key != "cam_head":
+                shutil.copy2(bundle / settings[key], models / settings[key])
         if name == LOCALISER:
             parts[name] = _localiser_site(settings)
+            continue
+        if name != CLASSIFIER:
+            parts[name] = _other_site(name, settings)
             continue
         spec = PreprocessSpec.load(bundle / settings["preprocess"])
         if not spec.class_names:
@@ -211,8 +233,14 @@ def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str
     return parts
 
 
-def export_web(bundle: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+def export_web(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *,
+               service_worker: bool = False) -> Path:
     """Write the static site for `bundle` into `out` and return `out`.
+
+    `service_worker`: also write `isolate.js`, a service worker that adds the COOP/COEP
+    headers a host like GitHub Pages cannot send, so the page runs the model on several
+    threads there too (it reloads once on a first visit). Without it the page uses threads
+    only where the server sends those headers itself.
 
     Built in a temporary folder beside `out` and moved in at the end, so a failure never
     leaves a half site or spoils an earlier one. Works offline: onnxruntime-web is in the
@@ -227,15 +255,15 @@ def export_web(bundle: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-web-", dir=out.parent))
     try:
-        shutil.copytree(STATIC_DIR, work, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "VENDOR.json"))
+        skip = ("__pycache__", "VENDOR.json") + (() if service_worker else (SERVICE_WORKER,))
+        shutil.copytree(STATIC_DIR, work, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*skip))
         models = work / MODEL_DIR
         models.mkdir()
         parts = _copy_parts(bundle, meta, models)
         card = (bundle / CARD_FILE).is_file()
         if card:
             shutil.copy2(bundle / CARD_FILE, models / CARD_FILE)
-        site = site_description(meta, parts, card=card)
+        site = site_description(meta, parts, card=card, service_worker=service_worker)
         (work / SITE_FILE).write_text(json.dumps(site, indent=1) + "\n", encoding="utf-8")
         if out.is_dir():
             shutil.rmtree(out)

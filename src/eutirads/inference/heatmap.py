@@ -53,8 +53,10 @@ def heatmap_to_image(cam: np.ndarray, spec: PreprocessSpec, crop_box: Box,
         top, left = (in_h - new_h) // 2, (in_w - new_w) // 2
         grid = grid[top:top + new_h, left:left + new_w]
     out = np.zeros(image_shape[:2], np.float32)
-    out[crop_box.y0:crop_box.y1, crop_box.x0:crop_box.x1] = _resize_float(grid, crop_w, crop_h)
-    return np.clip(out, 0.0, 1.0)
+    # Clipped inside the crop only: the rest is zero already.
+    out[crop_box.y0:crop_box.y1, crop_box.x0:crop_box.x1] = np.clip(
+        _resize_float(grid, crop_w, crop_h), 0.0, 1.0)
+    return out
 
 
 def colorize(heatmap: np.ndarray) -> np.ndarray:

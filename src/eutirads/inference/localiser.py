@@ -63,8 +63,10 @@ def probability_to_image(prob: np.ndarray, spec: PreprocessSpec, box: Box,
         top, left = (in_h - new_h) // 2, (in_w - new_w) // 2
         grid = grid[top:top + new_h, left:left + new_w]
     out = np.zeros(image_shape[:2], np.float32)
-    out[box.y0:box.y1, box.x0:box.x1] = _resize_float(grid, box.width, box.height)
-    return np.clip(out, 0.0, 1.0)
+    # Clipped inside the crop only: the rest is zero already.
+    out[box.y0:box.y1, box.x0:box.x1] = np.clip(_resize_float(grid, box.width, box.height),
+                                                0.0, 1.0)
+    return out
 
 
 # Moore-neighbour directions, clockwise on screen (y down) starting west.
@@ -78,7 +80,9 @@ def trace_contour(region: np.ndarray) -> list[list[int]]:
     ys, xs = np.nonzero(region)
     if len(xs) == 0:
         return []
-    padded = np.pad(region, 1)
+    # Nested lists: the walk reads one pixel at a time, which Python lists do several
+    # times faster than numpy scalar indexing.
+    padded = np.pad(region, 1).tolist()
     # The first pixel in raster order: its west neighbour is background.
     order = np.lexsort((xs, ys))
     start = (int(xs[order[0]]) + 1, int(ys[order[0]]) + 1)
@@ -90,7 +94,7 @@ def trace_contour(region: np.ndarray) -> list[list[int]]:
         for step in range(8):
             d = (back + 1 + step) % 8
             nx, ny = current[0] + _DIRS[d][0], current[1] + _DIRS[d][1]
-            if padded[ny, nx]:
+            if padded[ny][nx]:
                 found = (nx, ny), d
                 break
         if found is None:
@@ -181,10 +185,16 @@ def nodule_from_mask(mask: np.ndarray, prob: np.ndarray, *, min_region_px: int,
     dataset boxes a DDTI outline); `score` is the mean probability inside them."""
     from scipy import ndimage
 
-    labels, count = ndimage.label(mask > 0, structure=np.ones((3, 3), bool))
     out = np.zeros(mask.shape, np.uint8)
-    if count == 0:
+    binary = mask > 0
+    hit_rows, hit_cols = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
+    if len(hit_rows) == 0:
         return out, None
+    # Labelled inside the box of every set pixel only (the same regions, in the same order,
+    # as over the whole image, for a fraction of the pixels).
+    oy, ox = int(hit_rows[0]), int(hit_cols[0])
+    labels, count = ndimage.label(binary[oy:hit_rows[-1] + 1, ox:hit_cols[-1] + 1],
+                                  structure=np.ones((3, 3), bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     keep = [int(k) for k in np.argsort(-sizes[1:]) + 1 if sizes[k] >= max(1, min_region_px)]
     if not keep:
@@ -192,10 +202,12 @@ def nodule_from_mask(mask: np.ndarray, prob: np.ndarray, *, min_region_px: int,
     slices = ndimage.find_objects(labels)
     regions, inside = [], []
     for k in keep:
-        rows, cols = slices[k - 1]
+        local_rows, local_cols = slices[k - 1]
+        rows = slice(local_rows.start + oy, local_rows.stop + oy)
+        cols = slice(local_cols.start + ox, local_cols.stop + ox)
         # Holes inside a nodule (a cyst's wall outlined as a ring) belong to it; working in
         # the region's own box keeps this cheap.
-        component = ndimage.binary_fill_holes(labels[rows, cols] == k)
+        component = ndimage.binary_fill_holes(labels[local_rows, local_cols] == k)
         out[rows, cols][component] = 255
         crop_prob = prob[rows, cols]
         inside.append(crop_prob[component])

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data.manifest import MANIFEST_NAME, image_path, load_mask, read_manifest
-from ..errors import EutiradsError, InputError
+from ..errors import ConfigError, EutiradsError, InputError
 from ..imageio import load_rgb
 from ..preprocess import PreprocessSpec, crop_box, normalize
 from ..region import crop
@@ -280,7 +280,12 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
     Dice, or val loss with monitor: loss) loaded; without early stopping, the last.
 
     `encoded` = (train passes [(levels, masks)], val levels) from `encode_pairs` with this
-    model's (frozen) encoder: cross-validation encodes every image once for all folds."""
+    model's (frozen) encoder: cross-validation encodes every image once for all folds. Only
+    for `mode: frozen`: features cached from an encoder that then trains would not be the
+    final model's (configs/localiser_frozen.yaml is the frozen recipe)."""
+    if encoded is not None and config.mode != "frozen":
+        raise ConfigError(f"config: cached encoder features need mode frozen, not "
+                          f"{config.mode!r} (the encoder trains; see configs/localiser_frozen.yaml)")
     device = select_device(config)
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
@@ -298,7 +303,12 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
     for phase in phases_for(config):
         params = _set_trainable(model, phase.trainable)
         frozen = phase.trainable == 0
-        optimizer = torch.optim.AdamW(params, lr=phase.head_lr if frozen else phase.base_lr,
+        # The decoder starts from scratch and takes the head's rate; the pretrained encoder
+        # stages, when they train, the (lower) base rate.
+        decoder = {id(p) for p in model.decoder.parameters()}
+        groups = [{"params": [p for p in params if id(p) in decoder], "lr": phase.head_lr},
+                  {"params": [p for p in params if id(p) not in decoder], "lr": phase.base_lr}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]],
                                       weight_decay=config.weight_decay)
         steps = math.ceil(len(train_pairs) / config.batch_size)
         total = max(1, phase.epochs * steps)

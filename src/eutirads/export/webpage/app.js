@@ -15,7 +15,8 @@ const $ = (id) => document.getElementById(id);
 // classifier: {spec, session, weight, ...site.classifier}; localiser: {spec, session,
 // ...site.localiser}; either may be null (a bundle holds one or both).
 const state = { site: null, classifier: null, localiser: null, texts: null,
-                lang: "en", last: null, cardText: "", error: null };
+                lang: "en", last: null, cardText: "", error: null, overlap: false,
+                components: {} };
 
 // A failure the page explains in the user's language: `key` names an i18n string.
 class PageError extends Error {
@@ -108,21 +109,55 @@ async function load() {
   const site = await (await fetchOk("site.json")).json();
   checkSite(site);
   state.site = site;
+  if (site.service_worker && await isolateByServiceWorker()) return new Promise(() => {});  // reloading
   // Threads need a cross-origin-isolated page (COOP/COEP headers), which static hosts
   // rarely give; one thread works everywhere.
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-  ort.env.wasm.proxy = false;
+  window.eutiradsPage.threads = ort.env.wasm.numThreads;
+  // The runtime in its own worker: the page stays responsive while the model runs, and
+  // where a core is left over (one wasm thread, or fewer threads than cores) the page's
+  // own work goes on beside it (state.overlap).
+  ort.env.wasm.proxy = true;
+  state.overlap = ort.env.wasm.numThreads === 1 || ort.env.wasm.numThreads < (navigator.hardwareConcurrency || 1);
   ort.env.logLevel = "error";
-  const [classifier, localiser, card] = await Promise.all([
+  // Every component at once; those the page has no steps for yet (site.components) are
+  // loaded the same way, into state.components, for code that uses them.
+  const others = Object.entries(site.components || {});
+  const [classifier, localiser, card, ...loaded] = await Promise.all([
     site.classifier ? loadClassifier(site.classifier) : null,
     site.localiser ? loadLocaliser(site.localiser) : null,
     site.card ? fetchOk(site.card).then((r) => r.text()) : "",
+    ...others.map(([, part]) => loadPart(part)),
   ]);
-  Object.assign(state, { classifier, localiser, cardText: card });
+  const components = Object.fromEntries(others.map(([name], i) => [name, loaded[i]]));
+  Object.assign(state, { classifier, localiser, components, cardText: card });
+  window.eutiradsPage.components = Object.keys(components);
   await warmUp();
   closeNetwork();
   renderCard();
   setState("ready");
+}
+
+// A site exported with --service-worker, on a host that sends no COOP/COEP headers:
+// install isolate.js (which adds them) and reload once, before the model is fetched, so
+// the reloaded page is cross-origin isolated and runs the model on several threads. True
+// when a reload is under way. Once per tab (sessionStorage): a browser that will not
+// isolate the page, or a blocked service worker, gets the one-thread page at once.
+async function isolateByServiceWorker() {
+  if (self.crossOriginIsolated || !("serviceWorker" in navigator) || !self.isSecureContext) return false;
+  const key = "eutirads-isolation-tried";
+  if (sessionStorage.getItem(key)) return false;
+  sessionStorage.setItem(key, "1");
+  // A refused or blocked registration may never settle: give it a few seconds.
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(false), 3000));
+  const installed = (async () => {
+    await navigator.serviceWorker.register("isolate.js");
+    await navigator.serviceWorker.ready;
+    return true;
+  })().catch(() => false);
+  if (!await Promise.race([installed, timeout])) return false;
+  location.reload();
+  return true;
 }
 
 async function loadSpec(url) {
@@ -155,6 +190,13 @@ async function loadClassifier(c) {
 async function loadLocaliser(l) {
   const [spec, session] = await Promise.all([loadSpec(l.preprocess), createSession(l.model)]);
   return { ...l, spec, session };
+}
+
+// Any component: its session, and its preprocessing when it has one.
+async function loadPart(part) {
+  const [spec, session] = await Promise.all([part.preprocess ? loadSpec(part.preprocess) : null,
+                                             createSession(part.model)]);
+  return { ...part, spec, session };
 }
 
 // One run on a made-up frame, so the first image pays neither for the runtime's set-up
@@ -254,7 +296,7 @@ async function decode(file) {
   for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
     rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
   }
-  return { rgb, width, height };
+  return { rgb, rgba, width, height };  // rgba: kept for drawing the frame
 }
 
 // ---------------------------------------------------------------- prediction (Predictor.predict)
@@ -274,10 +316,11 @@ function categoryName(label) {
   return `TI-RADS ${label}`;
 }
 
-// Localiser.find: the nodule (or null) and the mask, from the localiser's map.
-async function localise(image) {
+// Localiser.find: the nodule (or null) and the mask, from the localiser's map. `area`:
+// the image area when found already (null: the localiser's crop rule finds it).
+async function localise(image, area) {
   const part = state.localiser;
-  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, part.spec);
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, part.spec, null, area);
   const [logits] = await run(part, tensor, 1, part.outputs);
   const [, , gh, gw] = logits.dims;
   const prob = L.probabilityToImage(L.sigmoid(logits.data), gh, gw, part.spec, box, image.width, image.height);
@@ -300,32 +343,62 @@ function meanSoftmax(tensor, n) {
 
 const argmax = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
 
+// The classifier's input for the crop from `area` (the image and, with mirror TTA, its
+// mirror, as one batch) and the crop box.
+function classifierInput(image, nodule, area) {
+  const part = state.classifier, [h, w] = part.spec.input_size;
+  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, part.spec, nodule, area);
+  if (!part.tta) return { batch: tensor, box };
+  const batch = new Float32Array(2 * tensor.length);
+  batch.set(tensor);
+  batch.set(P.mirror(tensor, h, w), tensor.length);
+  return { batch, box };
+}
+
+// region.find_image_area on the frame the models see: on a cleaned frame (image.area
+// known) only around that area, which gives the same box for less work.
+function searchAgain(image) {
+  if (image.area) return P.findImageAreaCleaned(image.rgb, image.width, image.height, image.area);
+  return P.findImageArea(image.rgb, image.width, image.height);
+}
+
+const sameBox = (a, b) => a && b && a.x0 === b.x0 && a.y0 === b.y0 && a.x1 === b.x1 && a.y1 === b.y1;
+
 // The classifier on the image, its crop from the nodule box when given: the category from
 // the head (calibrated), the descriptor heads and the rule, the heatmap, and the reason
 // to abstain if any -- the steps and their order of Predictor.predict.
-async function classify(image, nodule) {
+async function classify(image, nodule, shared) {
   const part = state.classifier, spec = part.spec, names = part.class_names;
-  const [h, w] = spec.input_size;
-  // predictor._image_area: found once for the crop; none found is the clean-frame rule's
-  // "no ultrasound area" (the crop then falls back to the whole frame).
-  let area = null, noArea = false;
-  if (spec.frame === "detect") {
+  const n = part.tta ? 2 : 1;
+  // predictor._image_area: found once for the crop (or given: the localiser's); none found
+  // is the clean-frame rule's "no ultrasound area" (the crop then takes the whole frame).
+  let area = spec.frame === "detect" ? shared : null, noArea = false;
+  const search = spec.frame === "detect" && !area;
+  // The search runs on the cleaned frame and almost always finds the area the clean-frame
+  // rule found: with a spare core (state.overlap) the model, in its worker, starts on that
+  // crop meanwhile, and its answer is kept only if the search then finds the very same box.
+  let early = null;
+  if (search && image.area && state.overlap) {
+    early = classifierInput(image, nodule, image.area);
+    early.outputs = run(part, early.batch, n, part.outputs);
+  }
+  if (search) {
     try {
-      area = P.findImageArea(image.rgb, image.width, image.height);
+      area = searchAgain(image);
     } catch (error) {
       if (!(error instanceof P.NoImageAreaError)) throw error;
       noArea = true;
     }
   }
-  const { tensor, box } = P.prepare(image.rgb, image.width, image.height, spec, nodule, area);
-  const n = part.tta ? 2 : 1;
-  let batch = tensor;
-  if (part.tta) {
-    batch = new Float32Array(2 * tensor.length);
-    batch.set(tensor);
-    batch.set(P.mirror(tensor, h, w), tensor.length);
+  let input = early, outputs;
+  if (early && !noArea && sameBox(area, image.area)) {
+    outputs = await early.outputs;
+  } else {
+    if (early) await early.outputs;  // one run at a time
+    input = classifierInput(image, nodule, area);
+    outputs = await run(part, input.batch, n, part.outputs);
   }
-  const outputs = await run(part, batch, n, part.outputs);
+  const box = input.box;
   const byName = Object.fromEntries(part.outputs.map((name, i) => [name, outputs[i]]));
   const head = A.applyTemperature(meanSoftmax(byName.logits, n), part.temperature);
   const sources = { head };
@@ -389,8 +462,8 @@ async function predict(decoded) {
                    box_source: "none", abstain: false, abstain_reason: null };
   let nodule = null, mask = null, heat = null, ruleTop = null, image;
   try {
-    const { blanked } = P.cleanFrame(decoded.rgb, decoded.width, decoded.height);
-    image = { ...decoded, rgb: blanked };
+    const { blanked, area } = P.cleanFrame(decoded.rgb, decoded.width, decoded.height);
+    image = { ...decoded, rgb: blanked, area };
   } catch (error) {
     if (!(error instanceof P.NoImageAreaError)) throw error;
     // As `eutirads predict` reports it: no model ran, so no box and no probabilities.
@@ -399,8 +472,21 @@ async function predict(decoded) {
     result.timing = { compute_ms: performance.now() - started, model_ms: 0 };
     return { result, heat, mask, ruleTop, image: decoded };
   }
+  // Predictor.predict: with a localiser that finds the image area, it is found once, by the
+  // localiser's crop rule, for both models.
+  let area = null;
+  if (state.localiser && state.localiser.spec.frame === "detect") {
+    let found;  // preprocess.crop_box's search: none found is the whole frame
+    try {
+      found = searchAgain(image);
+    } catch (error) {
+      if (!(error instanceof P.NoImageAreaError)) throw error;
+      found = { x0: 0, y0: 0, x1: image.width, y1: image.height };
+    }
+    area = P.cropBox(image.rgb, image.width, image.height, state.localiser.spec, null, found);
+  }
   if (state.localiser) {
-    const found = await localise(image);
+    const found = await localise(image, area);
     mask = found.mask;
     result.nodule = found.nodule;
     if (!found.nodule) result.nodule_reason = state.localiser.no_nodule_reason;
@@ -410,7 +496,7 @@ async function predict(decoded) {
     result.crop_box = [found.area.x0, found.area.y0, found.area.x1, found.area.y1];
   }
   if (state.classifier) {
-    const c = await classify(image, nodule);
+    const c = await classify(image, nodule, area);
     const names = state.classifier.class_names;
     result.label = names[c.index];
     result.name = categoryName(result.label);
@@ -517,17 +603,31 @@ function renderDescriptors(descriptors, ruleTop, sources, used) {
   fill("sources", list.join(" · "));
 }
 
+// The frame the models saw, opaque: blanked outside the image area, as `eutirads predict`
+// has it. From the decoded RGBA, four bytes a step (no alpha: Python reads RGB).
+function frameRgba(image) {
+  const { width, height } = image;
+  const out = new Uint32Array(width * height).fill(0xff000000);  // opaque black
+  if (!image.rgba) {  // a frame made here (the warm-up): from its RGB
+    for (let i = 0, j = 0; i < out.length; i++, j += 3) {
+      out[i] = (0xff000000 | (image.rgb[j + 2] << 16) | (image.rgb[j + 1] << 8) | image.rgb[j]) >>> 0;
+    }
+  } else {
+    const src = new Uint32Array(image.rgba.buffer, image.rgba.byteOffset, width * height);
+    const area = image.area ?? { x0: 0, y0: 0, x1: width, y1: height };
+    for (let y = area.y0; y < area.y1; y++) {
+      for (let i = y * width + area.x0, end = y * width + area.x1; i < end; i++) out[i] = src[i] | 0xff000000;
+    }
+  }
+  return new Uint8ClampedArray(out.buffer);
+}
+
 function drawImage(image, heat, nodule) {
   for (const id of ["image", "heat", "outline"]) {
     $(id).width = image.width;
     $(id).height = image.height;
   }
-  // The frame the models saw: blanked outside the image area, as `eutirads predict` has it.
-  const rgba = new Uint8ClampedArray(image.width * image.height * 4);
-  for (let i = 0, j = 0; j < image.rgb.length; i += 4, j += 3) {
-    rgba[i] = image.rgb[j]; rgba[i + 1] = image.rgb[j + 1]; rgba[i + 2] = image.rgb[j + 2]; rgba[i + 3] = 255;
-  }
-  $("image").getContext("2d").putImageData(new ImageData(rgba, image.width, image.height), 0, 0);
+  $("image").getContext("2d").putImageData(new ImageData(frameRgba(image), image.width, image.height), 0, 0);
   $("heat-controls").hidden = !heat;
   if (heat) {
     const colours = P.colorize(heat, state.site.heatmap_colors);
@@ -641,7 +741,7 @@ function wire() {
 // For tests and benchmarks: the last result (as Prediction.to_dict) and its heatmap, and
 // the classifier's time alone on a blank input (median ms of `runs`).
 window.eutiradsPage = {
-  last: null, heat: null, ready: null,
+  last: null, heat: null, ready: null, threads: null, components: [],
   async timeModel(runs = 10) {
     const part = state.classifier || state.localiser;
     const [h, w] = part.spec.input_size;

@@ -33,52 +33,95 @@ function gray(rgb, width, height) {
 
 // scipy.ndimage.uniform_filter1d, mode "reflect" (d c b a | a b c d | d c b a): a running
 // sum in float64, each mean stored as float32 -- scipy's own order of operations, so a
-// pixel at the threshold falls on the same side. `stride` walks the line; `line` is a
-// scratch buffer of length + size.
-function uniformLine(src, dst, start, stride, length, size, line) {
+// pixel at the threshold falls on the same side. `line` is a scratch buffer of length +
+// size - 1 holding the line and its reflected edges; the means go to dst from `out`.
+function uniformLine(src, dst, start, length, size, line, out = start) {
   const left = Math.floor(size / 2);
-  for (let k = left, j = start; k < left + length; k++, j += stride) line[k] = src[j];
+  for (let k = 0; k < length; k++) line[left + k] = src[start + k];
   // the edges, reflected about the half-sample (lines here are far longer than `size`)
   for (let k = 0; k < left; k++) line[k] = line[2 * left - 1 - k];
   for (let k = left + length; k < length + size - 1; k++) line[k] = line[2 * (left + length) - 1 - k];
   let sum = 0;
   for (let k = 0; k < size; k++) sum += line[k];
-  dst[start] = sum / size;
+  dst[out] = sum / size;
   for (let i = 1; i < length; i++) {
     sum += line[i + size - 1] - line[i - 1];
-    dst[start + i * stride] = sum / size;
+    dst[out + i] = sum / size;
   }
+}
+
+// The row of `values` that position k of a reflected column of `length` rows holds (the
+// same reflection as uniformLine's edges).
+function reflectedRow(k, left, length) {
+  if (k < left) return left - 1 - k;
+  if (k >= left + length) return left + 2 * length - 1 - k;
+  return k - left;
+}
+
+// uniform_filter1d along axis 0: every column's running sum at once, one row at a time,
+// so memory is read in order (a column walk jumps a whole row each step). Each column
+// gets exactly uniformLine's operations in uniformLine's order.
+function uniformColumns(values, width, height, size) {
+  const left = Math.floor(size / 2);
+  const sums = new Float64Array(width);
+  const out = new Float32Array(values.length);
+  for (let k = 0; k < size; k++) {
+    const row = reflectedRow(k, left, height) * width;
+    for (let x = 0; x < width; x++) sums[x] += values[row + x];
+  }
+  for (let x = 0; x < width; x++) out[x] = sums[x] / size;
+  for (let i = 1; i < height; i++) {
+    const add = reflectedRow(i + size - 1, left, height) * width;
+    const drop = reflectedRow(i - 1, left, height) * width;
+    const base = i * width;
+    for (let x = 0; x < width; x++) {
+      sums[x] += values[add + x] - values[drop + x];
+      out[base + x] = sums[x] / size;
+    }
+  }
+  return out;
 }
 
 // scipy.ndimage.uniform_filter(values, size): axis 0 (columns) first, then axis 1 (rows).
 export function uniformFilter(values, width, height, size) {
-  const line = new Float64Array(Math.max(width, height) + size);
-  const columns = new Float32Array(values.length);
-  for (let x = 0; x < width; x++) uniformLine(values, columns, x, width, height, size, line);
+  const line = new Float64Array(width + size);
+  const columns = uniformColumns(values, width, height, size);
   const out = new Float32Array(values.length);
-  for (let y = 0; y < height; y++) uniformLine(columns, out, y * width, 1, width, size, line);
+  for (let y = 0; y < height; y++) uniformLine(columns, out, y * width, width, size, line);
   return out;
 }
 
 // scipy.ndimage.minimum_filter / maximum_filter of a 0/1 mask, square `size` (odd),
-// mode "constant" with cval 0: counted with running sums, one axis at a time.
+// mode "constant" with cval 0: the ones in each window counted with running sums, one
+// axis at a time. Outside the frame counts as 0: a minimum needs the whole window inside
+// and set, a maximum any one pixel set.
 function binaryRunFilter(mask, width, height, size, minimum) {
   const radius = (size - 1) / 2;
-  const prefix = new Int32Array(Math.max(width, height) + 1);
-  const pass = (src, start, stride, length, dst) => {
-    for (let i = 0; i < length; i++) prefix[i + 1] = prefix[i] + src[start + i * stride];
-    for (let i = 0; i < length; i++) {
-      const lo = Math.max(0, i - radius);
-      const hi = Math.min(length, i + radius + 1);
-      const ones = prefix[hi] - prefix[lo];
-      // Outside the frame counts as 0: a minimum needs the whole window inside and set.
-      dst[start + i * stride] = minimum ? (ones === size ? 1 : 0) : (ones > 0 ? 1 : 0);
-    }
-  };
+  const need = minimum ? size : 1;  // a window holds at most `size` ones
+  // axis 0: per column the ones in rows [y - radius, y + radius], all columns per row
+  const counts = new Int32Array(width);
+  for (let y = 0; y < Math.min(radius, height); y++) {
+    for (let x = 0; x < width; x++) counts[x] += mask[y * width + x];
+  }
   const mid = new Uint8Array(mask.length);
-  for (let x = 0; x < width; x++) pass(mask, x, width, height, mid);
+  for (let y = 0; y < height; y++) {
+    const add = y + radius, drop = y - radius - 1;
+    if (add < height) for (let x = 0, i = add * width; x < width; x++, i++) counts[x] += mask[i];
+    if (drop >= 0) for (let x = 0, i = drop * width; x < width; x++, i++) counts[x] -= mask[i];
+    for (let x = 0, i = y * width; x < width; x++, i++) mid[i] = counts[x] >= need ? 1 : 0;
+  }
+  // axis 1: the same along each row
   const out = new Uint8Array(mask.length);
-  for (let y = 0; y < height; y++) pass(mid, y * width, 1, width, out);
+  for (let y = 0; y < height; y++) {
+    const base = y * width;
+    let ones = 0;
+    for (let x = 0; x < Math.min(radius, width); x++) ones += mid[base + x];
+    for (let x = 0; x < width; x++) {
+      if (x + radius < width) ones += mid[base + x + radius];
+      if (x - radius - 1 >= 0) ones -= mid[base + x - radius - 1];
+      out[base + x] = ones >= need ? 1 : 0;
+    }
+  }
   return out;
 }
 
@@ -124,42 +167,45 @@ function label(mask, width, height) {
 const MIN_SIDE_FRACTION = 0.15, MAX_ASPECT = 4.0, MIN_SPECKLE = 0.6, GRAIN = 3.0;
 
 // region.speckle_fraction on one block's bounding box `b` of the grey image: the share of
-// its lit pixels whose 5x5 neighbourhood varies by at least GRAIN grey levels (the filters
-// run on the box alone, as numpy slices it, every step in float32).
-function speckleFraction(values, width, b, inside) {
+// its lit pixels (`inside`: those of block `l` above the background) whose 5x5
+// neighbourhood varies by at least GRAIN grey levels. The filters run on the box alone,
+// as numpy slices it, every step in float32; each row's means are tested as they come.
+function speckleFraction(values, labels, l, background, width, b) {
   const [x0, y0, x1, y1] = b, w = x1 - x0, h = y1 - y0;
   const sub = new Float32Array(w * h), squares = new Float32Array(w * h);
+  const inside = new Uint8Array(w * h);
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const v = values[(y0 + y) * width + x0 + x];
-      sub[y * w + x] = v;
-      squares[y * w + x] = v * v;
+    for (let x = 0, i = (y0 + y) * width + x0, j = y * w; x < w; x++, i++, j++) {
+      const v = values[i];
+      sub[j] = v;
+      squares[j] = v * v;
+      inside[j] = labels[i] === l && v > background ? 1 : 0;
     }
   }
-  const mean = uniformFilter(sub, w, h, 5), meanSq = uniformFilter(squares, w, h, 5);
+  const columns = uniformColumns(sub, w, h, 5), columnsSq = uniformColumns(squares, w, h, 5);
+  const line = new Float64Array(w + 5);
+  const mean = new Float32Array(w), meanSq = new Float32Array(w);
   let lit = 0, grainy = 0;
-  for (let i = 0; i < sub.length; i++) {
-    if (!inside[i]) continue;
-    lit += 1;
-    const variance = f32(meanSq[i] - f32(mean[i] * mean[i]));
-    if (f32(Math.sqrt(Math.max(variance, 0))) >= GRAIN) grainy += 1;
+  for (let y = 0; y < h; y++) {
+    uniformLine(columns, mean, y * w, w, 5, line, 0);
+    uniformLine(columnsSq, meanSq, y * w, w, 5, line, 0);
+    for (let x = 0, j = y * w; x < w; x++, j++) {
+      if (!inside[j]) continue;
+      lit += 1;
+      const variance = f32(meanSq[x] - f32(mean[x] * mean[x]));
+      if (f32(Math.sqrt(Math.max(variance, 0))) >= GRAIN) grainy += 1;
+    }
   }
   return lit ? grainy / lit : 0.0;
 }
 
-// region._is_image_block: size, shape and texture of one block.
-function isImageBlock(values, labels, l, b, width, height, background) {
+// region._is_image_block: size, shape and texture of one block (`width`: of the grid the
+// labels cover; frameW x frameH: the frame's, which the size test is relative to).
+function isImageBlock(values, labels, l, b, width, frameW, frameH, background) {
   const [x0, y0, x1, y1] = b, bw = x1 - x0, bh = y1 - y0;
-  if (bh < MIN_SIDE_FRACTION * height || bw < MIN_SIDE_FRACTION * width) return false;
+  if (bh < MIN_SIDE_FRACTION * frameH || bw < MIN_SIDE_FRACTION * frameW) return false;
   if (Math.max(bw / bh, bh / bw) > MAX_ASPECT) return false;
-  const inside = new Uint8Array(bw * bh);
-  for (let y = 0; y < bh; y++) {
-    for (let x = 0; x < bw; x++) {
-      const i = (y0 + y) * width + x0 + x;
-      inside[y * bw + x] = labels[i] === l && values[i] > background ? 1 : 0;
-    }
-  }
-  return speckleFraction(values, width, b, inside) >= MIN_SPECKLE;
+  return speckleFraction(values, labels, l, background, width, b) >= MIN_SPECKLE;
 }
 
 // region._panes: the largest accepted block and the accepted blocks beside it.
@@ -175,14 +221,49 @@ function panes(areas, boxes, best, accepted) {
   return chosen;
 }
 
-// region.find_image_area: the bounding box of the ultrasound image area of a frame.
-export function findImageArea(rgb, width, height,
-                              { background = 12.0, minSize = null, minFraction = 0.05 } = {}) {
+const AREA_DEFAULTS = { background: 12.0, minSize: null, minFraction: 0.05 };
+
+function checkFrame(width, height) {
   if (height < 16 || width < 16) {
     throw new NoImageAreaError(`frame too small to hold an image area (${width}x${height})`);
   }
-  const values = gray(rgb, width, height);
-  const size = (minSize || Math.max(8, Math.floor(Math.min(height, width) / 12))) | 1;
+}
+
+// region.find_image_area: the bounding box of the ultrasound image area of a frame.
+export function findImageArea(rgb, width, height, options = {}) {
+  checkFrame(width, height);
+  return searchArea(gray(rgb, width, height), width, height, width, height,
+                    { ...AREA_DEFAULTS, ...options });
+}
+
+// How far around its image area a cleaned frame is searched again (findImageAreaCleaned).
+const CLEANED_MARGIN = 8;
+
+// findImageArea of a cleaned frame (frame.clean_frame: zero outside `area`), searching only
+// `area` and a margin of zeros around it: the same box to the pixel. Outside that window
+// the cleaned frame is zero, so is its smoothed mask (the 5x5 mean reaches 2 pixels), and
+// so is its opening (an opening lies inside the mask); inside it every value is the same
+// (the edges of the window, reflected or padded, hold zeros as the frame does there, and the
+// running sums are exact: grey levels in float32 add up without rounding in float64); the
+// size limits stay the whole frame's. Labels keep their order (raster order is kept).
+export function findImageAreaCleaned(rgb, width, height, area, options = {}) {
+  checkFrame(width, height);
+  const x0 = Math.max(0, area.x0 - CLEANED_MARGIN), y0 = Math.max(0, area.y0 - CLEANED_MARGIN);
+  const x1 = Math.min(width, area.x1 + CLEANED_MARGIN), y1 = Math.min(height, area.y1 + CLEANED_MARGIN);
+  const w = x1 - x0, h = y1 - y0;
+  const part = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    const from = ((y0 + y) * width + x0) * 3;
+    part.set(rgb.subarray(from, from + w * 3), y * w * 3);
+  }
+  const box = searchArea(gray(part, w, h), w, h, width, height, { ...AREA_DEFAULTS, ...options });
+  return { x0: box.x0 + x0, y0: box.y0 + y0, x1: box.x1 + x0, y1: box.y1 + y0 };
+}
+
+// The search of findImageArea on the grey `values` of a width x height grid, its limits
+// taken from a frameW x frameH frame.
+function searchArea(values, width, height, frameW, frameH, { background, minSize, minFraction }) {
+  const size = (minSize || Math.max(8, Math.floor(Math.min(frameH, frameW) / 12))) | 1;
   const smooth = uniformFilter(values, width, height, 5);
   let mask = new Uint8Array(values.length);
   for (let i = 0; i < mask.length; i++) mask[i] = smooth[i] > background ? 1 : 0;
@@ -192,29 +273,33 @@ export function findImageArea(rgb, width, height,
   if (count === 0) throw new NoImageAreaError("no image area found (the frame is blank or only text)");
   // Largest first (ties in label order), each judged as an image block.
   const order = Array.from({ length: count }, (_, i) => i + 1).sort((a, b) => areas[b] - areas[a] || a - b);
-  const accepted = order.filter((l) => areas[l] >= minFraction * height * width &&
-                                       isImageBlock(values, labels, l, boxes[l], width, height, background));
+  const accepted = order.filter((l) => areas[l] >= minFraction * frameH * frameW &&
+                                       isImageBlock(values, labels, l, boxes[l], width, frameW, frameH, background));
   if (!accepted.length) {
     throw new NoImageAreaError("no image area found (no large, speckled block; only text, bands or a blank screen)");
   }
   const chosen = new Uint8Array(count + 1);
   for (const l of panes(areas, boxes, accepted[0], accepted)) chosen[l] = 1;
-  // The box of the raw non-background pixels inside the chosen blocks (or the blocks).
-  const bounds = (test) => {
-    let x0 = width, y0 = height, x1 = -1, y1 = -1;
-    for (let y = 0, i = 0; y < height; y++) {
-      for (let x = 0; x < width; x++, i++) {
-        if (chosen[labels[i]] && test(i)) {
-          if (x < x0) x0 = x;
-          if (x > x1) x1 = x;
-          if (y < y0) y0 = y;
-          if (y > y1) y1 = y;
-        }
+  // The box of the raw non-background pixels inside the chosen blocks (or, when there are
+  // none, of the blocks): both boxes in one pass.
+  let lx0 = width, ly0 = height, lx1 = -1, ly1 = -1, bx0 = width, by0 = height, bx1 = -1, by1 = -1;
+  for (let y = 0, i = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, i++) {
+      if (!chosen[labels[i]]) continue;
+      if (x < bx0) bx0 = x;
+      if (x > bx1) bx1 = x;
+      if (y < by0) by0 = y;
+      by1 = y;
+      if (values[i] > background) {
+        if (x < lx0) lx0 = x;
+        if (x > lx1) lx1 = x;
+        if (y < ly0) ly0 = y;
+        ly1 = y;
       }
     }
-    return x1 < 0 ? null : { x0, y0, x1: x1 + 1, y1: y1 + 1 };
-  };
-  return bounds((i) => values[i] > background) || bounds(() => true);
+  }
+  if (lx1 >= 0) return { x0: lx0, y0: ly0, x1: lx1 + 1, y1: ly1 + 1 };
+  return { x0: bx0, y0: by0, x1: bx1 + 1, y1: by1 + 1 };
 }
 
 // frame.clean_frame for a plain image: the frame with everything outside its image area
@@ -309,31 +394,45 @@ function fixedTaps(taps) {
   return out;
 }
 
+// Pillow's clip8: the fixed-point sum back to a byte.
+const clip8 = (sum) => Math.min(255, Math.max(0, Math.floor(sum / 2 ** PRECISION_BITS)));
+
 // One pass of Pillow's 8-bit resampling along x (`along` = "x") or y, `channels` a pixel.
+// Every output value is Pillow's sum: half, then each tap's product in tap order, in
+// float64 (exact: the products and sums stay far below 2^53). The vertical pass adds a
+// whole row per tap, so memory is read in order; each value's additions keep that order.
 function resamplePass8(src, width, height, channels, outSize, along) {
   const horizontal = along === "x";
-  const inSize = horizontal ? width : height;
-  const { ksize, bounds, taps } = coefficients(inSize, outSize);
+  const { ksize, bounds, taps } = coefficients(horizontal ? width : height, outSize);
   const k = fixedTaps(taps);
   const outW = horizontal ? outSize : width, outH = horizontal ? height : outSize;
   const out = new Uint8Array(outW * outH * channels);
-  const half = 2 ** (PRECISION_BITS - 1), one = 2 ** PRECISION_BITS;
-  const sums = new Float64Array(channels);
-  for (let y = 0; y < outH; y++) {
-    for (let x = 0; x < outW; x++) {
-      const o = horizontal ? x : y;
-      const min = bounds[o * 2], n = bounds[o * 2 + 1], base = o * ksize;
-      sums.fill(half);
-      for (let t = 0; t < n; t++) {
-        const p = horizontal ? ((y * width + min + t) * channels) : (((min + t) * width + x) * channels);
-        const w = k[base + t];
-        for (let c = 0; c < channels; c++) sums[c] += src[p + c] * w;
-      }
-      const q = (y * outW + x) * channels;
-      for (let c = 0; c < channels; c++) {
-        out[q + c] = Math.min(255, Math.max(0, Math.floor(sums[c] / one)));
+  const half = 2 ** (PRECISION_BITS - 1);
+  if (horizontal) {
+    for (let y = 0; y < outH; y++) {
+      const row = y * width * channels;
+      for (let x = 0; x < outW; x++) {
+        const min = bounds[x * 2], n = bounds[x * 2 + 1], base = x * ksize;
+        const q = (y * outW + x) * channels;
+        for (let c = 0; c < channels; c++) {
+          let sum = half;
+          for (let t = 0, p = row + min * channels + c; t < n; t++, p += channels) sum += src[p] * k[base + t];
+          out[q + c] = clip8(sum);
+        }
       }
     }
+    return out;
+  }
+  const span = width * channels;
+  const sums = new Float64Array(span);
+  for (let y = 0; y < outH; y++) {
+    const min = bounds[y * 2], n = bounds[y * 2 + 1], base = y * ksize;
+    sums.fill(half);
+    for (let t = 0; t < n; t++) {
+      const w = k[base + t];
+      for (let i = 0, p = (min + t) * span; i < span; i++, p++) sums[i] += src[p] * w;
+    }
+    for (let i = 0, q = y * span; i < span; i++, q++) out[q] = clip8(sums[i]);
   }
   return out;
 }
@@ -477,17 +576,24 @@ export function heatmapToImage(cam, fh, fw, spec, box, width, height) {
 
 // heatmap.colorize, as RGBA whose alpha is the heat itself: drawn over the image with
 // CSS opacity `o`, each pixel blends with weight o * heat, as heatmap.overlay_heatmap.
+// No heat (most of the frame: outside the crop, and where the evidence is negative) is
+// the first anchor, transparent, written four bytes at a time.
 export function colorize(heat, anchors) {
   const out = new Uint8ClampedArray(heat.length * 4);
   const last = anchors.length - 1;
+  const flat = anchors.flat();
+  const none = new Uint8ClampedArray([flat[0], flat[1], flat[2], 0]);
+  new Uint32Array(out.buffer).fill(new Uint32Array(none.buffer)[0]);
   for (let i = 0; i < heat.length; i++) {
     const v = Math.min(1, Math.max(0, heat[i]));
+    if (!(v > 0)) continue;
     const x = v * last;
     const lo = Math.min(last - 1, Math.floor(x)), t = x - lo;
-    for (let c = 0; c < 3; c++) {
-      out[i * 4 + c] = Math.round(anchors[lo][c] + (anchors[lo + 1][c] - anchors[lo][c]) * t);
-    }
-    out[i * 4 + 3] = Math.round(v * 255);
+    const a = lo * 3, o = i * 4;
+    out[o] = Math.round(flat[a] + (flat[a + 3] - flat[a]) * t);
+    out[o + 1] = Math.round(flat[a + 1] + (flat[a + 4] - flat[a + 1]) * t);
+    out[o + 2] = Math.round(flat[a + 2] + (flat[a + 5] - flat[a + 2]) * t);
+    out[o + 3] = Math.round(v * 255);
   }
   return out;
 }
