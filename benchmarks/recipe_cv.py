@@ -49,7 +49,7 @@ VIEWS: dict[str, dict[str, Any]] = {
 }
 # Measured nodule features (`models.nodule_features`) on the localiser's grid, from the
 # manifest's true outline (the oracle) or from out-of-fold localiser probability maps
-# (each image's map from a configs/localiser.yaml localiser that never saw its patient).
+# (each image's map from a configs/localiser_frozen.yaml localiser that never saw its patient).
 NODULE_VIEWS = ("nodule-true", "nodule-oof")
 
 # name -> (views concatenated, head, head options)
@@ -175,7 +175,7 @@ def _features(dataset, rows, view, work, threads) -> np.ndarray:
 def _localiser_config():
     from eutirads.training.config import resolve_config
 
-    return resolve_config(str(REPO / "configs" / "localiser.yaml"), [])
+    return resolve_config(str(REPO / "configs" / "localiser_frozen.yaml"), [])
 
 
 def nodule_inputs(dataset, rows, work, name: str = "inputs"
@@ -216,7 +216,7 @@ def nodule_inputs(dataset, rows, work, name: str = "inputs"
 
 def oof_probabilities(dataset, rows, work, threads) -> np.ndarray:
     """Out-of-fold localiser probability maps (N x H x W) for the labelled rows: for each
-    fold of repeat 0, configs/localiser.yaml (30 epochs, no early stopping) is trained on
+    fold of repeat 0, configs/localiser_frozen.yaml (30 epochs, no early stopping) is trained on
     every image with a mask (labelled or not) whose patient has no image in the fold, and
     predicts the fold. The frozen encoder is the same in every fold: images are encoded
     once (as benchmarks/localiser_cv.py does)."""

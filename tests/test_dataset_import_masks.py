@@ -7,7 +7,6 @@ from PIL import Image
 
 from eutirads.data.importers import import_dataset
 from eutirads.data.manifest import load_mask, read_manifest
-from eutirads.data.masks import save_mask
 
 
 def make_image(path, seed, size=(96, 72)):

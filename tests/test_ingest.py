@@ -18,7 +18,6 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from dicom_helpers import pydicom_file
 from eutirads.cli import main

@@ -376,7 +376,8 @@ def test_cached_features_are_refused_when_the_encoder_trains():
     from eutirads.training.segment import fit_segmenter, make_segment_spec
 
     config = resolve_config("configs/localiser.yaml")
-    assert config.mode == "finetune" and resolve_config("configs/localiser_frozen.yaml").mode == "frozen"
+    assert config.mode == "finetune"
+    assert resolve_config("configs/localiser_frozen.yaml").mode == "frozen"
     model = create_segmenter("tf_efficientnet_lite0", weights="none")
     pair = (np.zeros((192, 256, 3), np.uint8), np.zeros((192, 256), np.uint8))
     with pytest.raises(ConfigError, match="localiser_frozen.yaml"):

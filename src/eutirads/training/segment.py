@@ -285,7 +285,8 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
     final model's (configs/localiser_frozen.yaml is the frozen recipe)."""
     if encoded is not None and config.mode != "frozen":
         raise ConfigError(f"config: cached encoder features need mode frozen, not "
-                          f"{config.mode!r} (the encoder trains; see configs/localiser_frozen.yaml)")
+                          f"{config.mode!r} (the encoder trains; see "
+                          "configs/localiser_frozen.yaml)")
     device = select_device(config)
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
