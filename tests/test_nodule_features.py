@@ -208,3 +208,29 @@ def test_export_web_of_a_bundle_with_measured_descriptors_runs_them(measured_bun
     assert description["classifier"]["rule_applies"] is predictor.rule_applies is True
     assert description["classifier"]["category_source"] == predictor.category_source
     assert "measured" not in description["components"]
+
+
+def test_without_a_found_nodule_the_measured_descriptors_are_not_used(measured_bundle,
+                                                                      monkeypatch):
+    """An empty outline measures nothing: the classifier's own heads (none here) answer,
+    and the category falls back to the head when the rule lacks descriptors."""
+    import dataclasses
+
+    from PIL import Image
+
+    from eutirads.data.manifest import read_manifest
+    from eutirads.inference import Predictor
+
+    root, summary, bundle = measured_bundle
+    predictor = Predictor(bundle)
+    find = predictor.localiser.find
+    monkeypatch.setattr(predictor.localiser, "find", lambda *a, **k: dataclasses.replace(
+        find(*a, **k), nodule=None, reason="no-nodule-found"))
+    row = next(r for r in read_manifest(root) if r.get("echogenicity"))
+    pixels = np.asarray(Image.open(root / row["path"]).convert("RGB"))
+    result = predictor.predict(pixels).to_dict()
+    assert result["nodule"] is None
+    assert result["descriptors"] == {}
+    assert result["category_source"] == "head"
+    assert set(result["category_sources"]) == {"head"}
+    assert result["label"] in "12345"

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..categories import CATEGORIES, EU_TIRADS_LABELS
+from ..categories import CATEGORIES, DESCRIPTORS, EU_TIRADS_LABELS
 from ..errors import InputError, ModelError, NoImageAreaError
 from ..imageio import load_rgb
 # crop_box is preprocess's own crop rule: reused, not rewritten, so the heatmap maps back
@@ -320,7 +320,9 @@ class Predictor:
             heads = {name: (list(spec_["values"]),
                             softmax(outputs[spec_["output"]].astype(np.float64)).mean(axis=0))
                      for name, spec_ in self._descriptors.items()}
-            if self.measured is not None and found is not None:
+            # Measured only on a nodule the localiser found: an empty outline measures
+            # nothing, and the heads never learned from one.
+            if self.measured is not None and found is not None and found.nodule is not None:
                 measured_box = crop_box(pixels, self.localiser.spec, area=area)
                 for name, logits in self.measured.logits(pixels, found.probability,
                                                          measured_box).items():
@@ -331,14 +333,17 @@ class Predictor:
                 value_probs[name] = p
                 descriptors[name] = {"value": values[int(p.argmax())],
                                      "probabilities": {v: float(x) for v, x in zip(values, p)}}
-            if self.rule_applies:
+            # The rule needs every descriptor: with measured ones only (no heads of the
+            # classifier's own) and no nodule found, the head answers alone.
+            if self.rule_applies and all(name in value_probs for name in DESCRIPTORS):
                 rule_label, rule_probs, rule_text = rule_category(value_probs, self.class_names,
                                                                    head)
                 sources["rule"] = rule_probs
                 sources["combined"] = combine(head, rule_probs)
-        proba = sources[self.category_source]
+        chosen = self.category_source if self.category_source in sources else "head"
+        proba = sources[chosen]
         index = int(proba.argmax())
-        if self.category_source == "rule":
+        if chosen == "rule":
             index = self.class_names.index(rule_label)
         label = self.class_names[index]
         category_sources = None
@@ -359,7 +364,7 @@ class Predictor:
                           probabilities={c: float(p) for c, p in zip(self.class_names, proba)},
                           crop_box=tuple(crop_box_), heatmap=heat, descriptors=descriptors,
                           category_sources=category_sources,
-                          category_source=self.category_source, rule_path=rule_text,
+                          category_source=chosen, rule_path=rule_text,
                           abstain=reason is not None, abstain_reason=reason, **extra)
 
 

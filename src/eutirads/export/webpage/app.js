@@ -426,8 +426,8 @@ async function classify(image, nodule, shared, localised = null) {
     const heads = {};
     for (const [name, d] of Object.entries(part.descriptors)) heads[name] = { values: d.values, p: meanSoftmax(byName[d.output], n) };
     // the measured ones replace the heads of the same name (keeping their place), as in
-    // Predictor.predict: whenever the localiser ran, nodule found or not
-    if (state.measured && localised) {
+    // Predictor.predict: only on a nodule the localiser found
+    if (state.measured && localised && localised.nodule) {
       for (const [name, logits] of Object.entries(await measure(image, localised))) {
         heads[name] = { values: state.measured.descriptors[name].values, p: P.softmax(Array.from(logits)) };
       }
@@ -436,14 +436,16 @@ async function classify(image, nodule, shared, localised = null) {
       descriptors[name] = { value: values[argmax(p)],
                             probabilities: Object.fromEntries(values.map((v, i) => [v, p[i]])) };
     }
-    if (part.rule_applies) {
+    // the rule needs every descriptor (measured ones alone and no nodule: the head answers)
+    if (part.rule_applies && Object.keys(state.site.rule.descriptors).every((d) => d in heads)) {
       rule = G.ruleDistribution(state.site.rule, heads, names, head);
       sources.rule = rule.probabilities;
       sources.combined = head.map((v, i) => (v + rule.probabilities[i]) / 2);
     }
   }
-  const proba = sources[part.category_source];
-  const index = part.category_source === "rule" ? names.indexOf(rule.label) : argmax(proba);
+  const source = part.category_source in sources ? part.category_source : "head";
+  const proba = sources[source];
+  const index = source === "rule" ? names.indexOf(rule.label) : argmax(proba);
   let categorySources = null;
   if (descriptors) {
     categorySources = {};
@@ -459,7 +461,7 @@ async function classify(image, nodule, shared, localised = null) {
   // The heatmap of the unmirrored image, as the Python predictor draws it.
   const cam = P.classActivationMap(first, channels, fh, fw, part.weight, index);
   const heat = P.heatmapToImage(cam, fh, fw, spec, box, image.width, image.height);
-  return { index, proba, box, heat, descriptors, categorySources, rulePath: rule?.path ?? null,
+  return { index, proba, box, heat, descriptors, categorySources, source, rulePath: rule?.path ?? null,
            ruleTop: rule?.top ?? null, reason };
 }
 
@@ -534,7 +536,7 @@ async function predict(decoded) {
     if (c.descriptors) {
       result.descriptors = c.descriptors;
       result.category_sources = c.categorySources;
-      result.category_source = state.classifier.category_source;
+      result.category_source = c.source;
     }
     if (c.rulePath !== null) result.rule_path = c.rulePath;
     heat = c.heat;
