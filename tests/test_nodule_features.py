@@ -234,3 +234,50 @@ def test_without_a_found_nodule_the_measured_descriptors_are_not_used(measured_b
     assert result["category_source"] == "head"
     assert set(result["category_sources"]) == {"head"}
     assert result["label"] in "12345"
+
+
+def test_a_measured_head_is_kept_only_where_it_reads_its_descriptor_better_on_val():
+    from eutirads.training.measured import _winning_heads
+
+    measured = {"composition_accuracy": 0.89, "echogenicity_accuracy": 0.93,
+                "shape_accuracy": 0.90, "margins_accuracy": 0.78}
+    classifier = {"composition_accuracy": 0.94, "echogenicity_accuracy": 0.69,
+                  "shape_accuracy": 0.90}
+    # echogenicity: the measure wins; shape: a tie goes to the classifier; margins: the
+    # classifier has no head; composition: the classifier wins.
+    assert _winning_heads(["composition", "echogenicity", "shape", "margins"], measured,
+                          classifier) == ["echogenicity", "margins"]
+    assert _winning_heads(["shape"], measured, {}) == ["shape"]
+
+
+def test_a_run_whose_measured_heads_all_lost_exports_no_measured_component(tmp_path):
+    from eutirads.export.exporter import measured_module
+
+    np.savez(tmp_path / "heads.npz", mean=np.zeros(3, np.float32), std=np.ones(3, np.float32),
+             names=np.array([], dtype=str))
+    assert measured_module(tmp_path) == (None, {})
+
+
+def test_train_with_measured_fits_the_measured_descriptors_into_the_run(measured_bundle,
+                                                                        tmp_path, capsys):
+    import json
+
+    from eutirads.cli import main
+
+    root, _, bundle = measured_bundle
+    localiser = bundle.parent / "loc"
+    tiny = ["model=seed-cnn", "weights=none", "input_size=[48, 48]",
+            "model_kwargs={filters: [8, 16], dense: 16}", "epochs=1", "num_threads=2"]
+    code = main(["train", str(root), "--out", str(tmp_path / "run"), "--quiet",
+                 "--measured", str(localiser), *tiny])
+    out = capsys.readouterr().out
+    assert code == 0 and "measured descriptors (val accuracy):" in out
+    summary = json.loads((tmp_path / "run" / "measured" / "summary.json").read_text())
+    assert set(summary["fitted"]) == set(DESCRIPTORS)
+    assert set(summary["heads"]) <= set(summary["fitted"])
+    assert set(summary["val_accuracy"]["classifier"]) == {f"{n}_accuracy" for n in DESCRIPTORS}
+    # Not with a localiser or a cross-validation: one line, exit 2.
+    code = main(["train", str(root), "--out", str(tmp_path / "cv"), "--cv", "2",
+                 "--measured", str(localiser), *tiny])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--measured" in err

@@ -155,8 +155,11 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMA
 
     measured = step("measured", lambda: fit_measured(dataset, run, local_run))
     test_acc = measured.get("test_metrics") or {}
+    others = [n for n in measured.get("fitted", []) if n not in measured.get("heads", [])]
     say("demo: measured descriptors, test accuracy "
-        + ", ".join(f"{k.replace('_accuracy', '')} {v:.2f}" for k, v in test_acc.items())
+        + (", ".join(f"{k.replace('_accuracy', '')} {v:.2f}" for k, v in test_acc.items())
+           or "none kept")
+        + (f" (the classifier's heads read {', '.join(others)} better on val)" if others else "")
         + f"; default category source {measured.get('category_source', 'unchanged')}")
     metrics = step("evaluate", lambda: evaluate_run(run, split="test", progress=progress))
     local_metrics = step("evaluate localiser", lambda: evaluate_localiser_run(

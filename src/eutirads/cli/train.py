@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cv", type=int, metavar="K", default=0,
                         help="patient-grouped K-fold cross-validation over the train and val "
                              "splits instead of one training run")
+    parser.add_argument("--measured", metavar="LOCALISER_RUN",
+                        help="after training the classifier, fit the measured descriptors "
+                             "on this localiser run's outlines (RUN/measured/; export with "
+                             "--localiser LOCALISER_RUN bundles them)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, values read as YAML")
@@ -42,6 +46,11 @@ def _run(args: argparse.Namespace) -> int:
     from ..training.config import resolve_config
 
     config = resolve_config(args.config, args.overrides)
+    if args.measured and (args.cv or config.task == "segment"):
+        from ..errors import InputError
+
+        raise InputError("--measured: only for training a classifier (not with --cv or "
+                         "task: segment)")
     if args.cv:
         from ..training.cv import cross_validate
 
@@ -88,4 +97,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"calibration: temperature {calibration['temperature']:.2f}, val ECE "
               f"{calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}; default "
               f"category: {(result.abstention.get('category_source') or {}).get('default')}")
+    if args.measured:
+        _fit_measured(args.dataset, result.run, args.measured)
     return 0
+
+
+def _fit_measured(dataset: str, run, localiser_run: str) -> None:
+    from ..training.measured import fit_measured
+
+    summary = fit_measured(dataset, run, localiser_run)
+    kept, fitted = summary.get("heads", []), summary.get("fitted", [])
+    val = summary.get("val_metrics") or {}
+    print("measured descriptors (val accuracy): "
+          + (", ".join(f"{n} {val.get(f'{n}_accuracy', float('nan')):.2f}" for n in kept)
+             or "none kept")
+          + "".join(f"; {n} stays with the classifier's head" for n in fitted if n not in kept)
+          + (f"; default category: {summary['category_source']}"
+             if summary.get("category_source") else ""))

@@ -90,8 +90,9 @@ def _measured_section(measured: Mapping[str, Any]) -> list[str]:
              "around it, the dark and bright fractions inside, taller-than-wide from its "
              "extents and moments, the outline's irregularity and contrast), and one logistic "
              f"regression per descriptor, fitted on {measured.get('train_images')} training "
-             "images, reads them. They replace the classifier's descriptor heads of the same "
-             "name. Accuracy with the localiser's outlines, on images where the descriptor is "
+             "images, reads them. Only descriptors a measured head read better on the "
+             "validation split than the classifier's own head are measured here; they "
+             "replace the classifier's heads of the same name. Accuracy with the localiser's outlines, on images where the descriptor is "
              "known:", "", "| Descriptor | Validation accuracy | Test accuracy |", "|---|---|---|"]
     for name in measured.get("descriptors") or {}:
         v, t = val.get(f"{name}_accuracy"), test.get(f"{name}_accuracy")

@@ -13,6 +13,9 @@ on the phantom they read echogenicity far better than the CNN head).
   what they will see at prediction; the true outline teaches the measure itself).
 - Fitted on the train split, scored on val (and test when there is one) with the
   localiser's outlines, as in the bundle.
+- A measured head is kept only where it reads its descriptor better on val than the
+  classifier's own head of that name (or the classifier has none); the others stay with
+  the classifier (summary `val_accuracy` holds both sides' figures).
 - The default category source is chosen again on val (the run's rule: best val macro-F1
   of head, rule and combined, the head on a tie), now with the measured descriptors.
 """
@@ -195,8 +198,22 @@ def fit_measured(dataset: str | os.PathLike[str], run: str | os.PathLike[str],
         model.fit(Xk, y)
         models[name] = model
         arrays[name] = _fold_scaler(model, scaler.mean_, std, name)
-    summary: dict[str, Any] = {"heads": list(models), "grid": list(grid),
-                               "train_images": len(train_rows)}
+    # Each descriptor from whichever reads it better on val: the measured head, or the
+    # classifier's own head of that name (on the phantom the measures win echogenicity
+    # and the CNN composition and margins; docs/benchmarks.md, "Recipes").
+    val = data.get("val")
+    val_rows = [by_split["val"][i] for i in val["kept"]] if val is not None else []
+    classifier = _classifier_on_val(root, run, val_rows) if val_rows else None
+    measured_val = (_accuracy(models, val["localiser"], val_rows)
+                    if val is not None and val["localiser"] is not None else {})
+    classifier_val = _head_accuracy(classifier, val_rows) if classifier else {}
+    kept = _winning_heads(list(models), measured_val, classifier_val)
+    models = {n: models[n] for n in kept}
+    arrays = {n: arrays[n] for n in kept}
+    summary: dict[str, Any] = {
+        "heads": list(models), "grid": list(grid), "train_images": len(train_rows),
+        "fitted": heads, "val_accuracy": {"measured": measured_val,
+                                          "classifier": classifier_val}}
     for split in ("val", "test"):
         part = data.get(split)
         if part is not None and part["localiser"] is not None:
@@ -208,10 +225,22 @@ def fit_measured(dataset: str | os.PathLike[str], run: str | os.PathLike[str],
              names=np.array(list(arrays)),
              **{f"weight_{n}": w for n, (w, _) in arrays.items()},
              **{f"bias_{n}": b for n, (_, b) in arrays.items()})
-    summary.update(_choose_source(root, run, data.get("val"), by_split.get("val", []), arrays,
-                                  scaler.mean_, std))
+    if classifier is not None and arrays:
+        summary.update(_choose_source(classifier, val["localiser"], arrays, scaler.mean_, std))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _winning_heads(names: Sequence[str], measured: dict[str, float],
+                   classifier: dict[str, float]) -> list[str]:
+    """The measured heads that read their descriptor better on val than the classifier's
+    head of the same name (or that the classifier lacks); the classifier's on a tie."""
+    keep = []
+    for name in names:
+        theirs = classifier.get(f"{name}_accuracy")
+        if theirs is None or measured.get(f"{name}_accuracy", 0.0) > theirs:
+            keep.append(name)
+    return keep
 
 
 def _fold_scaler(model, mean: np.ndarray, std: np.ndarray, name: str
@@ -232,40 +261,62 @@ def _fold_scaler(model, mean: np.ndarray, std: np.ndarray, name: str
     return w.astype(np.float32), b.astype(np.float32)
 
 
-def _choose_source(root: Path, run, val, val_rows, arrays, mean, std) -> dict[str, Any]:
-    """The default category source on val with the measured descriptors (as
-    training.run.fit_abstention chooses it), when the run has a classifier to compare."""
-    if val is None or val["localiser"] is None:
-        return {}
-    from ..evaluation.metrics import training_metrics
+def _classifier_on_val(root: Path, run, rows: Sequence[dict]) -> dict[str, Any] | None:
+    """The classifier run on the val rows, as the bundle serves it: calibrated category
+    probabilities, its descriptor heads' probabilities, the labels; None when the run has
+    no classifier checkpoint to compare or a val image fails."""
     from ..inference.abstention import apply_temperature
+    from ..preprocess import PreprocessSpec
     from .checkpoint import load_checkpoint
     from .data import _sample, load_images
     from .engine import CATEGORY, LoopOptions, predict_proba
-    from .run import source_predictions
-    from ..preprocess import PreprocessSpec
 
     model, payload = load_checkpoint(run)
-    spec = PreprocessSpec.from_dict(payload["preprocess"])
+    if payload.get("task") == "segment":
+        return None
     class_names = [str(c) for c in payload["class_names"]]
-    spec = spec.replace(class_names=class_names)
-    rows = [val_rows[i] for i in val["kept"]]
+    spec = PreprocessSpec.from_dict(payload["preprocess"]).replace(class_names=class_names)
     images, kept, _ = load_images([_sample(root, r) for r in rows], spec, progress=False)
     if len(kept) != len(rows):
-        return {}
+        return None
     abstention = payload.get("abstention") or {}
     temperature = float((abstention.get("calibration") or {}).get("temperature", 1.0))
     out = predict_proba(model, spec, images, LoopOptions(), heads=True)
-    head = apply_temperature(out[CATEGORY], temperature)
-    z = (val["localiser"] - mean) / std
-    probs = {h: out[h] for h in (payload.get("descriptors") or {}) if h in out}
+    index = {c: i for i, c in enumerate(class_names)}
+    return {"head": apply_temperature(out[CATEGORY], temperature), "class_names": class_names,
+            "descriptors": {h: out[h] for h in (payload.get("descriptors") or {}) if h in out},
+            "y": np.array([index.get(r["label"], -1) for r in rows]), "rows": rows}
+
+
+def _head_accuracy(classifier: dict[str, Any], rows: Sequence[dict]) -> dict[str, float]:
+    """Val accuracy of the classifier's own descriptor heads, where the manifest knows the
+    descriptor (the same rows `_accuracy` scores the measured heads on)."""
+    out = {}
+    for name, probs in classifier["descriptors"].items():
+        truth = [row_descriptors(r).get(name) for r in rows]
+        known = [i for i, v in enumerate(truth) if v]
+        if known:
+            out[f"{name}_accuracy"] = round(float(np.mean(
+                [DESCRIPTORS[name][int(probs[i].argmax())] == truth[i] for i in known])), 4)
+    return out
+
+
+def _choose_source(classifier: dict[str, Any], features: np.ndarray, arrays, mean, std
+                   ) -> dict[str, Any]:
+    """The default category source on val with the measured descriptors (as
+    training.run.fit_abstention chooses it: best val macro-F1 of head, rule and combined,
+    the head on a tie)."""
+    from ..evaluation.metrics import training_metrics
+    from .run import source_predictions
+
+    z = (features - mean) / std
+    probs = dict(classifier["descriptors"])
     for name, (w, b) in arrays.items():
         logits = z @ w.T + b
         e = np.exp(logits - logits.max(1, keepdims=True))
         probs[name] = e / e.sum(1, keepdims=True)
-    index = {c: i for i, c in enumerate(class_names)}
-    y = np.array([index[r["label"]] for r in rows])
-    sources = source_predictions(head, probs, class_names)
+    class_names, y = classifier["class_names"], classifier["y"]
+    sources = source_predictions(classifier["head"], probs, class_names)
     scores = {k: training_metrics(y, pred, len(class_names))["macro_f1"]
               for k, (_, pred) in sources.items()}
     source = max(sources, key=lambda k: (scores[k], k == "head"))
