@@ -383,3 +383,23 @@ def test_cached_features_are_refused_when_the_encoder_trains():
     with pytest.raises(ConfigError, match="localiser_frozen.yaml"):
         fit_segmenter(model, make_segment_spec(config), config, [pair, pair], [pair],
                       progress=False, encoded=([], []))
+
+
+def test_the_per_image_dice_loss_weighs_a_missed_small_nodule_like_a_missed_large_one():
+    import torch
+
+    from eutirads.training.segment import segment_loss
+
+    target = torch.zeros(3, 32, 32)
+    target[0, 2:30, 2:30] = 1   # a large nodule, found
+    target[1, 10:14, 10:14] = 1  # a small nodule, missed
+    logits = torch.where(target > 0, 8.0, -8.0)
+    logits[1] = -8.0
+    # image 2 has no nodule: BCE only, and it does not enter the per-image Dice
+    batch = float(segment_loss(logits, target))
+    image = float(segment_loss(logits, target, per_image=True))
+    bce = float(torch.nn.functional.binary_cross_entropy_with_logits(logits, target))
+    assert image - bce == pytest.approx(0.5 * (1 - 1 / 17), abs=0.01)  # one of two missed
+    assert batch - bce < 0.05   # the batch Dice hardly sees the small one
+    assert float(segment_loss(logits[2:], target[2:], per_image=True)) == pytest.approx(
+        float(torch.nn.functional.binary_cross_entropy_with_logits(logits[2:], target[2:])))

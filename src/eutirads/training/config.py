@@ -83,6 +83,8 @@ class TrainConfig:
     # smaller than min_region_px pixels of the input grid are dropped
     threshold: float = 0.5
     min_region_px: int = 64
+    dice_loss: str = "batch"             # the soft Dice over the batch, or "image": the
+                                         # mean of each nodule image's own Dice
     # Knowing when not to answer (fitted on the val split after training)
     category_source: str = "auto"        # the default category: head | rule | combined;
                                          # auto = the best on val (rule needs EU-TIRADS
@@ -123,6 +125,8 @@ class TrainConfig:
             raise bad("threshold must be in (0, 1)")
         if self.min_region_px < 0:
             raise bad("min_region_px must not be negative")
+        if self.dice_loss not in ("batch", "image"):
+            raise bad(f"dice_loss must be batch or image, got {self.dice_loss!r}")
         if self.mode not in MODES:
             raise bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.loss not in LOSSES:

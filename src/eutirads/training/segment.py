@@ -180,15 +180,24 @@ def _plain(spec: PreprocessSpec):
 # Loss and scores
 
 
-def segment_loss(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 1.0
-                 ) -> torch.Tensor:
-    """BCE + soft Dice (over the batch, so nodule-free images count through BCE and through
-    the Dice's false positives)."""
+def segment_loss(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 1.0,
+                 per_image: bool = False) -> torch.Tensor:
+    """BCE + soft Dice. The Dice is over the batch (`dice_loss: batch`: nodule-free images
+    count through BCE and through the Dice's false positives; a large nodule weighs more
+    than a small one) or the mean of each image's own Dice over the images with a nodule
+    (`dice_loss: image`: every nodule counts the same, as in the mean Dice scored)."""
     bce = F.binary_cross_entropy_with_logits(logits, target)
     prob = torch.sigmoid(logits)
-    inter = (prob * target).sum()
-    dice = 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
-    return bce + dice_weight * dice
+    if not per_image:
+        inter = (prob * target).sum()
+        return bce + dice_weight * (1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1))
+    dims = tuple(range(1, prob.dim()))
+    inter, total = (prob * target).sum(dims), (prob + target).sum(dims)
+    has = target.sum(dims) > 0
+    if not bool(has.any()):
+        return bce
+    dice = 1 - (2 * inter[has] + 1) / (total[has] + 1)
+    return bce + dice_weight * dice.mean()
 
 
 def mask_scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
@@ -353,7 +362,7 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
                     xs, ys = zip(*(augment(*train_pairs[int(i)]) for i in idx))
                     x, y = torch.from_numpy(np.stack(xs)).to(device), torch.from_numpy(np.stack(ys)).to(device)
                     logits = model(x)
-                loss = segment_loss(logits[:, 0], y)
+                loss = segment_loss(logits[:, 0], y, per_image=config.dice_loss == "image")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
