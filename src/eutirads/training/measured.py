@@ -148,14 +148,22 @@ def _inputs(root: Path, rows: Sequence[dict], probabilities, grid) -> dict[str, 
 
 
 def _accuracy(models: dict, X: np.ndarray, rows: Sequence[dict]) -> dict[str, float]:
+    """Each measured head's accuracy on features X of `rows`."""
+    return _descriptor_accuracy({name: model.predict(X) for name, model in models.items()},
+                                rows)
+
+
+def _descriptor_accuracy(predicted: dict[str, np.ndarray], rows: Sequence[dict]
+                         ) -> dict[str, float]:
+    """`<name>_accuracy` of each descriptor's predicted value indices, over the rows where
+    the manifest knows the descriptor."""
     out = {}
-    for name, model in models.items():
+    for name, pred in predicted.items():
         truth = [row_descriptors(r).get(name) for r in rows]
         known = [i for i, v in enumerate(truth) if v]
         if known:
-            pred = model.predict(X[known])
             out[f"{name}_accuracy"] = round(float(np.mean(
-                [DESCRIPTORS[name][int(p)] == truth[i] for p, i in zip(pred, known)])), 4)
+                [DESCRIPTORS[name][int(pred[i])] == truth[i] for i in known])), 4)
     return out
 
 
@@ -289,16 +297,10 @@ def _classifier_on_val(root: Path, run, rows: Sequence[dict]) -> dict[str, Any] 
 
 
 def _head_accuracy(classifier: dict[str, Any], rows: Sequence[dict]) -> dict[str, float]:
-    """Val accuracy of the classifier's own descriptor heads, where the manifest knows the
-    descriptor (the same rows `_accuracy` scores the measured heads on)."""
-    out = {}
-    for name, probs in classifier["descriptors"].items():
-        truth = [row_descriptors(r).get(name) for r in rows]
-        known = [i for i, v in enumerate(truth) if v]
-        if known:
-            out[f"{name}_accuracy"] = round(float(np.mean(
-                [DESCRIPTORS[name][int(probs[i].argmax())] == truth[i] for i in known])), 4)
-    return out
+    """Val accuracy of the classifier's own descriptor heads, on the same rows as the
+    measured heads'."""
+    return _descriptor_accuracy({name: probs.argmax(1) for name, probs
+                                 in classifier["descriptors"].items()}, rows)
 
 
 def _choose_source(classifier: dict[str, Any], features: np.ndarray, arrays, mean, std
