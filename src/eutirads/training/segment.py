@@ -372,7 +372,8 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
             train_seconds += time.perf_counter() - t0
             seen += count
             prob, val_loss = _val_predict(model, val_x, val_masks, device, config.batch_size,
-                                          size, val_cache if frozen else None)
+                                          size, val_cache if frozen else None,
+                                          per_image=config.dice_loss == "image")
             metrics = {"loss": val_loss, **_val_metrics(prob, val_masks, config.threshold)}
             row = {"epoch": epoch_no, "phase": phase.name, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": total_loss / max(count, 1),
@@ -406,8 +407,8 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
 
 
 @torch.no_grad()
-def _val_predict(model, val_x, val_masks, device, batch_size, size, cache
-                 ) -> tuple[np.ndarray, float]:
+def _val_predict(model, val_x, val_masks, device, batch_size, size, cache, *,
+                 per_image: bool = False) -> tuple[np.ndarray, float]:
     model.eval()
     probs, loss, n = [], 0.0, 0
     for start in range(0, len(val_x), batch_size):
@@ -417,7 +418,7 @@ def _val_predict(model, val_x, val_masks, device, batch_size, size, cache
         else:
             logits = model(val_x[start:start + batch_size].to(device))
         y = torch.from_numpy(np.stack(val_masks[start:start + batch_size]).astype(np.float32))
-        loss += float(segment_loss(logits[:, 0].cpu(), y)) * len(y)
+        loss += float(segment_loss(logits[:, 0].cpu(), y, per_image=per_image)) * len(y)
         n += len(y)
         probs.append(torch.sigmoid(logits[:, 0]).cpu().numpy())
     return np.concatenate(probs), loss / max(n, 1)
