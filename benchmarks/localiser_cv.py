@@ -2,7 +2,7 @@
 
     python benchmarks/localiser_cv.py DATASET [--config configs/localiser.yaml] [--k 5]
         [--folds 0,1] [--out results.json] [--save-probs P.npz] [--save-models DIR]
-        [key=value ...]
+        [--rescore P.npz] [key=value ...]
 
 DATASET is an imported dataset with masks (`eutirads dataset import DDTI --format ddti`, or
 a phantom). Every image with a known mask takes part, labelled or not; folds are grouped by
@@ -14,9 +14,10 @@ image is encoded once (its augmented passes and a plain pass) for all folds; a r
 fine-tunes the encoder trains each fold from the ImageNet weights. `--folds` runs some
 folds only (screening); `--save-probs` keeps each held-out image's probability grid (to
 re-score other thresholds without retraining) and `--save-models` each fold's weights,
-both written after every fold. Reports mean and spread over folds and the pooled
-out-of-fold values with 95% patient-bootstrap intervals, plus training seconds (wall and
-CPU) per fold. Run it niced in the background.
+both written after every fold; `--rescore P.npz` scores such saved maps again (say with
+`threshold=0.6`) without training. Reports mean and spread over folds and the pooled
+out-of-fold values with 95% patient-bootstrap intervals, the undetected images counted by
+why (`misses`: `miss_kind`), plus training seconds (wall and CPU) per fold. Run it niced in the background.
 """
 
 from __future__ import annotations
@@ -26,10 +27,38 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+
+def miss_kind(score: dict, predicted, true) -> str | None:
+    """Why an image with a nodule was not detected (box IoU < 0.5), or None: `none` (nothing
+    found), `disjoint` (boxes do not meet), `too big` / `too small` (the predicted box's
+    area over 1.5x / under 1/1.5 of the true one's), else `shifted`; with the region counts
+    (predicted, true), since DDTI outlines one view of a two-view screen on some images and
+    both on others."""
+    from scipy import ndimage
+
+    if not score["has_nodule"] or score["detected"]:
+        return None
+    pred_box, true_box = score["pred_box"], score["true_box"]
+    if pred_box is None:
+        return "none"
+
+    def area(b):
+        return (b[2] - b[0]) * (b[3] - b[1])
+
+    overlap_w = min(pred_box[2], true_box[2]) - max(pred_box[0], true_box[0])
+    overlap_h = min(pred_box[3], true_box[3]) - max(pred_box[1], true_box[1])
+    if overlap_w <= 0 or overlap_h <= 0:
+        return "disjoint"
+    ratio = area(pred_box) / area(true_box)
+    kind = "too big" if ratio > 1.5 else "too small" if ratio < 1 / 1.5 else "shifted"
+    regions = (ndimage.label(predicted)[1], ndimage.label(true)[1])
+    return f"{kind} ({regions[0]} predicted / {regions[1]} true regions)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="write each held-out image's probability grid here (npz)")
     parser.add_argument("--save-models", default="",
                         help="write each fold's weights here (fold_K.pt)")
+    parser.add_argument("--rescore", default="",
+                        help="score the maps saved by an earlier --save-probs (same dataset "
+                             "and folds) at this config's threshold, without training")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
 
@@ -100,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu")
     frozen = config.mode == "frozen"
     passes, plain_levels = [], []
-    if frozen:
+    if frozen and not args.rescore:
         augment = joint_transform(spec, config) if config.augment else _plain(spec)
         passes = [encode_pairs(encoder_model, pairs, augment, device, config.batch_size,
                                "pass", False) for _ in range(max(1, config.aug_passes))]
@@ -112,23 +144,23 @@ def main(argv: list[str] | None = None) -> int:
 
     results, pooled, groups = [], [], []
     size = tuple(spec.input_size)
-    for fold in run_folds:
+    rescore = np.load(args.rescore) if args.rescore else None
+
+    def _train_fold(fold: int, held: list[int]) -> dict[int, np.ndarray]:
+        """Train the recipe on the other folds; the held-out images' probability grids."""
         train = [i for i in range(len(pairs)) if folds[i] != fold]
-        held = [i for i in range(len(pairs)) if folds[i] == fold]
         tidx, hidx = torch.tensor(train), torch.tensor(held)
         seed_everything(config.seed + fold)
         model = create_segmenter(config.model, weights="none", **config.model_kwargs)
         model.encoder.load_state_dict(encoder_model.encoder.state_dict())
         encoded = ([([lv[tidx] for lv in levels], masks[tidx]) for levels, masks in passes],
                    [lv[hidx] for lv in plain_levels]) if frozen else None
-        t0, c0 = time.perf_counter(), time.process_time()
         fit_segmenter(model, spec, config, [pairs[i] for i in train], [pairs[i] for i in held],
                       progress=False, early_stopping=False, encoded=encoded)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if args.save_models:
             Path(args.save_models).mkdir(parents=True, exist_ok=True)
             torch.save(model.state_dict(), Path(args.save_models) / f"fold_{fold}.pt")
-        scores = []
+        grids = {}
         with torch.no_grad():
             model.eval()
             for n, i in enumerate(held):
@@ -137,18 +169,29 @@ def main(argv: list[str] | None = None) -> int:
                                           size)
                 else:
                     logits = model(torch.from_numpy(_plain(spec)(*pairs[i])[0])[None])
-                grid = torch.sigmoid(logits)[0, 0].numpy()
-                saved[str(i)] = grid.astype(np.float16)
-                true, box = truth[i]
-                prob = probability_to_image(grid, spec, box, true.shape)
-                score = image_scores(prob, true, threshold=config.threshold,
-                                     min_region_px=_image_min_region(config.min_region_px,
-                                                                     spec, box))
-                score.pop("mask")
-                scores.append(score)
-                groups.append(keep_rows[i].get("patient_id") or keep_rows[i]["path"])
+                grids[i] = torch.sigmoid(logits)[0, 0].numpy()
+        return grids
+
+    for fold in run_folds:
+        held = [i for i in range(len(pairs)) if folds[i] == fold]
+        if rescore is not None:  # the saved maps of an earlier run, scored again
+            grids, wall, cpu = {i: rescore[str(i)].astype(np.float32) for i in held}, 0.0, 0.0
+        else:
+            t0, c0 = time.perf_counter(), time.process_time()
+            grids = _train_fold(fold, held)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        scores = []
+        for i in held:
+            saved[str(i)] = grids[i].astype(np.float16)
+            true, box = truth[i]
+            prob = probability_to_image(grids[i], spec, box, true.shape)
+            score = image_scores(prob, true, threshold=config.threshold,
+                                 min_region_px=_image_min_region(config.min_region_px, spec, box))
+            score["miss"] = miss_kind(score, score.pop("mask"), true)
+            scores.append(score)
+            groups.append(keep_rows[i].get("patient_id") or keep_rows[i]["path"])
         pooled.extend(scores)
-        results.append({"fold": fold, "n": len(held), "train": len(train),
+        results.append({"fold": fold, "n": len(held), "train": len(pairs) - len(held),
                         "train_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),
                         **summarise(scores)})
         print(json.dumps(results[-1]), flush=True)
@@ -163,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
            "encode_seconds": [round(v, 1) for v in encode_seconds],
            "folds": results, "mean": mean,
            "std": std, "pooled": localiser_metrics(pooled, groups, n_boot=args.bootstrap),
+           "misses": dict(Counter(s["miss"] for s in pooled if s["miss"]).most_common()),
            "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()}
     Path(args.out).write_text(json.dumps(out, indent=2, default=float) + "\n")
     print(json.dumps({"mean": mean, "std": std, "pooled": out["pooled"]["summary"]}, indent=1))
