@@ -1,0 +1,174 @@
+"""Category and descriptors from encoder features pooled inside the localiser's outline
+(issue 10), in the localiser's own cross-validation folds.
+
+    python benchmarks/nodule_pooled_cv.py DATASET MODELS_DIR [--work DIR] [--k 5]
+
+DATASET: an imported DDTI-dev (`eutirads dataset import DDTI --format ddti`, then
+`dataset split`). MODELS_DIR: `benchmarks/localiser_cv.py DATASET --save-models MODELS_DIR`
+(configs/localiser.yaml, every fold): fold K's localiser never saw a patient of fold K.
+The folds are localiser_cv.py's (`patient_folds` over every row with a mask, unlabelled
+rows as one more label, seed 0); the labelled rows with a mask are scored.
+
+For each fold K every labelled image's image area (the localiser's 192x256 input) goes
+through localiser K, which gives its probability map, and through an encoder:
+- `locenc gap`: localiser K's own (fine-tuned) encoder, global average of stages 3-4;
+- `locenc nodule`: the same encoder, stages 2-4 averaged inside the map (weights = the
+  probability) and as the difference from a ring of tissue around it;
+- `imagenet nodule`: the ImageNet Lite0 encoder, pooled the same way in localiser K's map
+  (and, as the oracle, in the true outline).
+Heads: recipe_cv's logistic regression (standardised, balanced, C = 1 or 0.1), fitted on
+the other folds. The baseline is recipe_cv's "lite0-full" (ImageNet features of the whole
+image area, mirror-averaged) + logistic regression, in the same folds; every recipe gets
+its paired difference with the corrected resampled t interval. One pass of K folds: a
+screen, not the repeated CV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def pooled(features, prob):
+    """(GAP of the last two stages, nodule- and ring-pooled stages 2-4) for a batch."""
+    import torch
+    from torch.nn import functional as F
+
+    gap = [f.mean(dim=(2, 3)) for f in features[2:]]
+    inside, contrast = [], []
+    for f in features[1:]:
+        p = F.adaptive_avg_pool2d(prob, f.shape[-2:])
+        k = max(3, 2 * (f.shape[-1] // 16) + 1)  # the ring: about 1/16 of the width
+        ring = (F.max_pool2d(p, k, stride=1, padding=k // 2) - p).clamp(min=0)
+        nodule = (f * p).sum(dim=(2, 3)) / (p.sum(dim=(2, 3)) + 1e-3)
+        around = (f * ring).sum(dim=(2, 3)) / (ring.sum(dim=(2, 3)) + 1e-3)
+        inside.append(nodule)
+        contrast.append(nodule - around)
+    return torch.cat(gap, 1), torch.cat(inside + contrast, 1)
+
+
+def encode_folds(root, rows, models_dir, k, config, spec):
+    """Per fold: (locenc gap, locenc nodule, imagenet nodule, imagenet true-outline)."""
+    import torch
+
+    from eutirads.data.manifest import image_path, load_mask
+    from eutirads.imageio import load_rgb
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.preprocess import crop_box
+    from eutirads.region import crop
+    from eutirads.training.segment import _plain, _resize_pair
+
+    pairs = []
+    for row in rows:
+        pixels = load_rgb(image_path(root, row), name=row["path"])
+        true = load_mask(root, row, image_size=(pixels.shape[1], pixels.shape[0]))
+        box = crop_box(pixels, spec)
+        pairs.append(_resize_pair(crop(pixels, box), crop(true, box), spec))
+    x_all = torch.from_numpy(np.stack([_plain(spec)(*p)[0] for p in pairs]))
+    true_all = torch.from_numpy(np.stack([p[1] for p in pairs])).float()[:, None]
+    imagenet = create_segmenter(config.model, weights="imagenet", **config.model_kwargs).eval()
+    views: dict[str, list[np.ndarray]] = {"locenc gap": [], "locenc nodule": [],
+                                          "imagenet nodule": [], "imagenet true outline": []}
+    with torch.no_grad():
+        for fold in range(k):
+            model = create_segmenter(config.model, weights="none", **config.model_kwargs)
+            model.load_state_dict(torch.load(Path(models_dir) / f"fold_{fold}.pt"))
+            model.eval()
+            parts: dict[str, list] = {name: [] for name in views}
+            for start in range(0, len(x_all), 16):
+                x = x_all[start:start + 16]
+                features = model.encode(x)
+                prob = torch.sigmoid(model.decode(features, tuple(spec.input_size)))
+                gap, nodule = pooled(features, prob)
+                reference = imagenet.encode(x)
+                parts["locenc gap"].append(gap)
+                parts["locenc nodule"].append(nodule)
+                parts["imagenet nodule"].append(pooled(reference, prob)[1])
+                parts["imagenet true outline"].append(
+                    pooled(reference, true_all[start:start + 16])[1])
+            for name in views:
+                views[name].append(torch.cat(parts[name]).numpy())
+            print(f"fold {fold} encoded", flush=True)
+    return {name: np.stack(v) for name, v in views.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("models")
+    parser.add_argument("--work", default="/tmp/eutirads-nodule-pooled")
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    import recipe_cv as rc
+    from eutirads.categories import sort_labels
+    from eutirads.data.manifest import read_manifest
+    from eutirads.data.split import patient_folds
+    from eutirads.evaluation.metrics import default_positive
+    from eutirads.training.config import resolve_config
+    from eutirads.training.segment import make_segment_spec
+
+    torch.set_num_threads(args.threads)
+    root, work = Path(args.dataset), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    config = resolve_config(str(REPO / "configs" / "localiser.yaml"), [])
+    spec = make_segment_spec(config)
+    masked = [r for r in read_manifest(root) if r.get("mask", "")]
+    all_folds = np.asarray(patient_folds([{**r, "label": r.get("label") or "unlabelled"}
+                                          for r in masked], args.k))
+    labelled = [i for i, r in enumerate(masked) if r.get("label")]
+    rows, folds = [masked[i] for i in labelled], all_folds[labelled]
+    class_names = sort_labels({r["label"] for r in rows})
+    y = np.array([class_names.index(r["label"]) for r in rows])
+    heads, D = rc.descriptor_targets(rows)
+    positive = default_positive(class_names)
+    print(f"{len(rows)} labelled images with a mask; per fold {np.bincount(folds).tolist()}")
+
+    cache = work / "pooled.npz"
+    if cache.is_file():
+        views = dict(np.load(cache))
+    else:
+        views = encode_folds(root, rows, args.models, args.k, config, spec)
+        np.savez_compressed(cache, **views)
+    baseline = rc._features(root, rows, "lite0-full", work, args.threads)
+    recipes = {"baseline: lite0 full + logreg": lambda f: baseline,
+               **{f"{name} + logreg": (lambda f, n=name: views[n][f]) for name in views},
+               "locenc gap + nodule + logreg": lambda f: np.hstack(
+                   [views["locenc gap"][f], views["locenc nodule"][f]]),
+               "lite0 full + locenc nodule + logreg": lambda f: np.hstack(
+                   [baseline, views["locenc nodule"][f]])}
+    results, base_folds = [], None
+    for name, view in recipes.items():
+        for C in (1.0, 0.1):
+            per_fold = []
+            for fold in range(args.k):
+                train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+                X = view(fold)
+                proba, _ = rc.fit_head("logreg", {"C": C}, X[train], y[train], D[train],
+                                       X[test], len(class_names))
+                desc = rc.descriptor_predictions(X, D, train, test, C=C)
+                m = rc.score_fold(y[test], proba, class_names, positive, D[test], desc, heads)
+                m.update(repeat=0, fold=fold, n_train=len(train), n_test=len(test))
+                per_fold.append(m)
+            label = name if C == 1.0 else f"{name} C=0.1"
+            is_base = label == rc.BASELINE
+            base_folds = per_fold if is_base else base_folds
+            results.append(rc.summarise(label, per_fold, None if is_base else base_folds, 0.0))
+    (work / "results.json").write_text(json.dumps(results, default=float) + "\n")
+    print(rc.table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
