@@ -17,7 +17,8 @@ re-score other thresholds without retraining) and `--save-models` each fold's we
 both written after every fold; `--rescore P.npz` scores such saved maps again (say with
 `threshold=0.6`) without training. Reports mean and spread over folds and the pooled
 out-of-fold values with 95% patient-bootstrap intervals, the undetected images counted by
-why (`misses`: `miss_kind`), plus training seconds (wall and CPU) per fold. Run it niced in the background.
+why (`misses`: `miss_kind`), plus training seconds (wall and CPU) per fold. Run it niced
+in the background.
 """
 
 from __future__ import annotations
@@ -175,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     for fold in run_folds:
         held = [i for i in range(len(pairs)) if folds[i] == fold]
         if rescore is not None:  # the saved maps of an earlier run, scored again
+            if any(str(i) not in rescore.files for i in held):
+                raise SystemExit(f"{args.rescore}: no saved maps for fold {fold} (pass the "
+                                 "--folds of the run that saved them)")
             grids, wall, cpu = {i: rescore[str(i)].astype(np.float32) for i in held}, 0.0, 0.0
         else:
             t0, c0 = time.perf_counter(), time.process_time()
