@@ -59,45 +59,41 @@ def encode_folds(root, rows, models_dir, k, config, spec):
     """Per fold: (locenc gap, locenc nodule, imagenet nodule, imagenet true-outline)."""
     import torch
 
-    from eutirads.data.manifest import image_path, load_mask
-    from eutirads.imageio import load_rgb
     from eutirads.models.segmentation import create_segmenter
-    from eutirads.preprocess import crop_box
-    from eutirads.region import crop
-    from eutirads.training.segment import _plain, _resize_pair
+    from eutirads.training.segment import _plain, _samples, load_pairs
 
-    pairs = []
-    for row in rows:
-        pixels = load_rgb(image_path(root, row), name=row["path"])
-        true = load_mask(root, row, image_size=(pixels.shape[1], pixels.shape[0]))
-        box = crop_box(pixels, spec)
-        pairs.append(_resize_pair(crop(pixels, box), crop(true, box), spec))
-    x_all = torch.from_numpy(np.stack([_plain(spec)(*p)[0] for p in pairs]))
-    true_all = torch.from_numpy(np.stack([p[1] for p in pairs])).float()[:, None]
+    images, masks, kept, skipped = load_pairs(_samples(root, rows), spec, progress=False)
+    if skipped:
+        raise SystemExit(f"{len(skipped)} image(s) unusable: {skipped[0]}")
+    x_all = torch.from_numpy(np.stack([_plain(spec)(im, m)[0] for im, m in zip(images, masks)]))
+    true_all = torch.from_numpy(np.stack(masks)).float()[:, None]
+    batches = range(0, len(x_all), 16)
     imagenet = create_segmenter(config.model, weights="imagenet", **config.model_kwargs).eval()
-    views: dict[str, list[np.ndarray]] = {"locenc gap": [], "locenc nodule": [],
-                                          "imagenet nodule": [], "imagenet true outline": []}
     with torch.no_grad():
+        # The ImageNet encoder is the same in every fold: encoded once, pooled per fold.
+        reference = [imagenet.encode(x_all[b:b + 16]) for b in batches]
+        true_pooled = torch.cat([pooled(f, true_all[b:b + 16])[1]
+                                 for f, b in zip(reference, batches)]).numpy()
+        views: dict[str, list[np.ndarray]] = {"locenc gap": [], "locenc nodule": [],
+                                              "imagenet nodule": []}
         for fold in range(k):
             model = create_segmenter(config.model, weights="none", **config.model_kwargs)
             model.load_state_dict(torch.load(Path(models_dir) / f"fold_{fold}.pt"))
             model.eval()
             parts: dict[str, list] = {name: [] for name in views}
-            for start in range(0, len(x_all), 16):
-                x = x_all[start:start + 16]
-                features = model.encode(x)
+            for ref, b in zip(reference, batches):
+                features = model.encode(x_all[b:b + 16])
                 prob = torch.sigmoid(model.decode(features, tuple(spec.input_size)))
                 gap, nodule = pooled(features, prob)
-                reference = imagenet.encode(x)
                 parts["locenc gap"].append(gap)
                 parts["locenc nodule"].append(nodule)
-                parts["imagenet nodule"].append(pooled(reference, prob)[1])
-                parts["imagenet true outline"].append(
-                    pooled(reference, true_all[start:start + 16])[1])
+                parts["imagenet nodule"].append(pooled(ref, prob)[1])
             for name in views:
                 views[name].append(torch.cat(parts[name]).numpy())
             print(f"fold {fold} encoded", flush=True)
-    return {name: np.stack(v) for name, v in views.items()}
+    out = {name: np.stack(v) for name, v in views.items()}
+    out["imagenet true outline"] = np.stack([true_pooled] * k)  # indexed by fold like the rest
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
