@@ -43,6 +43,8 @@ def miss_kind(score: dict, predicted, true) -> str | None:
     both on others."""
     from scipy import ndimage
 
+    from eutirads.evaluation.localiser import box_iou
+
     if not score["has_nodule"] or score["detected"]:
         return None
     pred_box, true_box = score["pred_box"], score["true_box"]
@@ -52,9 +54,7 @@ def miss_kind(score: dict, predicted, true) -> str | None:
     def area(b):
         return (b[2] - b[0]) * (b[3] - b[1])
 
-    overlap_w = min(pred_box[2], true_box[2]) - max(pred_box[0], true_box[0])
-    overlap_h = min(pred_box[3], true_box[3]) - max(pred_box[1], true_box[1])
-    if overlap_w <= 0 or overlap_h <= 0:
+    if box_iou(pred_box, true_box) == 0:
         return "disjoint"
     ratio = area(pred_box) / area(true_box)
     kind = "too big" if ratio > 1.5 else "too small" if ratio < 1 / 1.5 else "shifted"
