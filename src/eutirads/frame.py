@@ -113,16 +113,19 @@ def read_frame(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
 
 
 def clean_frame(source: str | os.PathLike[str] | bytes | np.ndarray, *,
-                name: str | None = None, redact_text: bool = False) -> CleanFrame:
+                name: str | None = None, redact_text: bool = False,
+                area: Box | None = None) -> CleanFrame:
     """Read `source` (path or bytes of a DICOM file or image, or decoded pixels) and clean
-    its first frame; see the module docstring. Raises ImageDecodeError for an unreadable
-    source and NoImageAreaError when it has no ultrasound area."""
+    its first frame; see the module docstring. `area`, the image area found earlier in
+    the same pixels, saves finding it again (a DICOM file's own regions still come first).
+    Raises ImageDecodeError for an unreadable source and NoImageAreaError when it has no
+    ultrasound area."""
     if isinstance(source, np.ndarray):
         frame, regions = source, []
     else:
         frame, regions = read_frame(source, name=name)
     try:
-        return clean_pixels(frame, regions=regions, redact_text=redact_text)
+        return clean_pixels(frame, regions=regions, redact_text=redact_text, area=area)
     except NoImageAreaError as exc:
         label = name if name is not None else (
             str(source) if isinstance(source, (str, os.PathLike)) else "image")

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from ..categories import normalize_label, sort_labels
 from ..errors import EutiradsError, InputError, ManifestError
 from ..imageio import DEFAULT_MAX_PIXELS, open_image
+from ..region import Box
 from .ddti import CASE_FIELDS, IMAGE_NAME, DdtiCase, Polygon, parse_case
 from .hashing import hash_image
 from .manifest import (CORE_COLUMNS, MANIFEST_NAME, MASK_COLUMN, read_manifest,
@@ -115,6 +116,7 @@ class _Candidate:
     mask_name: str = ""                     # how messages call it
     polygons: tuple[Polygon, ...] | None = None  # outline polygons to draw (ddti)
     has_mask: bool = False                  # set by _check: the mask is usable
+    area: Box | None = None                 # set by _check: the image area it found
 
 
 class _Log:
@@ -409,7 +411,8 @@ def _check(candidate: _Candidate, log: _Log, max_pixels: int,
         if blank:
             from ..frame import clean_frame
 
-            clean_frame(np.asarray(image.convert("RGB")), name=candidate.name)
+            candidate.area = clean_frame(np.asarray(image.convert("RGB")),
+                                         name=candidate.name).area_box
     except EutiradsError as exc:
         log.skip(str(exc))
         return None
@@ -492,14 +495,15 @@ def _copy(source: Path, target: Path) -> None:
 _SAVE_OPTIONS = {"jpeg": {"quality": 95, "subsampling": 0}, "png": {"compress_level": 3}}
 
 
-def _write_clean(source: Path, target: Path, name: str) -> int:
-    """The source's pixels blanked outside the image area and with text redacted, in the
+def _write_clean(source: Path, target: Path, name: str, area: Box | None = None) -> int:
+    """The source's pixels blanked outside the image area (`area` when the check found
+    it already: the same pixels give the same area) and with text redacted, in the
     target's format at the same size; returns how many text boxes were redacted."""
     from PIL import Image
 
     from ..frame import clean_frame
 
-    clean = clean_frame(source, name=name, redact_text=True)
+    clean = clean_frame(source, name=name, redact_text=True, area=area)
     pixels = clean.blanked
     if pixels.ndim == 3 and (pixels == pixels[..., :1]).all():
         pixels = pixels[..., 0]  # a grey source stays grey
@@ -578,7 +582,7 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         path = _target_name(candidate, fields, used, number)
         if blank_outside:
             report.text_boxes_redacted += _write_clean(candidate.source, out / path,
-                                                       candidate.name)
+                                                       candidate.name, candidate.area)
             report.blanked += 1
         else:
             _copy(candidate.source, out / path)
