@@ -38,7 +38,8 @@ from .losses import balanced_class_weights, multitask_loss
 
 __all__ = ["Phase", "phases_for", "fit", "train_one_epoch", "evaluate", "predict_outputs",
            "predict_proba", "pooled_features", "image_views", "FeatureCache", "FitResult", "LoopOptions",
-           "LossOptions", "FitOptions", "select_device", "model_heads", "tensor_views", "CATEGORY"]
+           "LossOptions", "FitOptions", "select_device", "to_device", "inference_batch",
+           "model_heads", "tensor_views", "CATEGORY"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,26 @@ def select_device(config: TrainConfig | str) -> torch.device:
     return torch.device("cpu")
 
 
+def to_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` on `device` with its convolution weights channels-last (NHWC): oneDNN runs
+    EfficientNet's convolutions, the depthwise ones above all, 1.5-2x faster on the CPU in
+    that layout (docs/benchmarks.md, "Channels-last"), and CUDA's tensor cores prefer it
+    too. The outputs are the same up to float rounding."""
+    return model.to(device, memory_format=torch.channels_last)
+
+
+# On the CPU, no-gradient passes run fastest per image in batches of 16: larger batches'
+# activations fall out of the cache (docs/benchmarks.md, "Channels-last").
+CPU_INFERENCE_BATCH = 16
+
+
+def inference_batch(batch_size: int, device: torch.device) -> int:
+    """The batch for a no-gradient pass (caching features, predicting): the training
+    batch, capped at CPU_INFERENCE_BATCH on the CPU. Eval-mode outputs do not depend on
+    it."""
+    return min(batch_size, CPU_INFERENCE_BATCH) if device.type == "cpu" else batch_size
+
+
 # ---------------------------------------------------------------------------------------
 # Option objects: what each part of the loop needs, and nothing more
 
@@ -92,6 +113,10 @@ class LoopOptions:
     @classmethod
     def from_config(cls, config: TrainConfig) -> "LoopOptions":
         return cls(config.batch_size, select_device(config), config.amp, config.tta)
+
+    @property
+    def inference_batch(self) -> int:
+        return inference_batch(self.batch_size, self.device)
 
 
 @dataclass(frozen=True)
@@ -267,7 +292,7 @@ def _autocast(device: torch.device, amp: bool):
 def image_views(images: Sequence[np.ndarray], transform: Callable[[np.ndarray], np.ndarray],
                 loop: LoopOptions) -> Iterator[list[torch.Tensor]]:
     """Per batch, the views a prediction averages: the image, and its mirror under TTA."""
-    for idx in _batches(len(images), loop.batch_size, None):
+    for idx in _batches(len(images), loop.inference_batch, None):
         x = _stack(images, idx, transform)
         yield [x, torch.flip(x, dims=[3])] if loop.tta else [x]
 
@@ -305,7 +330,7 @@ def pooled_features(model: nn.Module, spec: PreprocessSpec, images: Sequence[np.
                     loop: LoopOptions) -> np.ndarray:
     """N x C globally pooled last feature maps of the unmirrored images (what the bundle's
     "features" output gives the predictor's out-of-distribution check)."""
-    model.to(loop.device)
+    to_device(model, loop.device)
     model.eval()
     plain = LoopOptions(loop.batch_size, loop.device, loop.amp, tta=False)
     out = predict_outputs(lambda x: {"f": model.forward_features(x).mean(dim=(2, 3))},
@@ -321,7 +346,7 @@ def predict_proba(model: nn.Module, spec: PreprocessSpec, images: Sequence[np.nd
     with `heads`, every head's probabilities by name."""
     if isinstance(loop, TrainConfig):
         loop = LoopOptions.from_config(loop)
-    model.to(loop.device)
+    to_device(model, loop.device)
     model.eval()
     out = predict_outputs(lambda x: model_heads(model, model.forward_features(x)),
                           image_views(images, eval_transform(spec), loop), loop)
@@ -339,7 +364,7 @@ def _encode(forward: Callable[[torch.Tensor], torch.Tensor], images: Sequence[np
             transform, loop: LoopOptions, *, desc: str, progress: bool) -> torch.Tensor:
     """`forward` (a frozen bottom) of every image, on the CPU as float32."""
     outs = []
-    for idx in tqdm(_batches(len(images), loop.batch_size, None), desc=desc, unit="batch",
+    for idx in tqdm(_batches(len(images), loop.inference_batch, None), desc=desc, unit="batch",
                     disable=not progress, leave=False):
         x = _stack(images, idx, transform).to(loop.device)
         with _autocast(loop.device, loop.amp):
@@ -593,7 +618,7 @@ def fit(model: nn.Module, spec: PreprocessSpec, config: TrainConfig | FitOptions
     """
     options = config if isinstance(config, FitOptions) else FitOptions.from_config(config)
     loop = options.loop
-    model.to(loop.device)
+    to_device(model, loop.device)
     n_classes = len(spec.class_names)
     y_train = torch.as_tensor(_targets(train_labels))
     y_val = _targets(val_labels)

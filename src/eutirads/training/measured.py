@@ -93,9 +93,12 @@ def _localiser(localiser_run):
     from ..preprocess import PreprocessSpec
     from .checkpoint import load_checkpoint
 
+    from .engine import to_device
+
     model, payload = load_checkpoint(localiser_run)
     if payload.get("task") != "segment":
         raise InputError(f"{localiser_run}: not a localiser run (task {payload.get('task')!r})")
+    to_device(model, torch.device("cpu"))
     spec = PreprocessSpec.from_dict(payload["preprocess"])
     config = payload.get("config") or {}
 
@@ -115,9 +118,12 @@ def _localiser(localiser_run):
     return probabilities, tuple(spec.input_size), float(config.get("threshold", 0.5))
 
 
-def _inputs(root: Path, rows: Sequence[dict], probabilities, grid) -> dict[str, Any]:
-    """Per row: true-outline and localiser-outline inputs (rows whose image fails are left
-    out, with their one-line reason logged)."""
+def _inputs(root: Path, rows: Sequence[dict], probabilities, grid, *,
+            with_true: bool = True) -> dict[str, Any]:
+    """Per row: true-outline and localiser-outline features (rows whose image fails are
+    left out, with their one-line reason logged). Without `with_true` (val and test, which
+    are scored on the localiser's outline only), "true" is None; `has_outline` is always
+    there."""
     images, masks, kept = [], [], []
     for i, row in enumerate(rows):
         try:
@@ -141,7 +147,7 @@ def _inputs(root: Path, rows: Sequence[dict], probabilities, grid) -> dict[str, 
     def stack(items):
         return [np.concatenate([it[k] for it in items]) for k in range(3)]
 
-    return {"true": measured_features(*stack(true_in)) if true_in else None,
+    return {"true": measured_features(*stack(true_in)) if true_in and with_true else None,
             "localiser": measured_features(*stack(loc_in)) if loc_in else None,
             "has_outline": np.array([bool(t[1].max() >= 0.5) for t in true_in]),
             "kept": kept}
@@ -180,7 +186,8 @@ def fit_measured(dataset: str | os.PathLike[str], run: str | os.PathLike[str],
     rows = [r for r in read_manifest(root) if r.get("label") and r.get("mask_source", "") != "model"]
     by_split = {s: [r for r in rows if r.get("split") == s] for s in ("train", "val", "test")}
     probabilities, grid, _ = _localiser(localiser_run)
-    data = {s: _inputs(root, rs, probabilities, grid) for s, rs in by_split.items() if rs}
+    data = {s: _inputs(root, rs, probabilities, grid, with_true=s == "train")
+            for s, rs in by_split.items() if rs}
     train = data.get("train")
     if train is None or train["true"] is None:
         raise InputError(f"{root}: no training image for the measured descriptors")

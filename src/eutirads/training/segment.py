@@ -42,7 +42,7 @@ from ..imageio import load_rgb
 from ..preprocess import PreprocessSpec, crop_box, normalize
 from ..region import crop
 from .config import TrainConfig, save_config
-from .engine import phases_for, select_device
+from .engine import inference_batch, phases_for, select_device, to_device
 from .run import TrainResult, seed_everything, write_history
 
 __all__ = ["MaskSample", "read_segment_rows", "load_pairs", "segment_loss", "mask_scores",
@@ -297,7 +297,7 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
                           f"{config.mode!r} (the encoder trains; see "
                           "configs/localiser_frozen.yaml)")
     device = select_device(config)
-    model.to(device)
+    to_device(model, device)
     generator = torch.Generator().manual_seed(config.seed)
     augment = joint_transform(spec, config) if config.augment else _plain(spec)
     plain = _plain(spec)
@@ -331,11 +331,12 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
             caches, val_cache = encoded
             passes = len(caches)
         elif frozen:
-            caches = [encode_pairs(model, train_pairs, augment, device, config.batch_size,
+            chunk = inference_batch(config.batch_size, device)
+            caches = [encode_pairs(model, train_pairs, augment, device, chunk,
                                   f"{phase.name}: caching pass {p + 1}/{passes}", progress)
                       for p in range(passes)]
             if val_cache is None:
-                val_cache = encode_pairs(model, val_pairs, plain, device, config.batch_size,
+                val_cache = encode_pairs(model, val_pairs, plain, device, chunk,
                                         "caching val", progress)[0]
         stale = 0
         bar = tqdm(range(phase.epochs), desc=f"train {phase.name}", unit="epoch",
@@ -371,7 +372,8 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
                 count += len(idx)
             train_seconds += time.perf_counter() - t0
             seen += count
-            prob, val_loss = _val_predict(model, val_x, val_masks, device, config.batch_size,
+            prob, val_loss = _val_predict(model, val_x, val_masks, device,
+                                          inference_batch(config.batch_size, device),
                                           size, val_cache if frozen else None,
                                           per_image=config.dice_loss == "image")
             metrics = {"loss": val_loss, **_val_metrics(prob, val_masks, config.threshold)}
