@@ -54,3 +54,19 @@ def test_both_panes_of_a_dual_view_screen_are_kept_but_not_a_small_block_beside_
     frame[10:300, 280:520] = rng.gamma(2.0, 40.0, (290, 240)).clip(20, 255)  # right pane
     frame[310:350, 200:260] = 200  # a body marker: wide enough to survive, too small
     assert tuple(find_image_area(frame)) == (30, 10, 520, 300)
+
+
+def test_a_remembered_area_follows_the_pixels_not_the_array():
+    """The memo is keyed by the pixels: a frame changed in place gets its new answer, the
+    same pixels in another array the same one, and a frame without an area raises again."""
+    frame, truth = _screen(7)
+    assert tuple(find_image_area(frame)) == truth
+    assert tuple(find_image_area(frame.copy())) == truth
+    assert tuple(find_image_area(np.asfortranarray(frame))) == truth
+    frame[:] = 0
+    frame[10:12, 10:290:3] = 255
+    for _ in range(2):
+        with pytest.raises(InputError, match="no image area"):
+            find_image_area(frame)
+    moved, moved_truth = _screen(8)
+    assert tuple(find_image_area(moved)) == moved_truth != truth
