@@ -1,6 +1,7 @@
 """CPU time per image of an EfficientNet-Lite forward pass, in PyTorch's default (NCHW)
 memory layout and channels-last (NHWC), at several batch sizes: the measurement behind
-`training.engine.to_device` and `CPU_INFERENCE_BATCH` (docs/benchmarks.md, "Channels-last").
+`training.engine.to_device` and `CPU_INFERENCE_BATCH` (docs/benchmarks.md, "`eutirads demo`
+on the slower VM").
 
     python benchmarks/channels_last.py [--model tf_efficientnet_lite0] [--sizes 224x224 144x192]
                                        [--batches 8 16 32] [--rounds 5]

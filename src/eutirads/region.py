@@ -82,10 +82,10 @@ def speckle_fraction(gray: np.ndarray, lit: np.ndarray) -> float:
 # The same frame's area is asked for again and again in one process (import checks a
 # file, then writes it; training, the measured descriptors, evaluation and serving each
 # crop it), at 15-20 ms a time on a 560x360 screen. The last answers are remembered,
-# keyed by a digest of the pixels (under a millisecond): boxes and reasons only, never
-# pixels.
+# keyed by a digest of the pixels (under a millisecond): boxes and the reasons' text only,
+# never pixels (nor an exception, whose traceback would keep the frame's arrays alive).
 _MEMO_SIZE = 4096
-_memo: OrderedDict[tuple, "Box | NoImageAreaError"] = OrderedDict()
+_memo: OrderedDict[tuple, Box | str] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
@@ -110,13 +110,13 @@ def find_image_area(pixels: np.ndarray, *, background: float = 12.0,
         try:
             found = _find_image_area(pixels, background, min_size, min_fraction)
         except NoImageAreaError as exc:
-            found = exc
+            found = str(exc)
         with _memo_lock:
             _memo[key] = found
             while len(_memo) > _MEMO_SIZE:
                 _memo.popitem(last=False)
-    if isinstance(found, NoImageAreaError):
-        raise NoImageAreaError(str(found))
+    if isinstance(found, str):
+        raise NoImageAreaError(found)
     return found
 
 

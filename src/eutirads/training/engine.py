@@ -79,22 +79,22 @@ def select_device(config: TrainConfig | str) -> torch.device:
 
 
 def to_device(model: nn.Module, device: torch.device) -> nn.Module:
-    """`model` on `device` with its convolution weights channels-last (NHWC): oneDNN runs
-    EfficientNet's convolutions, the depthwise ones above all, 1.5-2x faster on the CPU in
-    that layout (docs/benchmarks.md, "Channels-last"), and CUDA's tensor cores prefer it
-    too. The outputs are the same up to float rounding."""
+    """`model` on `device` with its convolution weights channels-last (NHWC). On the CPU,
+    oneDNN runs EfficientNet-Lite0 at 224x224 1.7x faster in that layout (about the same at
+    144x192; benchmarks/channels_last.py, docs/benchmarks.md "`eutirads demo` on the slower
+    VM"); CUDA's tensor cores prefer it too. The outputs are the same up to float rounding."""
     return model.to(device, memory_format=torch.channels_last)
 
 
-# On the CPU, no-gradient passes run fastest per image in batches of 16: larger batches'
-# activations fall out of the cache (docs/benchmarks.md, "Channels-last").
+# On the CPU, no-gradient passes of lite0 at 224x224 ran fastest per image in batches of
+# 8-16, 1.4x slower in batches of 32 (benchmarks/channels_last.py).
 CPU_INFERENCE_BATCH = 16
 
 
 def inference_batch(batch_size: int, device: torch.device) -> int:
     """The batch for a no-gradient pass (caching features, predicting): the training
     batch, capped at CPU_INFERENCE_BATCH on the CPU. Eval-mode outputs do not depend on
-    it."""
+    it beyond float rounding."""
     return min(batch_size, CPU_INFERENCE_BATCH) if device.type == "cpu" else batch_size
 
 

@@ -92,7 +92,6 @@ def _localiser(localiser_run):
 
     from ..preprocess import PreprocessSpec
     from .checkpoint import load_checkpoint
-
     from .engine import to_device
 
     model, payload = load_checkpoint(localiser_run)
