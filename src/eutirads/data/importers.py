@@ -116,7 +116,10 @@ class _Candidate:
     mask_name: str = ""                     # how messages call it
     polygons: tuple[Polygon, ...] | None = None  # outline polygons to draw (ddti)
     has_mask: bool = False                  # set by _check: the mask is usable
-    area: Box | None = None                 # set by _check: the image area it found
+    # Set by _check: the image area it found, for the write pass. Kept here rather than
+    # left to find_image_area's memo, which holds 4,096 frames: an import of more
+    # images checks them all before writing the first.
+    area: Box | None = None
 
 
 class _Log:

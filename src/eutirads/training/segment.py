@@ -298,6 +298,7 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
                           "configs/localiser_frozen.yaml)")
     device = select_device(config)
     to_device(model, device)
+    chunk = inference_batch(config.batch_size, device)  # no-gradient passes' batch
     generator = torch.Generator().manual_seed(config.seed)
     augment = joint_transform(spec, config) if config.augment else _plain(spec)
     plain = _plain(spec)
@@ -331,7 +332,6 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
             caches, val_cache = encoded
             passes = len(caches)
         elif frozen:
-            chunk = inference_batch(config.batch_size, device)
             caches = [encode_pairs(model, train_pairs, augment, device, chunk,
                                   f"{phase.name}: caching pass {p + 1}/{passes}", progress)
                       for p in range(passes)]
@@ -372,8 +372,7 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
                 count += len(idx)
             train_seconds += time.perf_counter() - t0
             seen += count
-            prob, val_loss = _val_predict(model, val_x, val_masks, device,
-                                          inference_batch(config.batch_size, device),
+            prob, val_loss = _val_predict(model, val_x, val_masks, device, chunk,
                                           size, val_cache if frozen else None,
                                           per_image=config.dice_loss == "image")
             metrics = {"loss": val_loss, **_val_metrics(prob, val_masks, config.threshold)}
