@@ -300,3 +300,26 @@ def test_the_import_command_with_strict_exits_non_zero_on_one_bad_file(tmp_path,
     code = main(["dataset", "import", str(src), "--out", str(tmp_path / "ds"),
                  "--format", "folders", "--strict"])
     assert code == 2 and "--strict" in capsys.readouterr().err
+
+
+def test_an_import_on_two_processes_writes_the_same_dataset_and_report_as_on_one(tmp_path):
+    from eutirads.phantom import generate_dataset
+
+    src = tmp_path / "src"
+    generate_dataset(src, n=10, seed=5, width=320, height=200, progress=False, workers=1)
+    (src / "3" / "fake.png").write_bytes(b"this is not an image")
+    (src / "masks" / "2").mkdir(parents=True, exist_ok=True)
+    first = next((src / "2").glob("*.png"))
+    Image.new("L", (7, 7)).save(src / "masks" / "2" / first.name)  # wrong size: a warning
+    one, one_lines = import_quietly(src, tmp_path / "one", "folders", workers=1)
+    two, two_lines = import_quietly(src, tmp_path / "two", "folders", workers=2)
+    assert one_lines == two_lines and len(one_lines) == 2
+    assert (one.skipped, one.warnings, one.masks, one.text_boxes_redacted) == (
+        two.skipped, two.warnings, two.masks, two.text_boxes_redacted)
+    assert (tmp_path / "one" / "manifest.csv").read_bytes() == (
+        tmp_path / "two" / "manifest.csv").read_bytes()
+    written = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert written and written == sorted(
+        p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.png"))
+    for rel in written:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="copy the files unchanged; by default everything outside the "
                           "ultrasound image area is blanked and burned-in text inside it "
                           "redacted (same size: boxes and masks keep their coordinates)")
+    imp.add_argument("--workers", type=int, default=None,
+                     help="processes that check and write the images (default: one per "
+                          "core; the dataset is the same for any number)")
     imp.set_defaults(func=_import)
 
     split = commands.add_parser(
@@ -64,7 +67,8 @@ def _import(args: argparse.Namespace) -> int:
     from ..data.importers import import_dataset
 
     report = import_dataset(args.src, args.out, fmt=args.fmt, strict=args.strict,
-                            on_problem=_problem, blank_outside=not args.keep_outside)
+                            on_problem=_problem, blank_outside=not args.keep_outside,
+                            workers=args.workers)
     print(report.summary_line())
     return 0
 

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-from tqdm import tqdm
 
 from ..categories import normalize_label, sort_labels
 from ..errors import EutiradsError, InputError, ManifestError
 from ..imageio import DEFAULT_MAX_PIXELS, open_image
+from ..parallel import imap_in_order, map_in_order, worker_count
 from ..region import Box
 from .ddti import CASE_FIELDS, IMAGE_NAME, DdtiCase, Polygon, parse_case
 from .hashing import hash_image
@@ -141,6 +141,27 @@ class _Log:
     def warn_line(self, line: str) -> None:
         """`warn` for a line that already starts with "warning: " (manifest helpers)."""
         self.warn(line.removeprefix("warning: "))
+
+
+class _Lines:
+    """A _Log's stand-in inside a pool worker: keeps each line, in order, for the parent
+    to pass to the real _Log (`replay`), so the report reads as a loop's would."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def skip(self, line: str) -> None:
+        self.lines.append(("skip", line))
+
+    def warn(self, line: str) -> None:
+        self.lines.append(("warn", line))
+
+    def warn_line(self, line: str) -> None:
+        self.warn(line.removeprefix("warning: "))
+
+    def replay(self, log: _Log) -> None:
+        for kind, line in self.lines:
+            getattr(log, kind)(line)
 
 
 # --------------------------------------------------------------------------- naming
@@ -392,7 +413,7 @@ def _clean_box(fields: dict[str, str], width: int, height: int, name: str, log: 
     fields.update(zip(BOX_COLUMNS, (str(v) for v in (x0, y0, x1, y1))))
 
 
-def _check(candidate: _Candidate, log: _Log, max_pixels: int,
+def _check(candidate: _Candidate, log: _Log | _Lines, max_pixels: int,
            blank: bool = False) -> dict[str, str] | None:
     """The candidate's manifest row (without path) or None when it must be skipped."""
     fields = dict(candidate.fields)
@@ -430,6 +451,17 @@ def _check(candidate: _Candidate, log: _Log, max_pixels: int,
     except EutiradsError as exc:
         log.warn(f"{exc}; row kept without mask")
     return fields
+
+
+def _check_job(job: tuple[_Candidate, int, bool]
+               ) -> tuple[dict[str, str] | None, Box | None, bool, _Lines]:
+    """`_check` in a pool worker: the row, what it set on the candidate (its area and
+    whether its mask is usable: the worker's copy of the candidate is not the parent's),
+    and its problem lines."""
+    candidate, max_pixels, blank = job
+    lines = _Lines()
+    fields = _check(candidate, lines, max_pixels, blank)
+    return fields, candidate.area, candidate.has_mask, lines
 
 
 def _candidate_mask(candidate: _Candidate, width: int, height: int):
@@ -523,6 +555,20 @@ def _write_clean(source: Path, target: Path, name: str, area: Box | None = None)
     return clean.text_boxes_redacted
 
 
+def _write_job(job: tuple[_Candidate, Path, Path | None, bool, int, int]) -> int:
+    """Write one checked candidate into the dataset (its image at `target`, its mask at
+    `mask_target` unless None); returns how many text boxes were redacted."""
+    candidate, target, mask_target, blank_outside, width, height = job
+    redacted = 0
+    if blank_outside:
+        redacted = _write_clean(candidate.source, target, candidate.name, candidate.area)
+    else:
+        _copy(candidate.source, target)
+    if mask_target is not None:
+        save_mask(_candidate_mask(candidate, width, height), mask_target)
+    return redacted
+
+
 def _prepare_out(out: Path, src: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
@@ -540,7 +586,7 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
                    strict: bool = False, progress: bool = True,
                    on_problem: Problem | None = None,
                    max_pixels: int = DEFAULT_MAX_PIXELS,
-                   blank_outside: bool = True) -> ImportReport:
+                   blank_outside: bool = True, workers: int | None = None) -> ImportReport:
     """Import images from `src` into a new dataset folder `out`; see the module docstring.
 
     `fmt` is "folders" (SRC is a folder of class subfolders), "csv" (SRC is a CSV file with
@@ -550,6 +596,8 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     nothing usable remains, or with `strict` when anything was skipped; in both cases
     nothing is written. `blank_outside` (default) writes each image through the
     clean-frame rule (see the module docstring); False copies the bytes unchanged.
+    `workers`: processes for the check and write passes (default one per core; the result
+    is the same as one process's).
     """
     if fmt not in _SCANNERS:
         raise InputError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -564,9 +612,14 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
 
     candidates = _SCANNERS[fmt](src, log)
     checked: list[tuple[_Candidate, dict[str, str]]] = []
-    for candidate in tqdm(candidates, desc="import: checking", unit="image",
-                          disable=not progress, leave=False):
-        fields = _check(candidate, log, max_pixels, blank_outside)
+    n_workers = worker_count(workers, len(candidates))
+    # Lazily: each item's problem lines reach `on_problem` as its check finishes.
+    results = imap_in_order(_check_job, [(c, max_pixels, blank_outside) for c in candidates],
+                            workers=n_workers, progress=progress, desc="import: checking",
+                            leave=False)
+    for candidate, (fields, area, has_mask, lines) in zip(candidates, results):
+        lines.replay(log)
+        candidate.area, candidate.has_mask = area, has_mask
         if fields is not None:
             checked.append((candidate, fields))
 
@@ -578,23 +631,18 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], *, 
                          "nothing was imported")
 
     used: set[str] = set()
-    rows = []
-    for number, (candidate, fields) in enumerate(
-            tqdm(checked, desc="import: copying", unit="image", disable=not progress,
-                 leave=False), start=1):
+    rows, jobs = [], []
+    for number, (candidate, fields) in enumerate(checked, start=1):
         path = _target_name(candidate, fields, used, number)
-        if blank_outside:
-            report.text_boxes_redacted += _write_clean(candidate.source, out / path,
-                                                       candidate.name, candidate.area)
-            report.blanked += 1
-        else:
-            _copy(candidate.source, out / path)
-        mask = ""
-        if candidate.has_mask:
-            mask = _mask_target(path, used)
-            save_mask(_candidate_mask(candidate, int(fields["width"]), int(fields["height"])),
-                      out / mask)
+        mask = _mask_target(path, used) if candidate.has_mask else ""
+        jobs.append((candidate, out / path, out / mask if mask else None, blank_outside,
+                     int(fields["width"]), int(fields["height"])))
         rows.append({"path": path, **fields, MASK_COLUMN: mask})
+    redacted = map_in_order(_write_job, jobs, workers=n_workers, progress=progress,
+                            desc="import: copying", leave=False)
+    if blank_outside:
+        report.blanked = len(jobs)
+        report.text_boxes_redacted = sum(redacted)
 
     extras = [c for c in _DDTI_COLUMNS if fmt == "ddti"]
     columns = list(CORE_COLUMNS) + extras

@@ -7,19 +7,17 @@ processes, and still be byte-identical for a seed.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from ..data.manifest import CORE_COLUMNS, MASK_COLUMN, write_manifest
 from ..data.masks import MASKS_DIR, save_mask
 from ..errors import InputError
+from ..parallel import map_in_order, worker_count
 from ..region import Box
 from .identity import FakeIdentity, fake_identity
 from .render import render_bmode
@@ -176,32 +174,6 @@ def _write_one(job: tuple[Path, int, int, int, int, int, str]) -> dict[str, obje
     return _example_row(example, index, patient, relative, mask)
 
 
-def _workers(requested: int | None, n: int) -> int:
-    if requested is not None:
-        return max(1, requested)
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 1 if n < 8 else max(1, min(available, 8))
-
-
-def _run_jobs(function, jobs: list, *, workers: int, progress: bool, desc: str) -> list:
-    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress, file=sys.stderr)
-    results = []
-    try:
-        if workers == 1:
-            for job in jobs:
-                results.append(function(job))
-                bar.update()
-        else:
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            with multiprocessing.get_context(method).Pool(workers) as pool:
-                for result in pool.imap(function, jobs, chunksize=4):
-                    results.append(result)
-                    bar.update()
-    finally:
-        bar.close()
-    return results
-
-
 def generate_dataset(out: str | os.PathLike[str], *, n: int, seed: int, width: int = 560,
                      height: int = 360, balance: str = "equal", images_per_patient: int = 1,
                      progress: bool = True, workers: int | None = None,
@@ -216,8 +188,8 @@ def generate_dataset(out: str | os.PathLike[str], *, n: int, seed: int, width: i
     root = prepare_output(out, overwrite=overwrite)
     jobs = [(root, int(seed), i, images_per_patient, width, height, balance) for i in range(n)]
     try:
-        rows = _run_jobs(_write_one, jobs, workers=_workers(workers, n), progress=progress,
-                         desc="phantom")
+        rows = map_in_order(_write_one, jobs, workers=worker_count(workers, n),
+                            progress=progress, desc="phantom")
         return write_manifest(root, rows, columns=MANIFEST_COLUMNS)
     except OSError as exc:  # disk full, folder removed or made read-only meanwhile
         raise InputError(f"{root}: cannot write ({exc.strerror or exc})") from None

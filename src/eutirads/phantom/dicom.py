@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import InputError
 from .identity import fake_identity
-from .dataset import _run_jobs, _workers, check_options, prepare_output, render_example
+from ..parallel import map_in_order, worker_count
+from .dataset import check_options, prepare_output, render_example
 from .screen import colorize
 
 __all__ = ["DicomReport", "generate_dicom", "IDENTITIES_NAME", "PRIVATE_CREATOR"]
@@ -260,8 +261,9 @@ def generate_dicom(out: str | os.PathLike[str], *, n: int, seed: int, width: int
     jobs = [(str(root), int(seed), width, height, balance, instance, name_in_area)
             for instance in plan]
     try:
-        results = _run_jobs(_write_instance, jobs, workers=_workers(workers, len(jobs) * 3),
-                            progress=progress, desc="phantom DICOM")
+        results = map_in_order(_write_instance, jobs,
+                               workers=worker_count(workers, len(jobs) * 3),
+                               progress=progress, desc="phantom DICOM")
     except OSError as exc:  # disk full, folder removed or made read-only meanwhile
         raise InputError(f"{root}: cannot write ({exc.strerror or exc})") from None
 
