@@ -88,6 +88,7 @@ def test_export_writes_every_file_of_the_bundle(exported):
     assert classifier["preprocess"] == "preprocess.json" and classifier["tta"] is False
     assert classifier["outputs"] == ["logits", "features"]
     assert classifier["parity"]["max_abs_logits"] < 1e-4
+    assert classifier["exporter"] == "torchscript"  # the fast path; dynamo is the fallback
     assert PreprocessSpec.load(bundle / "preprocess.json") == SPEC
 
 
@@ -133,6 +134,21 @@ def test_parity_check_fails_loudly_when_onnx_and_pytorch_disagree(tmp_path):
     check_parity(_tiny_model(seed=0), onnx_path, SPEC)  # the same weights pass
     with pytest.raises(ModelError, match="ONNX logits differ from PyTorch"):
         check_parity(_tiny_model(seed=1), onnx_path, SPEC)
+
+
+def test_a_network_the_torchscript_exporter_refuses_is_exported_by_dynamo(tmp_path,
+                                                                         monkeypatch):
+    real_export = torch.onnx.export
+
+    def torchscript_fails(*args, dynamo=True, **kwargs):
+        if not dynamo:
+            raise RuntimeError("cannot script this")
+        return real_export(*args, dynamo=True, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", torchscript_fails)
+    onnx_path = tmp_path / "model.onnx"
+    assert _to_onnx(_tiny_model(), SPEC, onnx_path) == "dynamo"
+    check_parity(_tiny_model(), onnx_path, SPEC)
 
 
 def test_a_head_that_is_not_pool_plus_linear_is_refused():
