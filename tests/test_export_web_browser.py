@@ -521,6 +521,34 @@ def test_a_localiser_only_bundle_outlines_the_nodule_as_the_cli_does(open_page, 
         server.shutdown()
 
 
+def test_the_page_drops_regions_below_the_minimum_score_as_the_cli_does(open_page,
+                                                                       phantom_images,
+                                                                       tmp_path, capsys):
+    pytest.importorskip("torch", reason="making a bundle needs the training extra")
+    from eutirads.export.exporter import Component, export_models
+    from eutirads.export.web import export_web
+    from eutirads.inference import Predictor, load_image
+
+    bundle = export_models(tmp_path / "bundle", name="outline", localiser=Component(
+        _dark_spot_localiser(), PreprocessSpec(input_size=(72, 112), resize="letterbox"),
+        "dark-spots", settings={"threshold": 0.6, "min_region_px": 20}))
+    localiser = Predictor(bundle).localiser
+    scores = sorted(r["score"] for image in phantom_images[:5]
+                    for r in (localiser.find(load_image(image)).nodule or {}).get("regions", []))
+    assert len(scores) >= 2 and scores[0] < scores[-1]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    # Between two regions' scores: some regions go, some stay.
+    meta["components"]["localiser"]["min_score"] = (scores[0] + scores[-1]) / 2
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    server, address = _serve(export_web(bundle, tmp_path / "site"))
+    try:
+        page = open_page(address)
+        assert page.ready is True, page.text("#message")
+        _assert_same_answers(page, capsys, bundle, phantom_images[:5])
+    finally:
+        server.shutdown()
+
+
 def test_the_javascript_preprocessing_equals_python_to_the_bit(open_page, phantom_images,
                                                                tmp_path):
     """pipeline.js on the very pixels Python decoded: the same crop box and the same model

@@ -26,6 +26,7 @@ from eutirads.phantom.dataset import generate_dataset  # noqa: E402
 from eutirads.preprocess import crop_box  # noqa: E402
 from eutirads.training.config import resolve_config  # noqa: E402
 from eutirads.training.run import train  # noqa: E402
+from eutirads.training.segment import fit_min_score  # noqa: E402
 
 # Seconds, not the recipe: a small input, a frozen ImageNet encoder, cached features.
 FAST = {"task": "segment", "model": "tf_efficientnet_lite0", "weights": "imagenet",
@@ -117,6 +118,10 @@ def test_the_localiser_bundle_matches_pytorch_and_finds_the_nodule(run, bundle, 
     local = meta["components"]["localiser"]
     assert local["model"] == "localiser.onnx" and local["parity"]["max_abs_logits"] < 1e-3
     assert local["min_region_px"] == 8 and local["threshold"] == 0.5
+    fitted = torch.load(run[0] / "checkpoints" / "best.pt", weights_only=True)["localiser"]
+    assert local["min_score"] == fitted["min_score"] and 0 <= local["min_score"] < 1
+    assert fitted["min_score_fit"]["fitted"]  # val holds images with and without a nodule
+    assert json.loads((run[0] / "summary.json").read_text())["min_score"] == fitted["min_score_fit"]
     assert sorted(p.name for p in bundle.iterdir()) == [
         "bundle.json", "localiser.onnx", "localiser_preprocess.json", "model_card.md"]
     assert "## Localiser" in (bundle / "model_card.md").read_text()
@@ -270,6 +275,65 @@ def test_two_views_of_one_nodule_give_one_box_enclosing_both_and_small_specks_ar
     assert nodule["regions"][0]["area_px"] == 480 and not kept[50, 50]
     assert nodule["score"] == pytest.approx(0.9)
     assert nodule_from_mask(np.zeros((5, 5), bool), np.zeros((5, 5)), min_region_px=1)[1] is None
+
+
+def test_a_region_fainter_than_the_minimum_score_is_dropped_and_the_box_shrinks():
+    mask = np.zeros((60, 100), bool)
+    mask[10:30, 5:25] = True       # a confident nodule
+    mask[12:28, 60:90] = True      # a faint outline elsewhere
+    prob = np.where(mask, 0.9, 0.0).astype(np.float32)
+    prob[12:28, 60:90] = 0.6
+    kept, nodule = nodule_from_mask(mask, prob, min_region_px=5, min_score=0.7)
+    assert nodule["box"] == [5, 10, 25, 30] and len(nodule["regions"]) == 1
+    assert not kept[20, 70] and kept[20, 10] == 255 and nodule["score"] == pytest.approx(0.9)
+    assert nodule_from_mask(mask, prob, min_region_px=5, min_score=0.95) == (
+        pytest.approx(np.zeros_like(kept)), None)
+
+
+def _map(score: float, nodule: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A 20x20 probability map with one square region of mean `score` (none at 0), and its
+    true mask (the square when `nodule`)."""
+    prob = np.zeros((20, 20), np.float32)
+    prob[5:10, 5:10] = score
+    return prob, (prob > 0) if nodule else np.zeros((20, 20), bool)
+
+
+def test_the_minimum_score_separates_false_alarms_from_nodules_on_val():
+    nodules = [_map(s, True) for s in (0.95, 0.9, 0.88, 0.7)]
+    clean = [_map(s, False) for s in (0.8, 0.6, 0.0)]
+    probs, masks = zip(*(nodules + clean))
+    fit = fit_min_score(probs, masks, threshold=0.5, min_region_px=1)
+    # Between the strongest false alarm (0.8) and the next nodule (0.88): one nodule of four
+    # lost (0.7) for both false alarms gone beats every other cut.
+    assert fit["fitted"] and fit["min_score"] == pytest.approx(0.84)
+    assert fit["val_found_rate_with_nodule"] == 0.75 and fit["val_false_positive_rate"] == 0
+    assert fit["without_min_score"]["val_false_positive_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    only_nodules = fit_min_score([p for p, _ in nodules], [m for _, m in nodules],
+                                 threshold=0.5, min_region_px=1)
+    assert only_nodules["min_score"] == 0.0 and not only_nodules["fitted"]
+    assert "no nodule-free image" in only_nodules["why"]
+
+
+def test_a_bundle_from_before_the_minimum_score_keeps_every_region_and_a_bad_one_is_refused(
+        bundle, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    meta = json.loads((old / "bundle.json").read_text())
+    del meta["components"]["localiser"]["min_score"]
+    (old / "bundle.json").write_text(json.dumps(meta))
+    assert Predictor(old).localiser.min_score == 0.0
+    meta["components"]["localiser"]["min_score"] = 1.5
+    (old / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="min_score 1.5 is not in"):
+        Predictor(old)
+
+
+def test_a_min_score_outside_zero_to_one_is_a_config_error():
+    from eutirads.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="min_score must be auto or a number"):
+        resolve_config(None, {**FAST, "min_score": "high"})
+    assert resolve_config(None, {**FAST, "min_score": 0.8}).min_score == "0.8"
 
 
 def test_the_contour_walks_the_boundary_and_the_axes_are_caliper_lengths():

@@ -68,10 +68,11 @@ def _mask_box(mask: np.ndarray) -> list[int] | None:
 
 
 def image_scores(prob: np.ndarray, true: np.ndarray, *, threshold: float,
-                 min_region_px: int) -> dict[str, Any]:
+                 min_region_px: int, min_score: float = 0.0) -> dict[str, Any]:
     """The scores of one image: `prob` HxW at the image's size, `true` HxW bool;
     `min_region_px` in the image's pixels."""
-    predicted, nodule = nodule_from_mask(prob >= threshold, prob, min_region_px=min_region_px)
+    predicted, nodule = nodule_from_mask(prob >= threshold, prob, min_region_px=min_region_px,
+                                         min_score=min_score)
     pred = predicted > 0
     has = bool(true.any())
     out: dict[str, Any] = {"has_nodule": has, "found": nodule is not None,
@@ -187,7 +188,8 @@ def _report(metrics: Mapping[str, Any], sheet: Figure) -> list:
                   f"patients; {len(metrics['skipped'])} skipped, {metrics['unknown_masks']} "
                   "without a known mask not scored. Model "
                   f"`{run['model_name']}`, threshold {metrics['threshold']}, minimum region "
-                  f"{metrics['min_region_px']} px of the input grid. 95% intervals: bootstrap "
+                  f"{metrics['min_region_px']} px of the input grid, minimum region score "
+                  f"{fmt(metrics.get('min_score', 0.0))}. 95% intervals: bootstrap "
                   "over patients."),
         Table(["Metric", "Value", "95% CI"], rows),
         Heading("Predicted vs true outlines"),
@@ -213,6 +215,7 @@ def evaluate_localiser_run(run: str | os.PathLike[str], *,
     config = payload.get("config") or {}
     threshold = float(config.get("threshold", 0.5))
     min_region = int(config.get("min_region_px", 0))
+    min_score = float((payload.get("localiser") or {}).get("min_score", 0.0))  # as exported
     root = _dataset_of(payload, dataset)
     if root.suffix.lower() == ".csv":
         root = root.parent
@@ -233,7 +236,8 @@ def evaluate_localiser_run(run: str | os.PathLike[str], *,
             log.warning("skipped %s", exc)
             continue
         score = image_scores(prob, true, threshold=threshold,
-                             min_region_px=_image_min_region(min_region, spec, area))
+                             min_region_px=_image_min_region(min_region, spec, area),
+                             min_score=min_score)
         scores.append(score)
         kept.append(row)
         views.append((pixels, true, area))
@@ -247,7 +251,7 @@ def evaluate_localiser_run(run: str | os.PathLike[str], *,
         "eutirads_version": __version__,
         "run": {"name": run_dir.name, "checkpoint": file.name, "model_name": payload["model_name"],
                 "epoch": payload.get("epoch")},
-        "threshold": threshold, "min_region_px": min_region,
+        "threshold": threshold, "min_region_px": min_region, "min_score": min_score,
         "unknown_masks": len(in_split) - len(rows), "skipped": skipped, **result}
     # The sheet: worst first (what a reader should look at), nodule-free misses included.
     order = sorted(range(len(scores)), key=lambda i: scores[i].get("dice", 1.0 - scores[i]["found"]))

@@ -141,7 +141,10 @@ def _localiser_section(localiser: Mapping[str, Any], spec: PreprocessSpec) -> li
         f"resized ({spec.resize}) to {spec.input_size[1]}x{spec.input_size[0]} pixels, "
         f"normalised with mean {list(spec.mean)} and std {list(spec.std)}.",
         f"- A pixel is nodule when its probability reaches {localiser.get('threshold')}; "
-        f"regions under {localiser.get('min_region_px')} pixels of that input grid are dropped. "
+        f"regions under {localiser.get('min_region_px')} pixels of that input grid are dropped, "
+        f"and so are regions whose mean probability is below "
+        f"{localiser.get('min_score', 0.0)} (fitted on the val split: faint outlines are "
+        "what false alarms on nodule-free images look like). "
         "The nodule box encloses every region left.",
         "- The outline and its axes are the model's estimate: the radiologist checks them "
         "(and the size that decides fine-needle aspiration) on the image.",

@@ -355,6 +355,7 @@ def _write_localiser(part: Component, work: Path) -> dict[str, Any]:
     return {"model": LOCALISER_FILE, "preprocess": LOCALISER_PREPROCESS_FILE,
             "threshold": float(settings.pop("threshold")),
             "min_region_px": int(settings.pop("min_region_px")),
+            "min_score": float(settings.pop("min_score", 0.0)),
             **part.described(),
             "input": {"name": INPUT_NAME, "shape": ["batch", 3, *spec.input_size]},
             "outputs": list(LOCALISER_OUTPUTS), "exporter": exporter, "parity": parity,
@@ -559,6 +560,8 @@ def _run_component(run: str | os.PathLike[str]) -> tuple[str, Component, Path]:
                                 "training": _training_summary(config)}
     if task == "segment":
         settings.update({k: config[k] for k in LOCALISER_DEFAULTS if k in config})
+        # Fitted on val after training; a run trained before it existed keeps every region.
+        settings["min_score"] = float((payload.get("localiser") or {}).get("min_score", 0.0))
     else:
         class_names = [str(c) for c in payload["class_names"]]
         if spec.class_names and list(spec.class_names) != class_names:

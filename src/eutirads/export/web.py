@@ -129,8 +129,10 @@ def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
     try:
         threshold = float(settings.get("threshold", 0.5))
         min_region_px = int(settings.get("min_region_px", 0))
+        min_score = float(settings.get("min_score", 0.0))
     except (TypeError, ValueError):
-        raise ModelError("the localiser's threshold/min_region_px are not numbers") from None
+        raise ModelError("the localiser's threshold/min_region_px/min_score are not "
+                         "numbers") from None
     return {
         "model": f"{MODEL_DIR}/{settings['model']}",
         "preprocess": f"{MODEL_DIR}/{settings['preprocess']}",
@@ -138,6 +140,7 @@ def _localiser_site(settings: Mapping[str, Any]) -> dict[str, Any]:
         "outputs": list(LOCALISER_OUTPUTS),
         "threshold": threshold,
         "min_region_px": min_region_px,
+        "min_score": min_score,
         "no_nodule_reason": NO_NODULE,
     }
 

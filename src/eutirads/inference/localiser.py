@@ -28,7 +28,7 @@ __all__ = ["Localiser", "Nodule", "probability_to_image", "nodule_from_mask", "r
 # (x, y) size of a pixel in mm, as the DICOM ultrasound region declares it.
 Spacing = tuple[float, float]
 
-NO_NODULE = "no region above the localiser's threshold and minimum size"
+NO_NODULE = "no region above the localiser's threshold, minimum size and minimum score"
 
 
 @dataclass(frozen=True)
@@ -178,11 +178,13 @@ def _region(component: np.ndarray, offset: tuple[int, int], prob: np.ndarray,
 
 
 def nodule_from_mask(mask: np.ndarray, prob: np.ndarray, *, min_region_px: int,
-                     spacing: Spacing | None = None) -> tuple[np.ndarray, dict[str, Any] | None]:
+                     spacing: Spacing | None = None, min_score: float = 0.0
+                     ) -> tuple[np.ndarray, dict[str, Any] | None]:
     """(mask of the kept regions 0/255, the `nodule` dict or None) from a binary mask at the
-    image's size: its 8-connected regions of at least `min_region_px` pixels, largest first;
-    `box` encloses them all (two views of one nodule side by side give one box, the way the
-    dataset boxes a DDTI outline); `score` is the mean probability inside them."""
+    image's size: its 8-connected regions of at least `min_region_px` pixels whose mean
+    probability (their `score`) reaches `min_score`, largest first; `box` encloses them all
+    (two views of one nodule side by side give one box, the way the dataset boxes a DDTI
+    outline); `score` is the mean probability inside them."""
     from scipy import ndimage
 
     out = np.zeros(mask.shape, np.uint8)
@@ -208,10 +210,14 @@ def nodule_from_mask(mask: np.ndarray, prob: np.ndarray, *, min_region_px: int,
         # Holes inside a nodule (a cyst's wall outlined as a ring) belong to it; working in
         # the region's own box keeps this cheap.
         component = ndimage.binary_fill_holes(labels[local_rows, local_cols] == k)
-        out[rows, cols][component] = 255
         crop_prob = prob[rows, cols]
+        if round(float(crop_prob[component].mean()), 4) < min_score:  # as `score` reads
+            continue  # a faint region: on nodule-free images, what false alarms look like
+        out[rows, cols][component] = 255
         inside.append(crop_prob[component])
         regions.append(_region(component, (cols.start, rows.start), crop_prob, spacing))
+    if not regions:
+        return out, None
     box = [min(r["box"][0] for r in regions), min(r["box"][1] for r in regions),
            max(r["box"][2] for r in regions), max(r["box"][3] for r in regions)]
     nodule = {"box": box, "score": round(float(np.concatenate(inside).mean()), 4),
@@ -237,10 +243,15 @@ class Localiser:
         try:
             self.threshold = float(settings.get("threshold", 0.5))
             self.min_region_px = int(settings.get("min_region_px", 0))
+            # Bundles exported before the minimum score existed keep every region.
+            self.min_score = float(settings.get("min_score", 0.0))
         except (TypeError, ValueError):
-            raise ModelError(f"{root}: localiser threshold/min_region_px are not numbers") from None
+            raise ModelError(f"{root}: localiser threshold/min_region_px/min_score are not "
+                             "numbers") from None
         if not 0.0 < self.threshold < 1.0:
             raise ModelError(f"{root}: localiser threshold {self.threshold} is not in (0, 1)")
+        if not 0.0 <= self.min_score < 1.0:
+            raise ModelError(f"{root}: localiser min_score {self.min_score} is not in [0, 1)")
         model = component_file(root, meta, LOCALISER, "model")
         self._session = open_session(model, threads)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -269,7 +280,8 @@ class Localiser:
         prob, box = self.probability(pixels, area=area)
         mask, nodule = nodule_from_mask(prob >= self.threshold, prob, spacing=spacing,
                                         min_region_px=_image_min_region(self.min_region_px,
-                                                                        self.spec, box))
+                                                                        self.spec, box),
+                                        min_score=self.min_score)
         return Nodule(mask, prob, nodule, None if nodule is not None else NO_NODULE)
 
 

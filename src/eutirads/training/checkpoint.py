@@ -32,7 +32,8 @@ def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name:
                     val_metrics: Mapping[str, float],
                     descriptors: Mapping[str, list[str]] | None = None,
                     abstention: Mapping[str, Any] | None = None,
-                    task: str = "classify") -> Path:
+                    task: str = "classify",
+                    localiser: Mapping[str, Any] | None = None) -> Path:
     """Write a checkpoint (of a model or of its state dict) atomically."""
     import torch
 
@@ -58,6 +59,8 @@ def save_checkpoint(path: str | os.PathLike[str], model_or_state, *, model_name:
         # calibration temperature, low-confidence threshold, OOD statistics (plain values)
         "abstention": dict(abstention or {}),
         "task": task,
+        # a localiser's settings fitted after training (its minimum region score)
+        "localiser": dict(localiser or {}),
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)

@@ -83,6 +83,10 @@ class TrainConfig:
     # smaller than min_region_px pixels of the input grid are dropped
     threshold: float = 0.5
     min_region_px: int = 64
+    min_score: str = "auto"              # regions whose mean probability is below it are
+                                         # dropped: a number in [0, 1), or auto = fitted on
+                                         # val (the best found-rate on nodule images minus
+                                         # false alarms on nodule-free ones; 0 without any)
     dice_loss: str = "batch"             # the soft Dice over the batch, or "image": the
                                          # mean of each nodule image's own Dice
     # Knowing when not to answer (fitted on the val split after training)
@@ -125,6 +129,13 @@ class TrainConfig:
             raise bad("threshold must be in (0, 1)")
         if self.min_region_px < 0:
             raise bad("min_region_px must not be negative")
+        if self.min_score != "auto":
+            try:
+                value = float(self.min_score)
+            except ValueError:
+                value = -1.0
+            if not 0.0 <= value < 1.0:
+                raise bad(f"min_score must be auto or a number in [0, 1), got {self.min_score!r}")
         if self.dice_loss not in ("batch", "image"):
             raise bad(f"dice_loss must be batch or image, got {self.dice_loss!r}")
         if self.mode not in MODES:

@@ -13,8 +13,12 @@ moves image and mask together (rotation, shift, shear, zoom, horizontal flip; ne
 vertical flip: the skin is at the top), brightness touches the image only. Loss: BCE +
 soft Dice; early stopping on the val Dice (mean over val images with a nodule).
 
+After training, the minimum region score (`min_score: auto`) is fitted on val with the
+best weights (`fit_min_score`): a phantom's normal thyroid, or any nodule-free image,
+draws faint false outlines whose mean probability stays below a real nodule's.
+
 RUN/config.yaml, history.csv, curves/{loss,dice}.png, checkpoints/best.pt and last.pt
-(self-describing, task "segment"), summary.json.
+(self-describing, task "segment"; the fitted minimum score in `localiser`), summary.json.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from .run import TrainResult, seed_everything, write_history
 
 __all__ = ["MaskSample", "read_segment_rows", "load_pairs", "segment_loss", "mask_scores",
            "fit_segmenter", "predict_probabilities", "train_segmenter", "make_segment_spec",
-           "joint_transform", "encode_pairs"]
+           "joint_transform", "encode_pairs", "fit_min_score"]
 
 log = logging.getLogger(__name__)
 
@@ -425,6 +429,49 @@ def _val_predict(model, val_x, val_masks, device, batch_size, size, cache, *,
     return np.concatenate(probs), loss / max(n, 1)
 
 
+def fit_min_score(probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], *,
+                  threshold: float, min_region_px: int) -> dict[str, Any]:
+    """The minimum region score that best separates val images with a nodule from those
+    without: each image's best region score (mean probability, as `nodule_from_mask` keeps
+    regions), then the cut with the largest found-rate on nodule images minus found-rate
+    on nodule-free ones, taken midway between neighbouring scores; the lowest such cut on a
+    tie, and 0 (keep every region) when val lacks either kind of image."""
+    from ..inference.localiser import nodule_from_mask
+
+    best, has = [], []
+    for prob, mask in zip(probs, masks):
+        _, nodule = nodule_from_mask(prob >= threshold, prob, min_region_px=min_region_px)
+        best.append(max((r["score"] for r in nodule["regions"]), default=0.0) if nodule else 0.0)
+        has.append(bool(np.asarray(mask).any()))
+    best_scores, with_nodule = np.array(best, np.float64), np.array(has, bool)
+    if with_nodule.all() or not with_nodule.any():
+        return {"min_score": 0.0, "fitted": False,
+                "why": "val has no nodule-free image" if with_nodule.all()
+                else "val has no image with a nodule"}
+    levels = np.unique(best_scores[best_scores > 0])
+    cuts = np.concatenate([[0.0], (levels[:-1] + levels[1:]) / 2])
+
+    def rates(cut: float) -> tuple[float, float]:
+        found = best_scores >= cut
+        found &= best_scores > 0
+        return float(found[with_nodule].mean()), float(found[~with_nodule].mean())
+
+    def youden(cut: float) -> float:
+        hit, false_alarm = rates(cut)
+        return hit - false_alarm
+
+    cut = float(max(cuts, key=lambda c: (round(youden(c), 9), -c)))
+    hit, false_alarm = rates(cut)
+    hit0, false_alarm0 = rates(0.0)
+    return {"min_score": cut, "fitted": True,
+            "val_found_rate_with_nodule": round(hit, 4),
+            "val_false_positive_rate": round(false_alarm, 4),
+            "without_min_score": {"val_found_rate_with_nodule": round(hit0, 4),
+                                  "val_false_positive_rate": round(false_alarm0, 4)},
+            "val_images": {"with_nodule": int(with_nodule.sum()),
+                           "without_nodule": int((~with_nodule).sum())}}
+
+
 @torch.no_grad()
 def predict_probabilities(model, spec: PreprocessSpec, images: Sequence[np.ndarray], *,
                           batch_size: int = 16) -> np.ndarray:
@@ -504,9 +551,15 @@ def train_segmenter(dataset: str | os.PathLike[str], config: TrainConfig,
 
     fit = fit_segmenter(model, spec, config, list(zip(t_img, t_mask)), list(zip(v_img, v_mask)),
                         progress=progress, on_epoch=on_epoch)
+    if config.min_score == "auto":
+        scored = fit_min_score(predict_probabilities(model, spec, v_img), v_mask,
+                               threshold=config.threshold, min_region_px=config.min_region_px)
+    else:
+        scored = {"min_score": float(config.min_score), "fitted": False, "why": "config"}
     ckpt = dict(model_name=config.model, model_kwargs=config.model_kwargs, class_names=[],
                 preprocess=spec.to_dict(), config=config.to_dict(), data_summary=summary,
-                task="segment")
+                task="segment", localiser={"min_score": scored["min_score"],
+                                           "min_score_fit": scored})
     save_checkpoint(out / "checkpoints" / "best.pt", fit.best_state, epoch=fit.best_epoch,
                     val_metrics=_finite(fit.best_metrics), **ckpt)
     last = history[-1]
@@ -519,7 +572,8 @@ def train_segmenter(dataset: str | os.PathLike[str], config: TrainConfig,
         "mode": config.mode, "best_epoch": fit.best_epoch,
         "best_val_metrics": _finite(fit.best_metrics), "epochs_run": len(history),
         "seconds": round(fit.seconds, 1), "train_images_per_s": round(fit.train_images_per_s, 1),
-        "data": summary, "skipped": skipped}, indent=2) + "\n", encoding="utf-8")
+        "min_score": scored, "data": summary, "skipped": skipped}, indent=2) + "\n",
+        encoding="utf-8")
     return TrainResult(out, [], fit.best_epoch, _finite(fit.best_metrics), len(history), skipped,
                        fit.seconds, fit.train_images_per_s)
 

@@ -330,7 +330,8 @@ async function localise(image, area) {
   const binary = new Uint8Array(prob.length);
   for (let i = 0; i < prob.length; i++) binary[i] = prob[i] >= part.threshold ? 1 : 0;
   const { mask, nodule } = L.noduleFromMask(binary, prob, image.width, image.height,
-                                            L.imageMinRegion(part.min_region_px, part.spec, box));
+                                            L.imageMinRegion(part.min_region_px, part.spec, box),
+                                            null, part.min_score || 0);
   return { mask, nodule, area: box, prob };
 }
 

@@ -218,8 +218,10 @@ function describe(region, prob, width, height, spacing) {
            contour: simplify(traceContour(region, width, height)) };
 }
 
-// localiser.nodule_from_mask: {mask 0/255, nodule or null} from the thresholded map.
-export function noduleFromMask(binary, prob, width, height, minRegionPx, spacing = null) {
+// localiser.nodule_from_mask: {mask 0/255, nodule or null} from the thresholded map;
+// regions whose mean probability is below minScore are dropped.
+export function noduleFromMask(binary, prob, width, height, minRegionPx, spacing = null,
+                               minScore = 0) {
   const { labels, count, sizes } = label8(binary, width, height);
   const mask = new Uint8Array(binary.length);
   if (count === 0) return { mask, nodule: null };
@@ -239,9 +241,12 @@ export function noduleFromMask(binary, prob, width, height, minRegionPx, spacing
     }
     // Holes inside a nodule (a cyst's wall outlined as a ring) belong to it.
     fillHoles(region, width, height, [bx0, by0, bx1, by1]);
+    const described = describe(region, prob, width, height, spacing);
+    if (described.score < minScore) continue;
     for (let i = 0; i < region.length; i++) if (region[i]) mask[i] = 255;
-    regions.push(describe(region, prob, width, height, spacing));
+    regions.push(described);
   }
+  if (!regions.length) return { mask, nodule: null };
   let total = 0, n = 0;
   for (let i = 0; i < mask.length; i++) if (mask[i]) { total += prob[i]; n += 1; }
   const box = [Math.min(...regions.map((r) => r.box[0])), Math.min(...regions.map((r) => r.box[1])),
