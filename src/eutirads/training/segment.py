@@ -452,8 +452,7 @@ def fit_min_score(probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], *,
     cuts = np.concatenate([[0.0], (levels[:-1] + levels[1:]) / 2])
 
     def rates(cut: float) -> tuple[float, float]:
-        found = best_scores >= cut
-        found &= best_scores > 0
+        found = (best_scores >= cut) & (best_scores > 0)  # an image without a region: none
         return float(found[with_nodule].mean()), float(found[~with_nodule].mean())
 
     def youden(cut: float) -> float:
