@@ -15,7 +15,8 @@ fine-tunes the encoder trains each fold from the ImageNet weights. `--folds` run
 folds only (screening); `--save-probs` keeps each held-out image's probability grid (to
 re-score other thresholds without retraining) and `--save-models` each fold's weights,
 both written after every fold; `--rescore P.npz` scores such saved maps again (say with
-`threshold=0.6`) without training. Reports mean and spread over folds and the pooled
+`threshold=0.6`, or `min_score=0.5`: the folds have no val split, so `auto` keeps every
+region) without training. Reports mean and spread over folds and the pooled
 out-of-fold values with 95% patient-bootstrap intervals, the undetected images counted by
 why (`misses`: `miss_kind`), plus training seconds (wall and CPU) per fold. Run it niced
 in the background.
@@ -146,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     results, pooled, groups = [], [], []
     size = tuple(spec.input_size)
     rescore = np.load(args.rescore) if args.rescore else None
+    # The folds train without a val split, so `min_score: auto` has nothing to be fitted on
+    # here and keeps every region (as an unfitted run does); a number from the config or a
+    # `min_score=` override is applied as predict applies it.
+    min_score = 0.0 if config.min_score == "auto" else float(config.min_score)
 
     def _train_fold(fold: int, held: list[int]) -> dict[int, np.ndarray]:
         """Train the recipe on the other folds; the held-out images' probability grids."""
@@ -190,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             true, box = truth[i]
             prob = probability_to_image(grids[i], spec, box, true.shape)
             score = image_scores(prob, true, threshold=config.threshold,
-                                 min_region_px=_image_min_region(config.min_region_px, spec, box))
+                                 min_region_px=_image_min_region(config.min_region_px, spec, box),
+                                 min_score=min_score)
             score["miss"] = miss_kind(score, score.pop("mask"), true)
             scores.append(score)
             groups.append(keep_rows[i].get("patient_id") or keep_rows[i]["path"])
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     mean = {k: float(np.nanmean([r[k] for r in results])) for k in keys}
     std = {k: float(np.nanstd([r[k] for r in results])) for k in keys}
     out = {"dataset": root.name, "config": Path(args.config).name, "overrides": args.overrides,
-           "k": args.k, "folds_run": run_folds, "images": len(pairs), "skipped": skipped,
+           "k": args.k, "folds_run": run_folds, "min_score": min_score, "images": len(pairs), "skipped": skipped,
            "image_load_seconds": [round(v, 1) for v in load_seconds],
            "encode_seconds": [round(v, 1) for v in encode_seconds],
            "folds": results, "mean": mean,

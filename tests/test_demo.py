@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eutirads.cli import main
-from eutirads.demo import default_workdir, run_demo
+from eutirads.demo import default_workdir, run_demo, served_metrics
 from eutirads.errors import InputError
 
 torch.set_num_threads(2)
@@ -47,6 +47,15 @@ def test_the_demo_pipeline_learns_well_above_chance_at_small_scale(tmp_path):
     assert 0.0 <= result.served["echogenicity_accuracy"] <= 1.0
     assert (result.bundle / "localiser.onnx").is_file()
     assert result.localiser_metrics["summary"]["dice"] > 0.3
+    # The same figures again with patient-bootstrap intervals around them
+    # (benchmarks/demo_heldout.py reports them so).
+    again = served_metrics(result.bundle, result.dataset, n_boot=50)
+    for key in ("macro_f1", "echogenicity_accuracy"):
+        assert again[key] == result.served[key]
+        low, high = again[f"{key}_ci"]
+        assert 0.0 <= low <= again[key] and low <= high <= 1.0
+    low, high = again["echogenicity_accuracy_ci"]  # a mean: its interval holds it
+    assert again["echogenicity_accuracy"] <= high
 
 
 def test_the_demo_work_folder_defaults_under_eutirads_home(tmp_path, monkeypatch):

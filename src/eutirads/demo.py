@@ -173,10 +173,14 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, *, n: int = DEMO_IMA
                       metrics, seconds, local_run, local_metrics, served)
 
 
-def served_metrics(bundle: Path, dataset: Path, split: str = "test") -> dict[str, Any]:
+def served_metrics(bundle: Path, dataset: Path, split: str = "test", *, n_boot: int = 0
+                   ) -> dict[str, Any]:
     """What the bundle answers on the split's labelled images, as `predict` serves it (the
     default category source; the measured descriptors when it has them): macro-F1 of
-    `label` and each descriptor's accuracy where the manifest knows it."""
+    `label` and each descriptor's accuracy where the manifest knows it. With `n_boot`, each
+    figure also gets a 95% patient-bootstrap interval (`<name>_ci`: [low, high])."""
+    import numpy as np
+
     from .data.manifest import image_path, read_manifest
     from .evaluation.metrics import classification_report
     from .inference import Predictor
@@ -184,20 +188,50 @@ def served_metrics(bundle: Path, dataset: Path, split: str = "test") -> dict[str
 
     predictor = Predictor(bundle)
     rows = [r for r in read_manifest(dataset) if r.get("split") == split and r.get("label")]
-    truth, served, hits = [], [], {}
+    truth, served, hits, groups = [], [], {}, []
     for row in rows:
         result = predictor.predict(image_path(dataset, row), heatmap=False, name=row["path"])
         truth.append(row["label"])
         served.append(result.label)
+        groups.append(row.get("patient_id") or row["path"])
         for name, value in row_descriptors(row).items():
             if result.descriptors and name in result.descriptors:
-                hits.setdefault(name, []).append(result.descriptors[name]["value"] == value)
+                hits.setdefault(name, {})[len(truth) - 1] = (
+                    result.descriptors[name]["value"] == value)
     out: dict[str, Any] = {"category_source": predictor.category_source, "n": len(rows)}
-    if rows:
-        out["macro_f1"] = float(classification_report(
-            truth, served, predictor.class_names)["macro"]["f1"])
-    out.update({f"{k}_accuracy": float(sum(v) / len(v)) for k, v in hits.items()})
+    if not rows:
+        return out
+
+    def figures(idx: Any) -> dict[str, float]:
+        """The figures on the rows `idx` (all of them, or one bootstrap sample)."""
+        values = {"macro_f1": float(classification_report(
+            [truth[i] for i in idx], [served[i] for i in idx],
+            predictor.class_names)["macro"]["f1"])}
+        for name, by_row in hits.items():
+            scored = [by_row[i] for i in idx if i in by_row]
+            values[f"{name}_accuracy"] = float(np.mean(scored)) if scored else float("nan")
+        return values
+
+    out.update(figures(np.arange(len(rows))))
+    if n_boot:
+        out.update(_bootstrap_intervals(figures, groups, n_boot))
     return out
+
+
+def _bootstrap_intervals(figures: Callable[[Any], dict[str, float]],
+                         groups: list[str], n_boot: int) -> dict[str, list[float]]:
+    """95% percentile intervals of `figures`, resampling patients (evaluation.metrics)."""
+    import numpy as np
+
+    from .evaluation.metrics import resample_patients
+
+    rng = np.random.default_rng(0)
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        for key, value in figures(resample_patients(groups, rng)).items():
+            samples.setdefault(key, []).append(value)
+    return {f"{key}_ci": [round(float(v), 4) for v in np.nanquantile(values, [0.025, 0.975])]
+            for key, values in samples.items()}
 
 
 def serve_bundle(result: DemoResult, *, serve: bool = True) -> int:
