@@ -85,6 +85,28 @@ def test_training_learns_the_phantom_masks_and_writes_a_self_describing_run(run)
     assert (out / "curves" / "dice.png").is_file()
 
 
+def test_the_stride_2_level_trains_reloads_and_exports_with_parity(phantom, tmp_path):
+    from eutirads.training.checkpoint import load_checkpoint
+
+    kwargs = {"decoder_channels": 16, "stride2": True}
+    result = train(phantom, resolve_config(None, {**FAST, "model_kwargs": kwargs}),
+                   tmp_path / "run", progress=False)
+    assert result.best_metrics["dice"] > 0.5, result.best_metrics
+    model, payload = load_checkpoint(tmp_path / "run")
+    assert payload["model_kwargs"] == kwargs and model.decoder.stride2
+    # Its map is drawn at stride 2: the encoder hands the decoder five levels, not four.
+    assert len(model.encode(torch.zeros(1, 3, 96, 128))) == 5
+    local = read_metadata(export_bundle(tmp_path / "run", tmp_path / "b"))["components"]
+    assert local["localiser"]["parity"]["max_abs_logits"] < 1e-3
+
+
+def test_a_stride_2_option_that_is_not_true_or_false_is_a_model_error():
+    from eutirads.models.segmentation import create_segmenter
+
+    with pytest.raises(ModelError, match="stride2 must be true or false"):
+        create_segmenter("tf_efficientnet_lite0", weights="none", stride2="yes")
+
+
 def test_rows_with_unknown_or_unusable_masks_are_skipped_and_counted(phantom, tmp_path):
     root = tmp_path / "ph"
     shutil.copytree(phantom, root)

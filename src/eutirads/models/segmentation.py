@@ -5,6 +5,10 @@ The encoder's four feature maps (strides 4, 8, 16, 32) are projected to `decoder
 merged top-down (upsample and add, as in FPN), refined at stride 4 by two 3x3 convolutions
 and upsampled to the input size. The decoder is about 0.1 M parameters: with the encoder
 frozen it is all that trains, on cached encoder features (see `training.segment`).
+With `stride2: true` (model_kwargs) the encoder's stride-2 map joins too: the stride-4 result
+is upsampled, added to that map's projection and refined by one more 3x3 convolution at
+stride 2, so the outline is drawn on a grid twice as fine (lobulated and spiculated margins
+are finer than a stride-4 grid).
 
 `forward(x) -> Nx1xHxW logits`, `encode(x) -> [features]`, `decode(features, size)`.
 """
@@ -25,6 +29,7 @@ __all__ = ["Segmenter", "create_segmenter", "SEGMENT_ENCODERS"]
 # ImageNet weights).
 SEGMENT_ENCODERS = ("tf_efficientnet_lite0", "tf_efficientnet_lite2")
 OUT_INDICES = (1, 2, 3, 4)
+STRIDE2_INDICES = (0, 1, 2, 3, 4)
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
@@ -33,29 +38,43 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
 
 
 class FPNDecoder(nn.Module):
-    def __init__(self, channels: Sequence[int], width: int) -> None:
+    """Top-down merge of the stride 4-32 maps, refined at stride 4; with `stride2` the first
+    of `channels` is a stride-2 map that one more refinement adds."""
+
+    def __init__(self, channels: Sequence[int], width: int, *, stride2: bool = False) -> None:
         super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.stride2 = stride2
+        coarse = list(channels)[1:] if stride2 else list(channels)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in coarse)
         self.refine = nn.Sequential(_conv_bn_relu(width, width), _conv_bn_relu(width, width))
+        if stride2:
+            self.lateral2 = nn.Conv2d(channels[0], width, 1)
+            self.refine2 = _conv_bn_relu(width, width)
         self.out = nn.Conv2d(width, 1, 1)
 
     def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        x = self.lateral[-1](features[-1])
-        for lateral, feature in zip(list(self.lateral)[-2::-1], list(features)[-2::-1]):
+        fine, coarse = (features[0], list(features)[1:]) if self.stride2 else (None, features)
+        x = self.lateral[-1](coarse[-1])
+        for lateral, feature in zip(list(self.lateral)[-2::-1], list(coarse)[-2::-1]):
             x = F.interpolate(x, size=feature.shape[-2:], mode="bilinear", align_corners=False)
             x = x + lateral(feature)
-        logits = self.out(self.refine(x))
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        x = self.refine(x)
+        if fine is not None:
+            x = F.interpolate(x, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.refine2(x + self.lateral2(fine))
+        return F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
 
 
 class Segmenter(nn.Module):
-    """Encoder + decoder. `encoder_name` and `decoder_channels` describe it in checkpoints."""
+    """Encoder + decoder. `encoder_name`, `decoder_channels` and `stride2` describe it in
+    checkpoints."""
 
-    def __init__(self, encoder: nn.Module, *, decoder_channels: int = 48) -> None:
+    def __init__(self, encoder: nn.Module, *, decoder_channels: int = 48,
+                 stride2: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.channels = list(encoder.feature_info.channels())
-        self.decoder = FPNDecoder(self.channels, decoder_channels)
+        self.decoder = FPNDecoder(self.channels, decoder_channels, stride2=stride2)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.encoder(x))
@@ -67,14 +86,14 @@ class Segmenter(nn.Module):
         return self.decode(self.encode(x), (int(x.shape[-2]), int(x.shape[-1])))
 
 
-def _encoder(name: str, weights: str) -> nn.Module:
+def _encoder(name: str, weights: str, out_indices: Sequence[int] = OUT_INDICES) -> nn.Module:
     import timm
 
     if not timm.is_model(name):
         raise ModelError(f"unknown encoder {name!r} (use one of {', '.join(SEGMENT_ENCODERS)})")
     try:
         encoder = timm.create_model(name, pretrained=False, features_only=True,
-                                    out_indices=OUT_INDICES)
+                                    out_indices=tuple(out_indices))
     except (TypeError, RuntimeError) as exc:
         raise ModelError(f"{name}: cannot serve as a features_only encoder ({exc})") from None
     if weights == "imagenet":
@@ -103,8 +122,14 @@ def _encoder(name: str, weights: str) -> nn.Module:
 
 
 def create_segmenter(name: str, *, weights: str = "imagenet", decoder_channels: int = 48,
-                     **kwargs: Any) -> Segmenter:
-    """A localiser with encoder `name` (a timm CNN) and an FPN decoder."""
+                     stride2: bool = False, **kwargs: Any) -> Segmenter:
+    """A localiser with encoder `name` (a timm CNN) and an FPN decoder (with the stride-2
+    level when `stride2`)."""
     if kwargs:
         raise ModelError(f"{name}: unknown localiser option(s) {', '.join(sorted(kwargs))}")
-    return Segmenter(_encoder(name, str(weights)), decoder_channels=int(decoder_channels))
+    if not isinstance(stride2, bool):
+        raise ModelError(f"{name}: localiser option stride2 must be true or false, "
+                         f"got {stride2!r}")
+    indices = STRIDE2_INDICES if stride2 else OUT_INDICES
+    return Segmenter(_encoder(name, str(weights), indices),
+                     decoder_channels=int(decoder_channels), stride2=stride2)
