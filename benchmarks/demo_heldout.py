@@ -32,6 +32,9 @@ def _held_out_dataset(workdir: Path, n: int, seed: int, workers: int | None) -> 
     wanted = {"n": n, "seed": seed}
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         return dataset
+    if workdir.exists() and any(workdir.iterdir()):
+        raise SystemExit(f"{workdir}: not empty and not a held-out set of n={n}, seed={seed}; "
+                         "pass an empty or new folder")
     workdir.mkdir(parents=True, exist_ok=True)
     generate_dataset(workdir / "phantom", n=n, seed=seed, progress=False)
     import_dataset(workdir / "phantom", dataset, fmt="folders", progress=False,

@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     mean = {k: float(np.nanmean([r[k] for r in results])) for k in keys}
     std = {k: float(np.nanstd([r[k] for r in results])) for k in keys}
     out = {"dataset": root.name, "config": Path(args.config).name, "overrides": args.overrides,
-           "k": args.k, "folds_run": run_folds, "min_score": min_score, "images": len(pairs), "skipped": skipped,
+           "k": args.k, "folds_run": run_folds, "min_score": min_score,
+           "images": len(pairs), "skipped": skipped,
            "image_load_seconds": [round(v, 1) for v in load_seconds],
            "encode_seconds": [round(v, 1) for v in encode_seconds],
            "folds": results, "mean": mean,
