@@ -182,7 +182,7 @@ def served_metrics(bundle: Path, dataset: Path, split: str = "test", *, n_boot: 
     import numpy as np
 
     from .data.manifest import image_path, read_manifest
-    from .evaluation.metrics import classification_report
+    from .evaluation.metrics import bootstrap_ci, classification_report
     from .inference import Predictor
     from .training.data import row_descriptors
 
@@ -212,26 +212,14 @@ def served_metrics(bundle: Path, dataset: Path, split: str = "test", *, n_boot: 
             values[f"{name}_accuracy"] = float(np.mean(scored)) if scored else float("nan")
         return values
 
-    out.update(figures(np.arange(len(rows))))
-    if n_boot:
-        out.update(_bootstrap_intervals(figures, groups, n_boot))
+    index = np.arange(len(rows))
+    out.update(figures(index))
+    if n_boot:  # the rows looked up by index, as evaluation.localiser.localiser_metrics does
+        ci = bootstrap_ci(index, index, np.zeros((len(rows), 1)), [0], groups, n_boot=n_boot,
+                          metric_fn=lambda y_true, *_: figures([int(i) for i in y_true]))
+        out.update({f"{key}_ci": [round(v["low"], 4), round(v["high"], 4)]
+                    for key, v in ci.items()})
     return out
-
-
-def _bootstrap_intervals(figures: Callable[[Any], dict[str, float]],
-                         groups: list[str], n_boot: int) -> dict[str, list[float]]:
-    """95% percentile intervals of `figures`, resampling patients (evaluation.metrics)."""
-    import numpy as np
-
-    from .evaluation.metrics import resample_patients
-
-    rng = np.random.default_rng(0)
-    samples: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        for key, value in figures(resample_patients(groups, rng)).items():
-            samples.setdefault(key, []).append(value)
-    return {f"{key}_ci": [round(float(v), 4) for v in np.nanquantile(values, [0.025, 0.975])]
-            for key, values in samples.items()}
 
 
 def serve_bundle(result: DemoResult, *, serve: bool = True) -> int:
