@@ -100,11 +100,62 @@ def test_the_stride_2_level_trains_reloads_and_exports_with_parity(phantom, tmp_
     assert local["localiser"]["parity"]["max_abs_logits"] < 1e-3
 
 
-def test_a_stride_2_option_that_is_not_true_or_false_is_a_model_error():
+@pytest.mark.parametrize("option", ["stride2", "mirror"])
+def test_a_localiser_option_that_is_not_true_or_false_is_a_model_error(option):
     from eutirads.models.segmentation import create_segmenter
 
-    with pytest.raises(ModelError, match="stride2 must be true or false"):
-        create_segmenter("tf_efficientnet_lite0", weights="none", stride2="yes")
+    with pytest.raises(ModelError, match=f"{option} must be true or false"):
+        create_segmenter("tf_efficientnet_lite0", weights="none", **{option: "yes"})
+
+
+def test_a_mirroring_localiser_trains_reloads_answers_mirror_symmetric_maps_and_exports(
+        phantom, tmp_path):
+    from eutirads.training.checkpoint import load_checkpoint
+
+    kwargs = {"decoder_channels": 16, "mirror": True}
+    result = train(phantom, resolve_config(None, {**FAST, "model_kwargs": kwargs}),
+                   tmp_path / "run", progress=False)
+    assert result.best_metrics["dice"] > 0.6, result.best_metrics
+    model, payload = load_checkpoint(tmp_path / "run")
+    assert payload["model_kwargs"] == kwargs and model.mirror
+    x = torch.rand(2, 3, 96, 128)
+    model.eval()
+    with torch.no_grad():  # the mean over both views: a mirrored image gets the mirrored map
+        assert torch.allclose(model(torch.flip(x, dims=[3])), torch.flip(model(x), dims=[3]),
+                              atol=1e-5)
+        model.train()  # a training pass is a single view
+        model.encoder.eval()
+        assert not torch.allclose(model(torch.flip(x, dims=[3])),
+                                  torch.flip(model(x), dims=[3]), atol=1e-5)
+    local = read_metadata(export_bundle(tmp_path / "run", tmp_path / "b"))["components"]
+    assert local["localiser"]["parity"]["max_abs_logits"] < 1e-3
+
+
+def test_val_scored_on_cached_features_matches_the_mirroring_model_itself():
+    """Frozen training scores val on cached encoder features: for a mirroring model, the
+    mirrored images' features are cached and averaged the same way as its forward pass."""
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.preprocess import PreprocessSpec
+    from eutirads.training.segment import _mirrored, _plain, _val_predict, encode_pairs
+
+    torch.manual_seed(0)
+    model = create_segmenter("tf_efficientnet_lite0", weights="none", decoder_channels=8,
+                             mirror=True).eval()
+    spec = PreprocessSpec(input_size=(64, 96))
+    rng = np.random.default_rng(0)
+    pairs = [(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8),
+              (rng.random((64, 96)) > 0.7)) for _ in range(3)]
+    plain = _plain(spec)
+    val_x = torch.from_numpy(np.stack([plain(*p)[0] for p in pairs]))
+    masks = [p[1] for p in pairs]
+    cache = encode_pairs(model, pairs, plain, "cpu", 2, "", False)[0]
+    mirrored = encode_pairs(model, _mirrored(pairs), plain, "cpu", 2, "", False)[0]
+    direct, _ = _val_predict(model, val_x, masks, "cpu", 2, (64, 96), None)
+    cached, _ = _val_predict(model, val_x, masks, "cpu", 2, (64, 96), cache,
+                             mirror_cache=mirrored)
+    single, _ = _val_predict(model, val_x, masks, "cpu", 2, (64, 96), cache)
+    assert np.abs(cached - direct).max() < 5e-3  # float16 cache
+    assert np.abs(single - direct).max() > np.abs(cached - direct).max()
 
 
 def test_rows_with_unknown_or_unusable_masks_are_skipped_and_counted(phantom, tmp_path):

@@ -9,6 +9,10 @@ With `stride2: true` (model_kwargs) the encoder's stride-2 map joins too: the st
 is upsampled, added to that map's projection and refined by one more 3x3 convolution at
 stride 2, so the outline is drawn on a grid twice as fine (lobulated and spiculated margins
 are finer than a stride-4 grid).
+With `mirror: true` the model in eval mode answers the mean of its logits for the image and
+for its mirror image (horizontal flip, flipped back): test-time augmentation built into the
+network, so every path that runs it (training's val, evaluation, the measured descriptors,
+the bundle's ONNX graph, the static page) reads the same map. Training passes are single.
 
 `forward(x) -> Nx1xHxW logits`, `encode(x) -> [features]`, `decode(features, size)`.
 """
@@ -23,7 +27,7 @@ from torch.nn import functional as F
 
 from ..errors import ModelError
 
-__all__ = ["Segmenter", "create_segmenter", "SEGMENT_ENCODERS"]
+__all__ = ["Segmenter", "create_segmenter", "mirrored_mean", "SEGMENT_ENCODERS"]
 
 # Encoders known to work here (any timm CNN with features_only may; these have offline
 # ImageNet weights).
@@ -66,13 +70,14 @@ class FPNDecoder(nn.Module):
 
 
 class Segmenter(nn.Module):
-    """Encoder + decoder. `encoder_name`, `decoder_channels` and `stride2` describe it in
-    checkpoints."""
+    """Encoder + decoder. `decoder_channels`, `stride2` and `mirror` describe it in
+    checkpoints (model_kwargs)."""
 
     def __init__(self, encoder: nn.Module, *, decoder_channels: int = 48,
-                 stride2: bool = False) -> None:
+                 stride2: bool = False, mirror: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
+        self.mirror = mirror
         self.channels = list(encoder.feature_info.channels())
         self.decoder = FPNDecoder(self.channels, decoder_channels, stride2=stride2)
 
@@ -83,7 +88,18 @@ class Segmenter(nn.Module):
         return self.decoder(features, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x), (int(x.shape[-2]), int(x.shape[-1])))
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        if self.training or not self.mirror:
+            return self.decode(self.encode(x), size)
+        # One pass over the image and its mirror stacked (one graph call, as the bundle runs).
+        logits = self.decode(self.encode(torch.cat([x, torch.flip(x, dims=[3])])), size)
+        plain, mirrored = logits.chunk(2)
+        return mirrored_mean(plain, mirrored)
+
+
+def mirrored_mean(plain: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """The mean of the logits of an image and of its mirror image (flipped back)."""
+    return (plain + torch.flip(mirrored, dims=[3])) / 2
 
 
 def _encoder(name: str, weights: str, out_indices: Sequence[int] = OUT_INDICES) -> nn.Module:
@@ -122,14 +138,15 @@ def _encoder(name: str, weights: str, out_indices: Sequence[int] = OUT_INDICES) 
 
 
 def create_segmenter(name: str, *, weights: str = "imagenet", decoder_channels: int = 48,
-                     stride2: bool = False, **kwargs: Any) -> Segmenter:
+                     stride2: bool = False, mirror: bool = False, **kwargs: Any) -> Segmenter:
     """A localiser with encoder `name` (a timm CNN) and an FPN decoder (with the stride-2
-    level when `stride2`)."""
+    level when `stride2`; answering the mean over the image and its mirror when `mirror`)."""
     if kwargs:
         raise ModelError(f"{name}: unknown localiser option(s) {', '.join(sorted(kwargs))}")
-    if not isinstance(stride2, bool):
-        raise ModelError(f"{name}: localiser option stride2 must be true or false, "
-                         f"got {stride2!r}")
+    for option, value in (("stride2", stride2), ("mirror", mirror)):
+        if not isinstance(value, bool):
+            raise ModelError(f"{name}: localiser option {option} must be true or false, "
+                             f"got {value!r}")
     indices = STRIDE2_INDICES if stride2 else OUT_INDICES
     return Segmenter(_encoder(name, str(weights), indices),
-                     decoder_channels=int(decoder_channels), stride2=stride2)
+                     decoder_channels=int(decoder_channels), stride2=stride2, mirror=mirror)

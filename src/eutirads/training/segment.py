@@ -313,7 +313,7 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
     started, seen, train_seconds, epoch_no = time.perf_counter(), 0, 0.0, 0
     val_x = torch.from_numpy(np.stack([plain(*p)[0] for p in val_pairs]))
     val_masks = [p[1] for p in val_pairs]
-    val_cache = None
+    val_cache = mirror_cache = None
 
     for phase in phases_for(config):
         params = _set_trainable(model, phase.trainable)
@@ -342,6 +342,10 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
             if val_cache is None:
                 val_cache = encode_pairs(model, val_pairs, plain, device, chunk,
                                         "caching val", progress)[0]
+        if frozen and val_cache is not None and model.mirror and mirror_cache is None:
+            # A mirroring model is scored on val as it will answer: both views decoded.
+            mirror_cache = encode_pairs(model, _mirrored(val_pairs), plain, device, chunk,
+                                        "caching mirrored val", progress)[0]
         stale = 0
         bar = tqdm(range(phase.epochs), desc=f"train {phase.name}", unit="epoch",
                    disable=not progress)
@@ -378,7 +382,8 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
             seen += count
             prob, val_loss = _val_predict(model, val_x, val_masks, device, chunk,
                                           size, val_cache if frozen else None,
-                                          per_image=config.dice_loss == "image")
+                                          per_image=config.dice_loss == "image",
+                                          mirror_cache=mirror_cache if frozen else None)
             metrics = {"loss": val_loss, **_val_metrics(prob, val_masks, config.threshold)}
             row = {"epoch": epoch_no, "phase": phase.name, "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": total_loss / max(count, 1),
@@ -411,15 +416,32 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
                       seen / train_seconds if train_seconds > 0 else 0.0)
 
 
+def _mirrored(pairs: Sequence[tuple[np.ndarray, np.ndarray]]
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each (image, mask) pair flipped left to right."""
+    return [(np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1]))
+            for image, mask in pairs]
+
+
 @torch.no_grad()
 def _val_predict(model, val_x, val_masks, device, batch_size, size, cache, *,
-                 per_image: bool = False) -> tuple[np.ndarray, float]:
+                 per_image: bool = False, mirror_cache=None) -> tuple[np.ndarray, float]:
+    """Val probabilities and loss: from cached encoder features when `cache` is given
+    (with `mirror_cache`, those of the mirrored images, averaged as a mirroring model
+    does), else from the images through the model."""
+    from ..models.segmentation import mirrored_mean
+
+    def decode(levels, start: int) -> torch.Tensor:
+        return model.decode([level[start:start + batch_size].to(device).float()
+                             for level in levels], size)
+
     model.eval()
     probs, loss, n = [], 0.0, 0
     for start in range(0, len(val_x), batch_size):
         if cache is not None:
-            logits = model.decode([level[start:start + batch_size].to(device).float()
-                                   for level in cache], size)
+            logits = decode(cache, start)
+            if mirror_cache is not None:
+                logits = mirrored_mean(logits, decode(mirror_cache, start))
         else:
             logits = model(val_x[start:start + batch_size].to(device))
         y = torch.from_numpy(np.stack(val_masks[start:start + batch_size]).astype(np.float32))
