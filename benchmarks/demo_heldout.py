@@ -7,8 +7,9 @@ accuracy as `predict` serves them, on a fresh phantom drawn with another seed.
 BUNDLE is the demo's bundle (`WORKDIR/bundle` of `benchmarks/demo_steps.py`, or
 `eutirads demo --workdir W`'s `W/bundle`). WORKDIR is where the held-out phantom and its
 imported dataset are written (reused when they are already there with the same n and
-seed; a non-empty folder holding anything else is refused in one line). Every imported row is scored (split `test`), so the figures rest on n images, not
-the demo's 50 test screens. With 80 images a class, one image is about 0.01 of macro-F1;
+seed; a non-empty folder holding anything else is refused in one line). Every imported
+row is scored (split `test`), so the figures rest on n images, not the demo's 50 test
+screens. With 80 images a class, one image is about 0.01 of macro-F1;
 the 95% intervals are patient-bootstrap intervals (`evaluation.metrics`).
 docs/benchmarks.md, "The demo on held-out phantom screens".
 """

@@ -38,9 +38,9 @@ DEMO_RECIPE: dict[str, object] = {"crop": "roi", "roi_margin": 0.5, "mode": "two
 # input, to keep the demo within its budget. 40 epochs on 3 augmented passes (not 20 on 2)
 # cost about 15 s more and outline the nodule better (test Dice 0.849 -> 0.859), which the
 # measured echogenicity reads (docs/benchmarks.md, the demo's section). `mirror` answers the
-# mean over the image and its mirror (about 15 s more): on 800 held-out screens every
-# descriptor and the category read better (docs/benchmarks.md, "The demo on held-out
-# phantom screens").
+# mean over the image and its mirror (about 17 s more): on 800 held-out screens every
+# descriptor reads better and the category as well or better (docs/benchmarks.md, "The
+# localiser's mirror average").
 DEMO_LOCALISER: dict[str, object] = {
     "task": "segment", "model": "tf_efficientnet_lite0", "weights": "imagenet",
     "model_kwargs": {"decoder_channels": 32, "mirror": True}, "input_size": [144, 192],

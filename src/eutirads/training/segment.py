@@ -342,7 +342,7 @@ def fit_segmenter(model, spec: PreprocessSpec, config: TrainConfig,
             if val_cache is None:
                 val_cache = encode_pairs(model, val_pairs, plain, device, chunk,
                                         "caching val", progress)[0]
-        if frozen and val_cache is not None and model.mirror and mirror_cache is None:
+        if frozen and model.mirror and mirror_cache is None:
             # A mirroring model is scored on val as it will answer: both views decoded.
             mirror_cache = encode_pairs(model, _mirrored(val_pairs), plain, device, chunk,
                                         "caching mirrored val", progress)[0]
