@@ -131,6 +131,37 @@ def test_importing_and_predicting_never_imports_torch(bundle):
     assert proc.stdout.strip() == "ok"
 
 
+def _blas_threads_now() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+
+def test_a_thread_limit_bounds_numpys_blas_while_predicting_and_is_lifted_after(
+        bundle, monkeypatch):
+    # onnxruntime's own threads are its option; numpy's BLAS would otherwise run a
+    # prediction's small products on every core and leave those threads spinning.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        predictor = Predictor(bundle, threads=1)
+        seen = []
+        real = predictor._predict
+
+        def spy(*args, **kwargs):
+            seen.append(_blas_threads_now())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(predictor, "_predict", spy)
+        assert predictor.predict(_frame(3)).label in CLASSES
+        assert seen == [{1}]
+        assert _blas_threads_now() == {2}
+        unlimited = Predictor(bundle)
+        monkeypatch.setattr(unlimited, "_predict", spy)
+        unlimited.predict(_frame(3))
+        assert seen[-1] == {2}
+
+
 def test_class_activation_map_weighs_channels_and_cuts_negative_evidence():
     features = np.zeros((2, 3, 3), np.float32)
     features[0, 0, 0] = 2.0   # channel 0 fires top-left

@@ -442,6 +442,28 @@ def test_a_bad_pixel_spacing_is_an_input_error(bundle):
         Predictor(bundle).predict(np.zeros((50, 50, 3), np.uint8), pixel_mm=-1)
 
 
+def test_the_localisers_thread_limit_bounds_numpys_blas_while_it_finds(bundle, phantom,
+                                                                        monkeypatch):
+    import eutirads.inference.localiser as localiser_module
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    real = localiser_module.nodule_from_mask
+
+    def spy(*args, **kwargs):
+        seen.append({lib["num_threads"] for lib in threadpool_info()
+                     if lib["user_api"] == "blas"})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(localiser_module, "nodule_from_mask", spy)
+    row = _nodule_row(phantom)
+    pixels = np.asarray(Image.open(phantom / row["path"]).convert("RGB"))
+    with threadpool_limits(limits=2, user_api="blas"):
+        Predictor(bundle, threads=1).localiser.find(pixels)
+        Predictor(bundle).localiser.find(pixels)
+    assert seen == [{1}, {2}]
+
+
 def test_millimetres_come_from_the_dicom_ultrasound_region_spacing(bundle, tmp_path, capsys):
     from eutirads.inference.images import load_image_and_spacing
 

@@ -14,6 +14,7 @@ decide an abstention. numpy only: training fits these numbers, the predictor app
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -108,10 +109,12 @@ def not_ultrasound(pixels: np.ndarray) -> bool:
     # every pixel (their standard error stays under 0.3%), and the server checks every
     # upload (a full 560x360 frame cost 13 ms of the request, docs/benchmarks.md).
     step = max(1, round(math.sqrt(rgb.shape[0] * rgb.shape[1] / 40_000)))
-    rgb = rgb[::step, ::step, :3].astype(np.int16)
-    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    # Channel by channel: a reduction over a last axis of 3 cost 3 ms of a 36 ms predict.
+    channels = [rgb[::step, ::step, c] for c in range(min(3, rgb.shape[-1]))]
+    darkest = functools.reduce(np.minimum, channels)
+    spread = functools.reduce(np.maximum, channels) - darkest  # never negative: no wrap
     coloured = float((spread > COLOUR_SPREAD).mean())
-    white = float((rgb.min(axis=-1) >= 250).mean())
+    white = float((darkest >= 250).mean())
     return coloured > COLOURED_FRACTION or white > WHITE_FRACTION
 
 

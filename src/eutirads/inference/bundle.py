@@ -44,6 +44,8 @@ as classifier-only format-2 bundles. This module uses the standard library and n
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -211,6 +213,24 @@ def model_sha256(bundle_dir: str | os.PathLike[str]) -> str:
         return file_sha256(models[0])
     joined = "".join(f"{m.name}:{file_sha256(m)}\n" for m in models)
     return hashlib.sha256(joined.encode("ascii")).hexdigest()
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
+    """A context in which numpy's BLAS runs on at most `threads` threads (no limit for None),
+    so that `threads` bounds a prediction's CPU, not only onnxruntime's. Unbounded, OpenBLAS
+    runs one image's small products (the out-of-distribution similarity, the heatmap) on a
+    thread per core and leaves the extra threads spinning after each: on 2 cores that
+    doubled `predict`'s CPU time for 3 ms less wall time (docs/benchmarks.md)."""
+    if not threads:
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=int(threads), user_api="blas")
 
 
 def open_session(model: Path, threads: int | None = None):

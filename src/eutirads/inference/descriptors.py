@@ -3,14 +3,16 @@ predicted descriptors, as a label, a probability distribution and a one-line rea
 
 The rule is `categories.classify` (the one place it is written). Its distribution takes
 the heads' probabilities as independent and sums, over every combination of descriptor
-values, the probability of the combination into the category the rule gives it (at most
-4 x 5 x 3 x 2 x 3 = 360 combinations: instant). The rule's label is the rule applied to
-the most probable value of each descriptor, so it always matches `rule_path`.
+values, the probability of the combination into the category the rule gives it (4 x 5 x
+3 x 2 x 3 = 360 combinations, their categories tabulated once by `classify`). The rule's
+label is the rule applied to the most probable value of each descriptor, so it always
+matches `rule_path`.
 numpy only (the predictor's side).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Mapping, Sequence
 
@@ -41,15 +43,11 @@ def rule_category(descriptor_probs: Mapping[str, np.ndarray], class_names: Seque
     names = list(DESCRIPTORS)
     probs = [np.asarray(descriptor_probs[n], np.float64) for n in names]
     index = {label: i for i, label in enumerate(class_names)}
-    out = np.zeros(len(class_names))
-    for combo in itertools.product(*[range(len(DESCRIPTORS[n])) for n in names]):
-        weight = float(np.prod([p[i] for p, i in zip(probs, combo)]))
-        if weight == 0.0:
-            continue
-        features = NoduleFeatures(**{n: DESCRIPTORS[n][i] for n, i in zip(names, combo)})
-        label = str(classify(features))
-        if label in index:
-            out[index[label]] += weight
+    joint = functools.reduce(np.multiply.outer, probs)  # one axis per descriptor
+    table = _rule_table()
+    mass = dict(enumerate(np.bincount(table.ravel(), weights=joint.ravel())))
+    out = np.array([mass.get(int(label), 0.0) if label.isdigit() else 0.0
+                    for label in class_names])
     total = out.sum()
     out = out / total if total > 0 else np.full(len(class_names), 1 / len(class_names))
     top = NoduleFeatures(**{n: DESCRIPTORS[n][int(p.argmax())] for n, p in zip(names, probs)})
@@ -63,6 +61,19 @@ def rule_category(descriptor_probs: Mapping[str, np.ndarray], class_names: Seque
     if label not in index:
         label = class_names[int(out.argmax())]
     return label, out, rule_path(top)
+
+
+@functools.cache
+def _rule_table() -> np.ndarray:
+    """The rule's category of every combination of descriptor values: an integer array with
+    one axis per descriptor (`DESCRIPTORS` order), indexed by value position."""
+    names = list(DESCRIPTORS)
+    shape = tuple(len(DESCRIPTORS[n]) for n in names)
+    table = np.zeros(shape, np.int64)
+    for combo in itertools.product(*[range(k) for k in shape]):
+        table[combo] = classify(NoduleFeatures(**{n: DESCRIPTORS[n][i]
+                                                  for n, i in zip(names, combo)}))
+    return table
 
 
 def combine(head: np.ndarray, rule: np.ndarray) -> np.ndarray:

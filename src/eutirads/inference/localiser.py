@@ -20,7 +20,8 @@ from PIL import Image
 from ..errors import InputError, ModelError
 from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
 from ..region import Box, crop
-from .bundle import INPUT_NAME, LOCALISER, LOCALISER_OUTPUTS, component_file, open_session
+from .bundle import (INPUT_NAME, LOCALISER, LOCALISER_OUTPUTS, blas_threads, component_file,
+                     open_session)
 
 __all__ = ["Localiser", "Nodule", "probability_to_image", "nodule_from_mask", "region_axes",
            "trace_contour", "NO_NODULE", "Spacing"]
@@ -239,6 +240,7 @@ class Localiser:
                  threads: int | None = None) -> None:
         root = Path(bundle_dir)
         settings = meta["components"][LOCALISER]
+        self._threads = threads
         self.spec = PreprocessSpec.load(component_file(root, meta, LOCALISER, "preprocess"))
         try:
             self.threshold = float(settings.get("threshold", 0.5))
@@ -277,11 +279,12 @@ class Localiser:
 
     def find(self, pixels: np.ndarray, *, spacing: Spacing | None = None,
              area: Box | None = None) -> Nodule:
-        prob, box = self.probability(pixels, area=area)
-        mask, nodule = nodule_from_mask(prob >= self.threshold, prob, spacing=spacing,
-                                        min_region_px=_image_min_region(self.min_region_px,
-                                                                        self.spec, box),
-                                        min_score=self.min_score)
+        with blas_threads(self._threads):
+            prob, box = self.probability(pixels, area=area)
+            mask, nodule = nodule_from_mask(prob >= self.threshold, prob, spacing=spacing,
+                                            min_region_px=_image_min_region(
+                                                self.min_region_px, self.spec, box),
+                                            min_score=self.min_score)
         return Nodule(mask, prob, nodule, None if nodule is not None else NO_NODULE)
 
 

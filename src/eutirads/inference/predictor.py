@@ -22,7 +22,8 @@ from ..region import Box, crop, find_image_area
 from .abstention import AbstainRule, apply_temperature
 from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, MEASURED, METADATA_FILE,
                      OUTPUT_NAMES,
-                     component_file, flat_metadata, open_session, read_head, read_metadata)
+                     blas_threads, component_file, flat_metadata, open_session, read_head,
+                     read_metadata)
 from .descriptors import CATEGORY_SOURCES, combine, rule_applies, rule_category
 from .heatmap import class_activation_map, heatmap_to_image
 from .localiser import Localiser, Spacing, mm_or_none
@@ -137,6 +138,7 @@ class Predictor:
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, threads: int | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
+        self._threads = threads
         self._bundle = read_metadata(self.bundle_dir)
         self._metadata = flat_metadata(self._bundle)
         components = self._bundle["components"]
@@ -281,6 +283,13 @@ class Predictor:
         else the localiser's box is); `pixel_mm` the (x, y) pixel size in mm (or one number)
         for the nodule's axes in mm; `name` what errors call the image; `area` the image
         area when the caller found it already (the diagnosis server, on a reduced copy)."""
+        with blas_threads(self._threads):
+            return self._predict(image, box=box, heatmap=heatmap, name=name, pixel_mm=pixel_mm,
+                                 area=area)
+
+    def _predict(self, image: ImageInput, *, box: Sequence[int] | None, heatmap: bool,
+                 name: str | None, pixel_mm: Spacing | Sequence[float] | float | None,
+                 area: Box | None) -> Prediction:
         pixels = _as_rgb(image, name)
         spacing = mm_or_none(pixel_mm)
         if area is None and self.localiser is not None and self.localiser.spec.frame == "detect":
