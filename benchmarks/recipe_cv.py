@@ -86,12 +86,19 @@ FEATURE_RECIPES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
 # these entries were written, which silently turned them into 10 frozen epochs.
 TWO_STAGE = ["mode=two-stage", "augment=true", "head_epochs=40", "epochs=10", "unfreeze=3",
              "lr=0.003", "finetune_lr=0.0003", "aug_passes=3"]
+FINETUNE_ALL = ["mode=finetune", "augment=true", "unfreeze=-1", "epochs=12", "lr=0.003",
+                "finetune_lr=0.0003"]
 TRAIN_RECIPES: dict[str, list[str]] = {
     # The descriptor heads as auxiliary targets (each head's loss masked where unknown).
     "lite0 two-stage full + descriptor heads": TWO_STAGE + ["crop=full"],
     "lite0 two-stage full, no descriptor heads": TWO_STAGE + ["crop=full",
                                                               "descriptor_weight=0"],
     "lite0 two-stage roi50 + descriptor heads": TWO_STAGE + ["crop=roi", "roi_margin=0.5"],
+    # Every encoder stage trains (on augmented images, no feature cache): the masked
+    # descriptor losses can shape the whole backbone, not only its top three stages.
+    "lite0 finetune-all full + descriptor heads": FINETUNE_ALL + ["crop=full"],
+    "lite0 finetune-all full, no descriptor heads": FINETUNE_ALL + ["crop=full",
+                                                                    "descriptor_weight=0"],
 }
 BASELINE = "baseline: lite0 full + logreg"
 

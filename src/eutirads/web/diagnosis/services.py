@@ -60,10 +60,10 @@ def _load_predictor(folder: Path):
 
     from ...inference import Predictor
 
-    # EUTIRADS_INFERENCE_THREADS: onnxruntime threads per server process, default 1. The
-    # server runs several gunicorn workers; with onnxruntime's default (one thread per core)
-    # in each, they spin against each other: on 2 cores a request cost 2x the CPU time
-    # (docs/benchmarks.md).
+    # EUTIRADS_INFERENCE_THREADS: a prediction's threads per server process (onnxruntime's
+    # and numpy's BLAS), default 1. The server runs several gunicorn workers; with
+    # onnxruntime's default (one thread per core) in each, they spin against each other:
+    # on 2 cores a request cost 2x the CPU time (docs/benchmarks.md).
     threads = os.environ.get("EUTIRADS_INFERENCE_THREADS", "1").strip() or "1"
     if not threads.isdigit() or int(threads) < 1:
         raise ModelError(f"EUTIRADS_INFERENCE_THREADS={threads!r} is not a whole number >= 1")
