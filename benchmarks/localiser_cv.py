@@ -2,7 +2,7 @@
 
     python benchmarks/localiser_cv.py DATASET [--config configs/localiser.yaml] [--k 5]
         [--folds 0,1] [--out results.json] [--save-probs P.npz] [--save-models DIR]
-        [--rescore P.npz] [key=value ...]
+        [--rescore P.npz] [--train-fraction F] [key=value ...]
 
 DATASET is an imported dataset with masks (`eutirads dataset import DDTI --format ddti`, or
 a phantom). Every image with a known mask takes part, labelled or not; folds are grouped by
@@ -16,10 +16,11 @@ folds only (screening); `--save-probs` keeps each held-out image's probability g
 re-score other thresholds without retraining) and `--save-models` each fold's weights,
 both written after every fold; `--rescore P.npz` scores such saved maps again (say with
 `threshold=0.6`, or `min_score=0.5`: the folds have no val split, so `auto` keeps every
-region) without training. Reports mean and spread over folds and the pooled
-out-of-fold values with 95% patient-bootstrap intervals, the undetected images counted by
-why (`misses`: `miss_kind`), plus training seconds (wall and CPU) per fold. Run it niced
-in the background.
+region) without training; `--train-fraction F` trains each fold on a fraction F of its
+training patients (drawn whole, nested across fractions: a learning curve). Reports mean
+and spread over folds and the pooled out-of-fold values with 95% patient-bootstrap
+intervals, the undetected images counted by why (`misses`: `miss_kind`), plus training
+seconds (wall and CPU) per fold. Run it niced in the background.
 """
 
 from __future__ import annotations
@@ -63,6 +64,23 @@ def miss_kind(score: dict, predicted, true) -> str | None:
     return f"{kind} ({regions[0]} predicted / {regions[1]} true regions)"
 
 
+def patient(row: dict) -> str:
+    """The patient a row belongs to (its path when the manifest names none)."""
+    return row.get("patient_id") or row["path"]
+
+
+def patient_subset(indices: list[int], patients: list[str], fraction: float, *,
+                   seed: int) -> list[int]:
+    """The `indices` of about `fraction` of their patients, drawn whole (never part of a
+    patient), in an order fixed by `seed` so that smaller fractions are subsets."""
+    import numpy as np
+
+    names = sorted(set(patients))
+    order = np.random.default_rng(seed).permutation(len(names))
+    keep = {names[k] for k in order[:max(1, round(fraction * len(names)))]}
+    return [i for i, p in zip(indices, patients) if p in keep]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
@@ -79,8 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescore", default="",
                         help="score the maps saved by an earlier --save-probs (same dataset "
                              "and folds) at this config's threshold, without training")
+    parser.add_argument("--train-fraction", type=float, default=1.0,
+                        help="train each fold on this fraction of its training patients "
+                             "(a learning-curve point; nested: a smaller fraction's patients "
+                             "are a subset of a larger one's)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
+    if not 0.0 < args.train_fraction <= 1.0:
+        parser.error(f"--train-fraction {args.train_fraction}: must be in (0, 1]")
 
     import numpy as np
     import torch
@@ -152,15 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     # `min_score=` override is applied as predict applies it.
     min_score = 0.0 if config.min_score == "auto" else float(config.min_score)
 
+    n_trained = {f: sum(folds[i] != f for i in range(len(pairs))) for f in run_folds}
+
     def _train_fold(fold: int, held: list[int]) -> dict[int, np.ndarray]:
         """Train the recipe on the other folds; the held-out images' probability grids."""
         train = [i for i in range(len(pairs)) if folds[i] != fold]
+        if args.train_fraction < 1.0:
+            train = patient_subset(train, [patient(keep_rows[i]) for i in train],
+                                   args.train_fraction, seed=config.seed + fold)
         tidx, hidx = torch.tensor(train), torch.tensor(held)
         seed_everything(config.seed + fold)
         model = create_segmenter(config.model, weights="none", **config.model_kwargs)
         model.encoder.load_state_dict(encoder_model.encoder.state_dict())
         encoded = ([([lv[tidx] for lv in levels], masks[tidx]) for levels, masks in passes],
                    [lv[hidx] for lv in plain_levels]) if frozen else None
+        n_trained[fold] = len(train)
         fit_segmenter(model, spec, config, [pairs[i] for i in train], [pairs[i] for i in held],
                       progress=False, early_stopping=False, encoded=encoded)
         if args.save_models:
@@ -199,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                                  min_score=min_score)
             score["miss"] = miss_kind(score, score.pop("mask"), true)
             scores.append(score)
-            groups.append(keep_rows[i].get("patient_id") or keep_rows[i]["path"])
+            groups.append(patient(keep_rows[i]))
         pooled.extend(scores)
-        results.append({"fold": fold, "n": len(held), "train": len(pairs) - len(held),
+        results.append({"fold": fold, "n": len(held), "train": n_trained[fold],
                         "train_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),
                         **summarise(scores)})
         print(json.dumps(results[-1]), flush=True)
@@ -212,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     std = {k: float(np.nanstd([r[k] for r in results])) for k in keys}
     out = {"dataset": root.name, "config": Path(args.config).name, "overrides": args.overrides,
            "k": args.k, "folds_run": run_folds, "min_score": min_score,
+           "train_fraction": args.train_fraction,
            "images": len(pairs), "skipped": skipped,
            "image_load_seconds": [round(v, 1) for v in load_seconds],
            "encode_seconds": [round(v, 1) for v in encode_seconds],
