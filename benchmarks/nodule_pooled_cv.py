@@ -21,6 +21,16 @@ the other folds. The baseline is recipe_cv's "lite0-full" (ImageNet features of 
 image area, mirror-averaged) + logistic regression, in the same folds; every recipe gets
 its paired difference with the corrected resampled t interval. One pass of K folds: a
 screen, not the repeated CV.
+
+    python benchmarks/nodule_pooled_cv.py DATASET --repeats R [--work DIR]
+
+The repeated CV of the screen's finalist ("imagenet nodule + logreg"): recipe_cv.py's folds
+(`repeated_folds`: every labelled row, seeds 0..R-1, the baseline's own folds) and, for each
+repeat and fold, configs/localiser.yaml trained from the ImageNet weights on every image
+with a mask, labelled or not, outside the fold's patient and duplicate groups; its map of
+every labelled image pools the ImageNet encoder's features. 5 x R localisers (about 3
+minutes each on 2 cores); each repeat and fold is cached in WORK/repeated as it finishes,
+so a stopped run resumes (and `--repeats N` with N below R scores the first N repeats).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,14 +107,117 @@ def encode_folds(root, rows, models_dir, k, config, spec):
     return out
 
 
+def localiser_inputs(root, rows, spec, *, unknown_as_empty: bool):
+    """Each row's image area at the localiser's input and its mask (0/1); rows whose mask is
+    unknown or unreadable get an all-zero mask (`unknown_as_empty`) or are left out.
+    (kept indices, pairs)."""
+    from eutirads.data.manifest import image_path, load_mask
+    from eutirads.errors import EutiradsError
+    from eutirads.imageio import load_rgb
+    from eutirads.preprocess import crop_box
+    from eutirads.region import crop
+    from eutirads.training.segment import _resize_pair
+
+    kept, pairs = [], []
+    for index, row in enumerate(rows):
+        pixels = load_rgb(image_path(root, row), name=row["path"])
+        try:
+            true = load_mask(root, row, image_size=(pixels.shape[1], pixels.shape[0]))
+        except EutiradsError:
+            true = None
+        if true is None and not unknown_as_empty:
+            continue
+        if true is None:
+            true = np.zeros(pixels.shape[:2], bool)
+        box = crop_box(pixels, spec)
+        pairs.append(_resize_pair(crop(pixels, box), crop(true, box), spec))
+        kept.append(index)
+    return kept, pairs
+
+
+def fold_localiser(config, spec, train_pairs, seed: int):
+    """configs/localiser.yaml trained from the ImageNet weights for all its epochs (no early
+    stopping: nothing is chosen; the small val set is only logged)."""
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.training.run import seed_everything
+    from eutirads.training.segment import fit_segmenter
+
+    seed_everything(seed)
+    model = create_segmenter(config.model, weights=config.weights, **config.model_kwargs)
+    fit_segmenter(model, spec, config, train_pairs, train_pairs[:4], progress=False,
+                  early_stopping=False)
+    return model.eval()
+
+
+def repeated_views(root, rows, fold_sets, config, spec, work: Path) -> dict[str, np.ndarray]:
+    """{view: repeats x folds x N x F} for the repeats whose every fold is cached (training
+    the missing ones first): `imagenet nodule` (pooled in the fold's localiser map) and
+    `imagenet true outline` (the oracle, the same in every fold)."""
+    import torch
+
+    from eutirads.data.manifest import read_manifest
+    from eutirads.data.split import group_rows
+    from eutirads.models.segmentation import create_segmenter
+    from eutirads.training.segment import _plain
+
+    everything = read_manifest(root)
+    groups = group_rows(everything)  # patients and near-duplicates, over every row
+    group_of = {r["path"]: g for r, g in zip(everything, groups)}
+    masked = [r for r in everything if r.get("mask")]
+    pool_index, pool_pairs = localiser_inputs(root, masked, spec, unknown_as_empty=False)
+    pool_groups = [group_of[masked[i]["path"]] for i in pool_index]
+    _, pairs = localiser_inputs(root, rows, spec, unknown_as_empty=True)
+    x_all = torch.from_numpy(np.stack([_plain(spec)(*p)[0] for p in pairs]))
+    true_all = torch.from_numpy(np.stack([p[1] for p in pairs])).float()[:, None]
+    batches = range(0, len(x_all), 16)
+    imagenet = create_segmenter(config.model, weights="imagenet", **config.model_kwargs).eval()
+    with torch.no_grad():
+        reference = [imagenet.encode(x_all[b:b + 16]) for b in batches]
+        true_pooled = torch.cat([pooled(f, true_all[b:b + 16])[1]
+                                 for f, b in zip(reference, batches)]).numpy()
+    cache = work / "repeated"
+    cache.mkdir(parents=True, exist_ok=True)
+    nodule = []
+    for repeat, folds in enumerate(fold_sets):
+        per_fold = []
+        for fold in range(int(folds.max()) + 1):
+            file = cache / f"r{repeat}_k{fold}.npz"
+            if not file.is_file():
+                held = {group_of[rows[i]["path"]] for i in np.flatnonzero(folds == fold)}
+                train = [p for p, g in zip(pool_pairs, pool_groups) if g not in held]
+                started = time.perf_counter()
+                model = fold_localiser(config, spec, train, config.seed + 100 * repeat + fold)
+                with torch.no_grad():
+                    maps = torch.cat([torch.sigmoid(model(x_all[b:b + 16])) for b in batches])
+                    feats = torch.cat([pooled(f, maps[b:b + 16])[1]
+                                       for f, b in zip(reference, batches)]).numpy()
+                scored = [i for i in np.flatnonzero(folds == fold) if true_all[i].sum() > 0]
+                dice = [float(2 * ((maps[i] > 0.5) * true_all[i]).sum()
+                              / ((maps[i] > 0.5).sum() + true_all[i].sum())) for i in scored]
+                np.savez_compressed(file, features=feats, held_dice=np.asarray(dice))
+                print(f"repeat {repeat} fold {fold}: localiser on {len(train)} images, "
+                      f"held-out grid Dice {np.mean(dice):.3f} ({len(dice)} images), "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
+            per_fold.append(np.load(file)["features"])
+        nodule.append(np.stack(per_fold))
+    return {"imagenet nodule": np.stack(nodule),
+            "imagenet true outline": np.broadcast_to(true_pooled, np.stack(nodule).shape)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
-    parser.add_argument("models")
+    parser.add_argument("models", nargs="?", default="",
+                        help="localiser_cv.py --save-models DIR (the one-pass screen)")
     parser.add_argument("--work", default="/tmp/eutirads-nodule-pooled")
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="the repeated CV in recipe_cv.py's folds, with a localiser "
+                             "trained per repeat and fold (no MODELS needed)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if bool(args.models) == bool(args.repeats):
+        parser.error("give MODELS (the screen) or --repeats R (the repeated CV), not both")
 
     import torch
 
@@ -120,43 +234,55 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     config = resolve_config(str(REPO / "configs" / "localiser.yaml"), [])
     spec = make_segment_spec(config)
-    masked = [r for r in read_manifest(root) if r.get("mask", "")]
-    all_folds = np.asarray(patient_folds([{**r, "label": r.get("label") or "unlabelled"}
-                                          for r in masked], args.k))
-    labelled = [i for i, r in enumerate(masked) if r.get("label")]
-    rows, folds = [masked[i] for i in labelled], all_folds[labelled]
+    if args.repeats:
+        rows = [r for r in read_manifest(root) if r.get("label")]
+        fold_sets = rc.repeated_folds(rows, args.k, args.repeats)
+        views = repeated_views(root, rows, fold_sets, config, spec, work)
+    else:
+        masked = [r for r in read_manifest(root) if r.get("mask", "")]
+        all_folds = np.asarray(patient_folds([{**r, "label": r.get("label") or "unlabelled"}
+                                              for r in masked], args.k))
+        labelled = [i for i, r in enumerate(masked) if r.get("label")]
+        rows, fold_sets = [masked[i] for i in labelled], all_folds[labelled][None]
+        cache = work / "pooled.npz"
+        if cache.is_file():
+            views = dict(np.load(cache))
+        else:
+            views = encode_folds(root, rows, args.models, args.k, config, spec)
+            np.savez_compressed(cache, **views)
+        views = {name: v[None] for name, v in views.items()}  # one repeat
     class_names = sort_labels({r["label"] for r in rows})
     y = np.array([class_names.index(r["label"]) for r in rows])
     heads, D = rc.descriptor_targets(rows)
     positive = default_positive(class_names)
-    print(f"{len(rows)} labelled images with a mask; per fold {np.bincount(folds).tolist()}")
+    print(f"{len(rows)} labelled images; {len(fold_sets)} repeat(s) of {args.k} folds")
 
-    cache = work / "pooled.npz"
-    if cache.is_file():
-        views = dict(np.load(cache))
-    else:
-        views = encode_folds(root, rows, args.models, args.k, config, spec)
-        np.savez_compressed(cache, **views)
     baseline = rc._features(root, rows, "lite0-full", work, args.threads)
-    recipes = {"baseline: lite0 full + logreg": lambda f: baseline,
-               **{f"{name} + logreg": (lambda f, n=name: views[n][f]) for name in views},
-               "locenc gap + nodule + logreg": lambda f: np.hstack(
-                   [views["locenc gap"][f], views["locenc nodule"][f]]),
-               "lite0 full + locenc nodule + logreg": lambda f: np.hstack(
-                   [baseline, views["locenc nodule"][f]])}
+    recipes = {"baseline: lite0 full + logreg": lambda r, f: baseline,
+               **{f"{name} + logreg": (lambda r, f, n=name: views[n][r, f]) for name in views}}
+    if "locenc gap" in views:
+        recipes["locenc gap + nodule + logreg"] = lambda r, f: np.hstack(
+            [views["locenc gap"][r, f], views["locenc nodule"][r, f]])
+        recipes["lite0 full + locenc nodule + logreg"] = lambda r, f: np.hstack(
+            [baseline, views["locenc nodule"][r, f]])
+    else:
+        recipes["lite0 full + imagenet nodule + logreg"] = lambda r, f: np.hstack(
+            [baseline, views["imagenet nodule"][r, f]])
     results, base_folds = [], None
     for name, view in recipes.items():
         for C in (1.0, 0.1):
             per_fold = []
-            for fold in range(args.k):
-                train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-                X = view(fold)
-                proba, _ = rc.fit_head("logreg", {"C": C}, X[train], y[train], D[train],
-                                       X[test], len(class_names))
-                desc = rc.descriptor_predictions(X, D, train, test, C=C)
-                m = rc.score_fold(y[test], proba, class_names, positive, D[test], desc, heads)
-                m.update(repeat=0, fold=fold, n_train=len(train), n_test=len(test))
-                per_fold.append(m)
+            for repeat, folds in enumerate(fold_sets):
+                for fold in range(args.k):
+                    train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+                    X = view(repeat, fold)
+                    proba, _ = rc.fit_head("logreg", {"C": C}, X[train], y[train], D[train],
+                                           X[test], len(class_names))
+                    desc = rc.descriptor_predictions(X, D, train, test, C=C)
+                    m = rc.score_fold(y[test], proba, class_names, positive, D[test], desc,
+                                      heads)
+                    m.update(repeat=repeat, fold=fold, n_train=len(train), n_test=len(test))
+                    per_fold.append(m)
             label = name if C == 1.0 else f"{name} C=0.1"
             is_base = label == rc.BASELINE
             base_folds = per_fold if is_base else base_folds
