@@ -66,6 +66,23 @@ def pooled(features, prob):
     return torch.cat(gap, 1), torch.cat(inside + contrast, 1)
 
 
+def imagenet_reference(config, x_all, true_all):
+    """The ImageNet encoder is the same in every fold: its features are computed once, in
+    batches of 16, and pooled per fold. (batches, features per batch, pooled in the true
+    outline)."""
+    import torch
+
+    from eutirads.models.segmentation import create_segmenter
+
+    batches = range(0, len(x_all), 16)
+    imagenet = create_segmenter(config.model, weights="imagenet", **config.model_kwargs).eval()
+    with torch.no_grad():
+        reference = [imagenet.encode(x_all[b:b + 16]) for b in batches]
+        true_pooled = torch.cat([pooled(f, true_all[b:b + 16])[1]
+                                 for f, b in zip(reference, batches)]).numpy()
+    return batches, reference, true_pooled
+
+
 def encode_folds(root, rows, models_dir, k, config, spec):
     """Per fold: (locenc gap, locenc nodule, imagenet nodule, imagenet true-outline)."""
     import torch
@@ -78,13 +95,8 @@ def encode_folds(root, rows, models_dir, k, config, spec):
         raise SystemExit(f"{len(skipped)} image(s) unusable: {skipped[0]}")
     x_all = torch.from_numpy(np.stack([_plain(spec)(im, m)[0] for im, m in zip(images, masks)]))
     true_all = torch.from_numpy(np.stack(masks)).float()[:, None]
-    batches = range(0, len(x_all), 16)
-    imagenet = create_segmenter(config.model, weights="imagenet", **config.model_kwargs).eval()
+    batches, reference, true_pooled = imagenet_reference(config, x_all, true_all)
     with torch.no_grad():
-        # The ImageNet encoder is the same in every fold: encoded once, pooled per fold.
-        reference = [imagenet.encode(x_all[b:b + 16]) for b in batches]
-        true_pooled = torch.cat([pooled(f, true_all[b:b + 16])[1]
-                                 for f, b in zip(reference, batches)]).numpy()
         views: dict[str, list[np.ndarray]] = {"locenc gap": [], "locenc nodule": [],
                                               "imagenet nodule": []}
         for fold in range(k):
@@ -157,7 +169,6 @@ def repeated_views(root, rows, fold_sets, config, spec, work: Path) -> dict[str,
 
     from eutirads.data.manifest import read_manifest
     from eutirads.data.split import group_rows
-    from eutirads.models.segmentation import create_segmenter
     from eutirads.training.segment import _plain
 
     everything = read_manifest(root)
@@ -169,12 +180,7 @@ def repeated_views(root, rows, fold_sets, config, spec, work: Path) -> dict[str,
     _, pairs = localiser_inputs(root, rows, spec, unknown_as_empty=True)
     x_all = torch.from_numpy(np.stack([_plain(spec)(*p)[0] for p in pairs]))
     true_all = torch.from_numpy(np.stack([p[1] for p in pairs])).float()[:, None]
-    batches = range(0, len(x_all), 16)
-    imagenet = create_segmenter(config.model, weights="imagenet", **config.model_kwargs).eval()
-    with torch.no_grad():
-        reference = [imagenet.encode(x_all[b:b + 16]) for b in batches]
-        true_pooled = torch.cat([pooled(f, true_all[b:b + 16])[1]
-                                 for f, b in zip(reference, batches)]).numpy()
+    batches, reference, true_pooled = imagenet_reference(config, x_all, true_all)
     cache = work / "repeated"
     cache.mkdir(parents=True, exist_ok=True)
     nodule = []
