@@ -18,6 +18,8 @@ from eutirads.pacs.dicomweb import dicomweb_session
 from eutirads.pacs.results import build_results, send_results, write_results
 from tests.pacs_fixtures import ORTHANC_PASSWORD, ORTHANC_USER, exam_files, free_port
 
+from model_helpers import tiny_bundle
+
 MODEL, VERSION = "tiny-model", "v0123abcd"
 
 
@@ -120,17 +122,7 @@ def test_a_cine_gets_an_sr_referencing_its_first_frame_and_no_seg(phantom_exams)
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
-    from eutirads.export import export_model
-    from eutirads.models import create_model
-    from eutirads.preprocess import PreprocessSpec
-
-    torch.manual_seed(0)
-    model = create_model("seed-cnn", num_classes=3, weights="none", filters=(8,), dense=8)
-    spec = PreprocessSpec(input_size=(48, 48), mean=(0.3,) * 3, std=(0.2,) * 3,
-                          class_names=("3", "4", "5"))
-    return export_model(model.eval(), spec, tmp_path_factory.mktemp("sr") / "bundle",
-                        name="tiny", model_name="seed-cnn")
+    return tiny_bundle(tmp_path_factory.mktemp("sr") / "bundle")
 
 
 def _stored(orthanc, study: str, modality: str) -> list:

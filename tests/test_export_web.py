@@ -17,22 +17,15 @@ from eutirads.categories import CATEGORIES, rule_table
 from eutirads.cli import main
 from eutirads.export.web import STATIC_DIR, category_texts, export_web
 
+from model_helpers import tiny_bundle
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
-    from eutirads.export import export_model
-    from eutirads.models import create_model
-    from eutirads.preprocess import PreprocessSpec
-
-    torch.manual_seed(0)
-    model = create_model("seed-cnn", num_classes=3, weights="none", filters=(8,), dense=8)
-    spec = PreprocessSpec(input_size=(48, 48), class_names=("3", "4", "5"))
-    return export_model(model.eval(), spec, tmp_path_factory.mktemp("web") / "bundle",
-                        name="tiny", model_name="seed-cnn",
-                        data_summary={"dataset": "/somewhere/private/ds"})
+    return tiny_bundle(tmp_path_factory.mktemp("web") / "bundle",
+                       data_summary={"dataset": "/somewhere/private/ds"})
 
 
 def test_export_web_writes_a_site_with_everything_the_page_needs(bundle, tmp_path, capsys):

@@ -21,6 +21,7 @@ from eutirads.frame import clean_frame, clean_pixels
 from eutirads.ocr import find_text_boxes, tesseract_available
 
 from dicom_helpers import external_ultrasound_files
+from model_helpers import tiny_bundle as build_tiny_bundle
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
@@ -173,17 +174,7 @@ def test_dataset_import_blanks_outside_the_image_area_and_says_so(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
-    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
-    from eutirads.export import export_model
-    from eutirads.models import create_model
-    from eutirads.preprocess import PreprocessSpec
-
-    torch.manual_seed(0)
-    model = create_model("seed-cnn", num_classes=3, weights="none", filters=(8,), dense=8)
-    spec = PreprocessSpec(input_size=(48, 48), mean=(0.3,) * 3, std=(0.2,) * 3,
-                          class_names=("3", "4", "5"))
-    return export_model(model.eval(), spec, tmp_path_factory.mktemp("b") / "bundle",
-                        name="tiny", model_name="seed-cnn")
+    return build_tiny_bundle(tmp_path_factory.mktemp("b") / "bundle")
 
 
 def test_predict_abstains_on_a_source_without_an_ultrasound_area(tiny_bundle, tmp_path,

@@ -13,20 +13,12 @@ from PIL import Image
 
 from eutirads.cli import main
 
+from model_helpers import tiny_bundle
+
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
-    from eutirads.export import export_model
-    from eutirads.models import create_model
-    from eutirads.preprocess import PreprocessSpec
-
-    torch.manual_seed(0)
-    model = create_model("seed-cnn", num_classes=3, weights="none", filters=(8,), dense=8)
-    spec = PreprocessSpec(input_size=(48, 48), mean=(0.3,) * 3, std=(0.2,) * 3,
-                          class_names=("3", "4", "5"))
-    return export_model(model.eval(), spec, tmp_path_factory.mktemp("cli") / "bundle",
-                        name="tiny", model_name="seed-cnn")
+    return tiny_bundle(tmp_path_factory.mktemp("cli") / "bundle")
 
 
 def _eutirads(capsys, *args: str) -> SimpleNamespace:

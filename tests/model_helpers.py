@@ -1,0 +1,24 @@
+"""A tiny real bundle for tests that need the paths around a model, not a good model: a
+seeded seed-cnn (three classes 3/4/5, 48x48 input) through the real export path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def tiny_bundle(out: Path, **export_options: Any) -> Path:
+    """Export the tiny model to `out`; `export_options` go to `export_model`."""
+    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
+    from eutirads.export import export_model
+    from eutirads.models import create_model
+    from eutirads.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    model = create_model("seed-cnn", num_classes=3, weights="none", filters=(8,), dense=8)
+    spec = PreprocessSpec(input_size=(48, 48), mean=(0.3,) * 3, std=(0.2,) * 3,
+                          class_names=("3", "4", "5"))
+    return export_model(model.eval(), spec, out, name="tiny", model_name="seed-cnn",
+                        **export_options)
