@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,47 +34,46 @@ def _fmt(value) -> str:
         else f"{value:.3f}"
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _report_path(run: str, split: str) -> Path:
+    """Where evaluation wrote its report: RUN/eval/SPLIT (RUN given as the folder or as a
+    checkpoint file in it)."""
+    from ..training.checkpoint import checkpoint_file
 
+    file = checkpoint_file(run)
+    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+    return run_dir / "eval" / split / "report.html"
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..evaluation.evaluate import evaluate_run
-    from ..training.checkpoint import checkpoint_file
+    from ..training.checkpoint import read_checkpoint
 
     if args.bootstrap < 0:
         raise InputError(f"--bootstrap must not be negative, got {args.bootstrap}")
-    from ..training.checkpoint import read_checkpoint
-
     if read_checkpoint(args.run).get("task") == "segment":
         return _localiser(args)
     metrics = evaluate_run(args.run, dataset=args.dataset, split=args.split,
                            positive=args.positive, n_boot=args.bootstrap, seed=args.seed)
-    file = checkpoint_file(args.run)
-    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     s = metrics["summary"]
     skipped = f", {len(metrics['skipped'])} skipped" if metrics["skipped"] else ""
     print(f"evaluated {metrics['n']} images ({metrics['n_patients']} patients{skipped}) of split "
           f"'{args.split}': accuracy {_fmt(s['accuracy'])}, macro-F1 {_fmt(s['macro_f1'])}, "
           f"kappa {_fmt(s['kappa'])}, AUC {_fmt(s['macro_auc'])}; report: "
-          f"{Path(run_dir) / 'eval' / args.split / 'report.html'}")
+          f"{_report_path(args.run, args.split)}")
     return 0
 
 
 def _localiser(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..evaluation.localiser import evaluate_localiser_run
-    from ..training.checkpoint import checkpoint_file
 
     metrics = evaluate_localiser_run(args.run, dataset=args.dataset, split=args.split,
                                      n_boot=args.bootstrap, seed=args.seed)
-    file = checkpoint_file(args.run)
-    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     s = metrics["summary"]
     skipped = f", {len(metrics['skipped'])} skipped" if metrics["skipped"] else ""
     print(f"evaluated localiser on {metrics['n']} images ({metrics['n_with_nodule']} with a "
           f"nodule, {metrics['n_patients']} patients{skipped}) of split '{args.split}': Dice "
           f"{_fmt(s['dice'])}, IoU {_fmt(s['iou'])}, box IoU {_fmt(s['box_iou'])}, detection "
           f"{_fmt(s['detection_rate'])}, false positives {_fmt(s['false_positive_rate'])}; "
-          f"report: {Path(run_dir) / 'eval' / args.split / 'report.html'}")
+          f"report: {_report_path(args.run, args.split)}")
     return 0
