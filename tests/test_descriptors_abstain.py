@@ -243,6 +243,29 @@ def test_the_rule_category_of_certain_descriptors_is_the_guideline_category():
     assert label == "1" and probs[0] == pytest.approx(0.7) and path.startswith("no nodule")
 
 
+def test_the_rule_distribution_sums_every_combination_into_the_guideline_category():
+    # The reference: the sum written out, combination by combination, through the one
+    # rule (categories.classify); the predictor reads a tabulated form of it.
+    import itertools
+
+    from eutirads.categories import NoduleFeatures, classify
+
+    rng = np.random.default_rng(3)
+    probs = {name: rng.dirichlet(np.ones(len(values))) for name, values in DESCRIPTORS.items()}
+    names = list(DESCRIPTORS)
+    expected = np.zeros(5)
+    for combo in itertools.product(*[range(len(DESCRIPTORS[n])) for n in names]):
+        weight = np.prod([probs[n][i] for n, i in zip(names, combo)])
+        features = NoduleFeatures(**{n: DESCRIPTORS[n][i] for n, i in zip(names, combo)})
+        expected[int(classify(features)) - 1] += weight
+    _, got, _ = rule_category(probs, ["1", "2", "3", "4", "5"])
+    np.testing.assert_allclose(got, expected / expected.sum(), rtol=1e-12, atol=1e-15)
+    # Classes the rule cannot give (DDTI's 4a/4b/4c) get none of its mass.
+    _, ddti, _ = rule_category(probs, ["2", "3", "4a", "4b", "4c", "5"])
+    assert ddti[2:5].sum() == 0
+    np.testing.assert_allclose(ddti[[0, 1, 5]], expected[[1, 2, 4]] / expected[[1, 2, 4]].sum())
+
+
 def test_a_class_too_small_for_repeated_cv_is_a_clear_error():
     labels = ["2"] * 10 + ["3"] * 3 + ["4"] * 10
     with pytest.raises(InputError, match=r"class '3' has 3 image\(s\); 5-fold x 5 repeated "
