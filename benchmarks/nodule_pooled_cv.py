@@ -49,21 +49,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def pooled(features, prob):
-    """(GAP of the last two stages, nodule- and ring-pooled stages 2-4) for a batch."""
+    """(GAP of the last two stages, nodule- and ring-pooled stages 2-4) for a batch; the
+    second is the product's own pooling (`models.outline_pooling`, the default recipe's
+    outline category)."""
     import torch
-    from torch.nn import functional as F
+
+    from eutirads.models.outline_pooling import pool_in_outline
 
     gap = [f.mean(dim=(2, 3)) for f in features[2:]]
-    inside, contrast = [], []
-    for f in features[1:]:
-        p = F.adaptive_avg_pool2d(prob, f.shape[-2:])
-        k = max(3, 2 * (f.shape[-1] // 16) + 1)  # the ring: about 1/16 of the width
-        ring = (F.max_pool2d(p, k, stride=1, padding=k // 2) - p).clamp(min=0)
-        nodule = (f * p).sum(dim=(2, 3)) / (p.sum(dim=(2, 3)) + 1e-3)
-        around = (f * ring).sum(dim=(2, 3)) / (ring.sum(dim=(2, 3)) + 1e-3)
-        inside.append(nodule)
-        contrast.append(nodule - around)
-    return torch.cat(gap, 1), torch.cat(inside + contrast, 1)
+    return torch.cat(gap, 1), pool_in_outline(features, prob)
 
 
 def imagenet_reference(config, x_all, true_all):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 class _IntermixedParser(argparse.ArgumentParser):
@@ -97,9 +98,33 @@ def _run(args: argparse.Namespace) -> int:
         print(f"calibration: temperature {calibration['temperature']:.2f}, val ECE "
               f"{calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}; default "
               f"category: {(result.abstention.get('category_source') or {}).get('default')}")
+    _outline(args.dataset, result.run, config, quiet=args.quiet)
     if args.measured:
         _fit_measured(args.dataset, result.run, args.measured)
     return 0
+
+
+def _outline(dataset: str, run, config, *, quiet: bool) -> None:
+    """The default recipe's outline step (training.outline), or a line saying why not."""
+    from ..training.outline import outline_skip_reason, train_outline
+
+    reason = outline_skip_reason(config, dataset)
+    if reason is not None:
+        if config.outline != "off":
+            print(f"outline: not trained ({reason}); the category reads the whole image area")
+        return
+    print("outline: training the localiser into RUN/localiser, then the category inside "
+          "its outline (outline=off skips this)", flush=True)
+    done = train_outline(dataset, run, config, progress=not quiet)
+    local, summary = done["localiser"], done["outline"]
+    val = summary.get("val_metrics") or {}
+    print(f"localiser: best epoch {local.best_epoch}/{local.epochs_run}, val Dice "
+          f"{local.best_metrics.get('dice', 0):.3f} -> {local.run}")
+    print(f"outline category: {summary['train_images']} training images, val macro-F1 "
+          f"{val.get('macro_f1', float('nan')):.3f}, AUC high "
+          f"{val.get('auc_high') if val.get('auc_high') is not None else 'n/a'}, temperature "
+          f"{summary['temperature']:.2f}; the default category when a nodule is found "
+          f"-> {Path(run) / 'outline'}")
 
 
 def _fit_measured(dataset: str, run, localiser_run: str) -> None:

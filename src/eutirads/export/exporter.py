@@ -28,11 +28,13 @@ from ..errors import ModelError
 from ..inference.bundle import (BUNDLE_FORMAT, CARD_FILE, CLASSIFIER, HEAD_FILE, INPUT_NAME,
                                 LOCALISER, LOCALISER_FILE, LOCALISER_OUTPUTS,
                                 LOCALISER_PREPROCESS_FILE, MEASURED, MEASURED_FILE,
-                                MEASURED_INPUTS, METADATA_FILE, MODEL_FILE,
+                                MEASURED_INPUTS, METADATA_FILE, MODEL_FILE, OUTLINE,
+                                OUTLINE_FILE, OUTLINE_INPUTS,
                                 OUTPUT_NAMES, PREPROCESS_FILE, DESCRIPTOR_OUTPUT, OOD_FILE,
                                 file_sha256, flat_metadata,
                                 model_sha256)
 from ..preprocess import PreprocessSpec
+from ..training.outline import LOCALISER_DIR, OUTLINE_DIR
 from .card import model_card
 
 __all__ = ["Component", "export_models", "export_model", "export_bundle", "head_weights",
@@ -451,11 +453,69 @@ def _measured_example(grid: Sequence[int]):
             torch.tensor([[2.0, 2.0]], dtype=torch.float32))
 
 
+def outline_module(folder: Path):
+    """The torch module of a run's outline category (RUN/outline/head.npz, the ImageNet
+    encoder it names) and its summary, or (None, {}) when the run has none."""
+    file = folder / "head.npz"
+    if not file.is_file():
+        return None, {}
+    from ..models.outline_pooling import OutlineCategory
+    from ..models.segmentation import create_encoder
+
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    z = np.load(file, allow_pickle=False)
+    module = OutlineCategory(create_encoder(str(summary["encoder"]), "imagenet"), z["mean"],
+                             z["std"], z["weight"], z["bias"]).eval()
+    return module, summary
+
+
+def _write_outline(module, summary: Mapping[str, Any], classifier: Component,
+                   work: Path) -> dict[str, Any]:
+    """outline.onnx (inputs image, prob on the localiser's grid; output logits), checked
+    against PyTorch on a drawn nodule."""
+    import torch
+
+    names = [str(c) for c in summary["class_names"]]
+    if names != list(classifier.spec.class_names):
+        raise ModelError(f"outline: classes {names} differ from the classifier's "
+                         f"{list(classifier.spec.class_names)}")
+    gray, prob, _ = _measured_example([int(v) for v in summary["grid"]])
+    image = ((gray - 0.45) / 0.225).repeat(1, 3, 1, 1)
+    with _quiet_loggers("torch.onnx", "onnxscript", "onnx_ir"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (image, prob), str(work / OUTLINE_FILE),
+                          input_names=list(OUTLINE_INPUTS), output_names=["logits"],
+                          dynamic_axes={n: {0: "batch"} for n in (*OUTLINE_INPUTS, "logits")},
+                          opset_version=17, dynamo=False)
+    from ..inference.bundle import open_session
+
+    session = open_session(work / OUTLINE_FILE, 1)
+    (got,) = session.run(["logits"], {"image": image.numpy(), "prob": prob.numpy()})
+    with torch.no_grad():
+        want = module(image, prob).numpy()
+    worst = float(np.abs(got - want).max())
+    if worst > 1e-3:
+        raise ModelError(f"{work / OUTLINE_FILE}: ONNX outline logits differ from PyTorch by "
+                         f"{worst:.3g}; the export is not trustworthy")
+    return {"model": OUTLINE_FILE, "inputs": list(OUTLINE_INPUTS), "outputs": ["logits"],
+            "class_names": names, "encoder": summary["encoder"],
+            "grid": [int(v) for v in summary["grid"]],
+            "temperature": float(summary.get("temperature", 1.0)),
+            "low_confidence": float(summary.get("low_confidence", 0.0)),
+            "default": bool(summary.get("default", True)),
+            "val_metrics": dict(summary.get("val_metrics") or {}),
+            "train_images": summary.get("train_images"),
+            "parity": {"max_abs_logits": worst},
+            "model_sha256": file_sha256(work / OUTLINE_FILE)}
+
+
 def export_models(out: str | os.PathLike[str], *, name: str,
                   classifier: Component | None = None, localiser: Component | None = None,
                   extra: Mapping[str, Any] | None = None,
-                  measured: tuple[Any, Mapping[str, Any]] | None = None) -> Path:
-    """Write a format-2 bundle holding `classifier` and/or `localiser` into `out`.
+                  measured: tuple[Any, Mapping[str, Any]] | None = None,
+                  outline: tuple[Any, Mapping[str, Any]] | None = None) -> Path:
+    """Write a format-2 bundle holding `classifier` and/or `localiser` into `out` (with
+    `measured` descriptors beside a localiser, the `outline` category beside both).
 
     Everything is built in a temporary folder beside `out` and moved in only after every
     parity check passed, so a failed export never leaves a half bundle or spoils an old one.
@@ -482,6 +542,9 @@ def export_models(out: str | os.PathLike[str], *, name: str,
                 components[MEASURED]["category_source"] = measured[1]["category_source"]
                 components[MEASURED]["category_source_val_macro_f1"] = dict(
                     measured[1].get("val_macro_f1") or {})
+        if outline is not None and outline[0] is not None and localiser is not None \
+                and classifier is not None:
+            components[OUTLINE] = _write_outline(outline[0], outline[1], classifier, work)
         digest = model_sha256(work)
         metadata = {
             "format_version": BUNDLE_FORMAT,
@@ -504,7 +567,7 @@ def export_models(out: str | os.PathLike[str], *, name: str,
         out.mkdir(exist_ok=True)
         # A bundle exported again may change what it holds: the old component files go.
         for stale in (MODEL_FILE, PREPROCESS_FILE, HEAD_FILE, LOCALISER_FILE,
-                      LOCALISER_PREPROCESS_FILE, OOD_FILE, MEASURED_FILE):
+                      LOCALISER_PREPROCESS_FILE, OOD_FILE, MEASURED_FILE, OUTLINE_FILE):
             if not (work / stale).exists() and (out / stale).is_file():
                 (out / stale).unlink()
         for file in work.iterdir():
@@ -587,14 +650,18 @@ def export_bundle(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
                              "the localiser with --localiser")
         return export_models(out, name=name or run_dir.name, localiser=part)
     local = None
+    if localiser is None and (run_dir / LOCALISER_DIR).is_dir():
+        # The default recipe trained its localiser into the run (training.outline).
+        localiser = run_dir / LOCALISER_DIR
     if localiser is not None:
         local_task, local, _ = _run_component(localiser)
         if local_task != "segment":
             raise ModelError(f"{localiser}: is not a localiser run (task {local_task!r}; "
                              "train one with task: segment)")
     measured = measured_module(run_dir / "measured") if local is not None else None
+    outline = outline_module(run_dir / OUTLINE_DIR) if local is not None else None
     return export_models(out, name=name or run_dir.name, classifier=part, localiser=local,
-                         measured=measured)
+                         measured=measured, outline=outline)
 
 
 def _training_summary(config: Mapping[str, Any]) -> dict[str, Any]:

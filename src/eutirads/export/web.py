@@ -26,7 +26,8 @@ from ..imageio import DEFAULT_MAX_PIXELS
 from ..inference.abstention import (COLOUR_SPREAD, COLOURED_FRACTION, WHITE_FRACTION,
                                     AbstainRule)
 from ..inference.bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, LOCALISER_OUTPUTS,
-                                MEASURED, MEASURED_INPUTS, METADATA_FILE, OUTPUT_NAMES, component_file, read_head,
+                                MEASURED, MEASURED_INPUTS, METADATA_FILE, OUTLINE, OUTLINE_INPUTS,
+                                OUTPUT_NAMES, component_file, read_head,
                                 read_metadata)
 from ..inference.descriptors import CATEGORY_SOURCES, rule_applies
 from ..inference.heatmap import COLOR_ANCHORS
@@ -158,6 +159,17 @@ def _measured_site(bundle: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
             "inputs": list(MEASURED_INPUTS), "descriptors": descriptors}
 
 
+def _outline_site(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The outline's category (inference.outline.Outline): the graph, its classes, its
+    temperature and low-confidence threshold, and whether it is the default; the page
+    builds the inputs as `outline_inputs` does, from the localiser's input and map."""
+    return {"model": f"{MODEL_DIR}/{settings['model']}", "inputs": list(OUTLINE_INPUTS),
+            "class_names": [str(c) for c in settings.get("class_names") or []],
+            "temperature": float(settings.get("temperature", 1.0)),
+            "low_confidence": float(settings.get("low_confidence", 0.0)),
+            "default": bool(settings.get("default", False))}
+
+
 def _other_site(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """A component the page has no steps for yet: its files, so the page loads it like the
     others (a session, and its preprocessing when it has one) for code that uses it."""
@@ -171,7 +183,8 @@ def _other_site(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any] | None], *,
                      card: bool = True, service_worker: bool = False) -> dict[str, Any]:
     """site.json: where the page finds each part and how to read it. `parts` holds the
-    page's description of each component present ("classifier", "localiser", "measured"); `card`
+    page's description of each component present ("classifier", "localiser", "measured",
+    "outline"); `card`
     whether the bundle has a model card; `service_worker` whether the page installs
     `isolate.js` to get threads on a host that sends no isolation headers."""
     classifier = meta["components"].get(CLASSIFIER) or {}
@@ -184,9 +197,10 @@ def site_description(meta: Mapping[str, Any], parts: Mapping[str, dict[str, Any]
         "classifier": parts.get(CLASSIFIER),
         "localiser": parts.get(LOCALISER),
         "measured": parts.get(MEASURED),
+        "outline": parts.get(OUTLINE),
         # every other component, by name, loaded by the page generically
         "components": {name: part for name, part in parts.items()
-                       if name not in (CLASSIFIER, LOCALISER, MEASURED)},
+                       if name not in (CLASSIFIER, LOCALISER, MEASURED, OUTLINE)},
         # inference.abstention's not-ultrasound check, which every prediction runs
         "not_ultrasound": {"coloured_fraction": COLOURED_FRACTION, "colour_spread": COLOUR_SPREAD,
                            "white_fraction": WHITE_FRACTION},
@@ -244,6 +258,9 @@ def _copy_parts(bundle: Path, meta: Mapping[str, Any], models: Path) -> dict[str
         if name == MEASURED:
             if measured is not None:
                 parts[name] = _measured_site(bundle, settings)
+            continue
+        if name == OUTLINE:
+            parts[name] = _outline_site(settings)
             continue
         if name != CLASSIFIER:
             parts[name] = _other_site(name, settings)

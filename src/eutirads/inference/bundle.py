@@ -11,10 +11,13 @@ lists them (format 2):
                   "model_name", "parity", "data_summary", "val_metrics", "test_metrics", ...},
    "localiser": {"model": "localiser.onnx", "preprocess": "localiser_preprocess.json",
                  "threshold": 0.5, "min_region_px": 16, "model_name", "parity", ...},
-   "measured": {"model": "measured.onnx", "grid": [H, W], "descriptors": {...}, ...}}}
+   "measured": {"model": "measured.onnx", "grid": [H, W], "descriptors": {...}, ...},
+   "outline": {"model": "outline.onnx", "class_names": [...], "temperature",
+               "low_confidence", "default": true, ...}}}
 ```
 
-The classifier or the localiser may be absent (not both); "measured" needs the localiser. The classifier's files:
+The classifier or the localiser may be absent (not both); "measured" needs the localiser;
+"outline" needs both. The classifier's files:
 - `model.onnx`: input "input" (Nx3xHxW float32, the output of `preprocess.prepare`), outputs
   "logits" (NxK) and "features" (NxCxhxw, the last feature map);
 - `preprocess.json`: the `PreprocessSpec` (input size, crop and resize rule, mean/std,
@@ -36,6 +39,13 @@ The measured descriptors' file (`models.nodule_features`, optional, with a local
   "descriptor_<name>" (N x values: logits), listed in its `descriptors` like the
   classifier's. When present, these descriptors replace the classifier's heads of the same
   name (see `inference.measured`).
+The outline's category (`models.outline_pooling`, optional, with both models):
+- `outline.onnx`: inputs "image" (Nx3xHxW, the image area stretched to the localiser's grid
+  and normalised as the localiser's input) and "prob" (Nx1xHxW, the localiser's nodule
+  probability on that grid); output "logits" (NxK, the component's `class_names`, the
+  classifier's). `temperature` calibrates them, `low_confidence` is the abstention
+  threshold when they answer, and with `default` true they are the prediction's category
+  whenever the localiser finds a nodule (see `inference.outline`).
 And `model_card.md` for people.
 
 Format-1 bundles (a classifier with its settings at the top level of bundle.json) are read
@@ -59,7 +69,7 @@ from ..errors import ModelError
 __all__ = ["model_sha256", "BUNDLE_FORMAT", "READABLE_FORMATS", "CLASSIFIER", "LOCALISER",
            "MODEL_FILE", "PREPROCESS_FILE", "HEAD_FILE", "LOCALISER_FILE",
            "LOCALISER_PREPROCESS_FILE", "METADATA_FILE", "CARD_FILE", "INPUT_NAME",
-           "OUTPUT_NAMES", "LOCALISER_OUTPUTS", "MEASURED", "MEASURED_FILE", "MEASURED_INPUTS", "DESCRIPTOR_OUTPUT", "OOD_FILE", "read_metadata", "read_head", "component_file", "open_session",
+           "OUTPUT_NAMES", "LOCALISER_OUTPUTS", "MEASURED", "MEASURED_FILE", "MEASURED_INPUTS", "OUTLINE", "OUTLINE_FILE", "OUTLINE_INPUTS", "DESCRIPTOR_OUTPUT", "OOD_FILE", "read_metadata", "read_head", "component_file", "open_session",
            "flat_metadata", "file_sha256"]
 
 BUNDLE_FORMAT = 2
@@ -69,6 +79,9 @@ LOCALISER = "localiser"
 MEASURED = "measured"
 MEASURED_FILE = "measured.onnx"
 MEASURED_INPUTS = ("gray", "prob", "scale")
+OUTLINE = "outline"
+OUTLINE_FILE = "outline.onnx"
+OUTLINE_INPUTS = ("image", "prob")
 MODEL_FILE = "model.onnx"
 PREPROCESS_FILE = "preprocess.json"
 HEAD_FILE = "cam_head.npz"
@@ -88,7 +101,7 @@ LOCALISER_OUTPUTS = ("logits",)
 
 # The files each component must name, and what format 1 called them.
 _FILES = {CLASSIFIER: ("model", "preprocess", "cam_head"), LOCALISER: ("model", "preprocess"),
-          MEASURED: ("model",)}
+          MEASURED: ("model",), OUTLINE: ("model",)}
 _FORMAT1_FILES = {"model": MODEL_FILE, "preprocess": PREPROCESS_FILE, "cam_head": HEAD_FILE}
 # Format 1's top-level keys that describe the bundle, not its classifier.
 _BUNDLE_KEYS = ("format_version", "name", "version", "created", "eutirads_version",
@@ -114,10 +127,13 @@ def _check_components(root: Path, meta: dict[str, Any]) -> None:
     unknown = sorted(set(components) - set(_FILES))
     if unknown:
         raise ModelError(f"{root / METADATA_FILE}: unknown component {unknown[0]!r} "
-                         "(this eutirads reads classifier, localiser and measured)")
+                         "(this eutirads reads classifier, localiser, measured and outline)")
     if MEASURED in components and LOCALISER not in components:
         raise ModelError(f"{root / METADATA_FILE}: measured descriptors need the localiser's "
                          "outline, and the bundle has no localiser")
+    if OUTLINE in components and not {LOCALISER, CLASSIFIER} <= set(components):
+        raise ModelError(f"{root / METADATA_FILE}: the outline's category needs the localiser "
+                         "and the classifier (for images where no nodule is found)")
     for name, component in components.items():
         if not isinstance(component, dict):
             raise ModelError(f"{root / METADATA_FILE}: component {name!r} is not an object")
@@ -205,7 +221,7 @@ def model_sha256(bundle_dir: str | os.PathLike[str]) -> str:
     SHA-256 of the models' hashes in a fixed order (the measured descriptors' graph too),
     so changing any changes it."""
     root = Path(bundle_dir)
-    models = [root / name for name in (MODEL_FILE, LOCALISER_FILE, MEASURED_FILE)
+    models = [root / name for name in (MODEL_FILE, LOCALISER_FILE, MEASURED_FILE, OUTLINE_FILE)
               if (root / name).is_file()]
     if not models:
         raise ModelError(f"{root}: no {MODEL_FILE} or {LOCALISER_FILE} to hash")

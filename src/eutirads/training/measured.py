@@ -40,7 +40,7 @@ from ..preprocess import crop_box, normalize, resize_to_input
 from ..region import crop
 from .data import row_descriptors
 
-__all__ = ["fit_measured", "MEASURED_DIR", "measured_features", "head_arrays"]
+__all__ = ["fit_measured", "MEASURED_DIR", "measured_features", "head_arrays", "localiser_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def head_arrays(model, name: str) -> tuple[np.ndarray, np.ndarray]:
     return weight, bias
 
 
-def _localiser(localiser_run):
+def localiser_maps(localiser_run):
     """(probabilities(list of pixels) -> [(image-size probability, box)], grid, threshold)
     of a localiser run, run in batches as the bundle's ONNX graph would one by one."""
     import torch
@@ -184,7 +184,7 @@ def fit_measured(dataset: str | os.PathLike[str], run: str | os.PathLike[str],
     root = Path(dataset)
     rows = [r for r in read_manifest(root) if r.get("label") and r.get("mask_source", "") != "model"]
     by_split = {s: [r for r in rows if r.get("split") == s] for s in ("train", "val", "test")}
-    probabilities, grid, _ = _localiser(localiser_run)
+    probabilities, grid, _ = localiser_maps(localiser_run)
     data = {s: _inputs(root, rs, probabilities, grid, with_true=s == "train")
             for s, rs in by_split.items() if rs}
     train = data.get("train")

@@ -16,7 +16,7 @@ const $ = (id) => document.getElementById(id);
 // classifier: {spec, session, weight, ...site.classifier}; localiser: {spec, session,
 // ...site.localiser}; either may be null (a bundle holds one or both); measured:
 // {session, ...site.measured} or null (only beside a localiser).
-const state = { site: null, classifier: null, localiser: null, measured: null, texts: null,
+const state = { site: null, classifier: null, localiser: null, measured: null, outline: null, texts: null,
                 lang: "en", last: null, cardText: "", error: null, overlap: false,
                 components: {} };
 
@@ -125,15 +125,16 @@ async function load() {
   // Every component at once; those the page has no steps for yet (site.components) are
   // loaded the same way, into state.components, for code that uses them.
   const others = Object.entries(site.components || {});
-  const [classifier, localiser, measured, card, ...loaded] = await Promise.all([
+  const [classifier, localiser, measured, outline, card, ...loaded] = await Promise.all([
     site.classifier ? loadClassifier(site.classifier) : null,
     site.localiser ? loadLocaliser(site.localiser) : null,
     site.measured && site.localiser ? createSession(site.measured.model).then((session) => ({ ...site.measured, session })) : null,
+    site.outline && site.localiser && site.classifier ? createSession(site.outline.model).then((session) => ({ ...site.outline, session })) : null,
     site.card ? fetchOk(site.card).then((r) => r.text()) : "",
     ...others.map(([, part]) => loadPart(part)),
   ]);
   const components = Object.fromEntries(others.map(([name], i) => [name, loaded[i]]));
-  Object.assign(state, { classifier, localiser, measured, components, cardText: card });
+  Object.assign(state, { classifier, localiser, measured, outline, components, cardText: card });
   window.eutiradsPage.components = Object.keys(components);
   await warmUp();
   closeNetwork();
@@ -349,6 +350,23 @@ async function measure(image, localised) {
   return Object.fromEntries(Object.entries(part.descriptors).map(([name, d]) => [name, result[d.output].data]));
 }
 
+// Outline.probabilities: the calibrated category probabilities read inside the
+// localiser's outline (`localised`: its probability map and crop box), the inputs built
+// as inference.outline.outline_inputs: the image area stretched to the localiser's grid
+// under the localiser's normalisation, and the map on that grid.
+async function outlineProbabilities(image, localised) {
+  const part = state.outline, spec = { ...state.localiser.spec, resize: "stretch" };
+  const [gh, gw] = spec.input_size;
+  const { tensor } = P.prepare(image.rgb, image.width, image.height, spec, null, localised.area);
+  const { prob } = M.measureInputs(image.rgb, image.width, image.height, localised.prob, localised.area, [gh, gw]);
+  const feeds = { image: new ort.Tensor("float32", tensor, [1, 3, gh, gw]),
+                  prob: new ort.Tensor("float32", prob, [1, 1, gh, gw]) };
+  const started = performance.now();
+  const result = await part.session.run(feeds);
+  modelMs += performance.now() - started;
+  return A.applyTemperature(P.softmax(Array.from(result.logits.data)), part.temperature);
+}
+
 // Mean over the batch (the image and its mirror) of each row's softmax.
 function meanSoftmax(tensor, n) {
   const k = tensor.dims[1], mean = new Array(k).fill(0);
@@ -444,11 +462,19 @@ async function classify(image, nodule, shared, localised = null) {
       sources.combined = head.map((v, i) => (v + rule.probabilities[i]) / 2);
     }
   }
-  const source = part.category_source in sources ? part.category_source : "head";
+  // the category read inside the localiser's outline: the answer whenever a nodule is
+  // found, when the bundle makes it the default (with its own low-confidence threshold)
+  if (state.outline && localised && localised.nodule) sources.outline = await outlineProbabilities(image, localised);
+  let source = part.category_source in sources ? part.category_source : "head";
+  let lowConfidence = part.low_confidence;
+  if (sources.outline && state.outline.default) {
+    source = "outline";
+    lowConfidence = state.outline.low_confidence;
+  }
   const proba = sources[source];
   const index = source === "rule" ? names.indexOf(rule.label) : argmax(proba);
   let categorySources = null;
-  if (descriptors) {
+  if (descriptors || sources.outline) {
     categorySources = {};
     for (const [key, p] of Object.entries(sources)) {
       categorySources[key] = { label: key === "rule" ? rule.label : names[argmax(p)],
@@ -458,7 +484,7 @@ async function classify(image, nodule, shared, localised = null) {
   const features = byName.features;
   const [, channels, fh, fw] = features.dims;
   const first = features.data.subarray(0, channels * fh * fw);
-  const reason = noArea ? "no-ultrasound-area" : abstainReason(image, first, channels, fh * fw, proba[index]);
+  const reason = noArea ? "no-ultrasound-area" : abstainReason(image, first, channels, fh * fw, proba[index], lowConfidence);
   // The heatmap of the unmirrored image, as the Python predictor draws it.
   const cam = P.classActivationMap(first, channels, fh, fw, part.weight, index);
   const heat = P.heatmapToImage(cam, fh, fw, spec, box, image.width, image.height);
@@ -467,7 +493,7 @@ async function classify(image, nodule, shared, localised = null) {
 }
 
 // AbstainRule.reason: the first reason not to answer after the image-area check, or null.
-function abstainReason(image, features, channels, plane, confidence) {
+function abstainReason(image, features, channels, plane, confidence, lowConfidence) {
   const part = state.classifier;
   if (A.notUltrasound(image.rgb, image.width, image.height, state.site.not_ultrasound)) return "not-ultrasound";
   if (part.ood) {
@@ -475,7 +501,7 @@ function abstainReason(image, features, channels, plane, confidence) {
     const distance = A.knnDistance(features, channels, plane, part.reference, rows, part.ood.k);
     if (distance > part.ood.threshold) return "out-of-distribution";
   }
-  if (confidence < part.low_confidence) return "low-confidence";
+  if (confidence < lowConfidence) return "low-confidence";
   return null;
 }
 
@@ -534,8 +560,8 @@ async function predict(decoded) {
     result.crop_box = [c.box.x0, c.box.y0, c.box.x1, c.box.y1];
     result.abstain = c.reason !== null;
     result.abstain_reason = c.reason;
-    if (c.descriptors) {
-      result.descriptors = c.descriptors;
+    if (c.descriptors) result.descriptors = c.descriptors;
+    if (c.categorySources) {
       result.category_sources = c.categorySources;
       result.category_source = c.source;
     }
@@ -625,7 +651,7 @@ function renderDescriptors(descriptors, ruleTop, sources, used) {
   }
   $("rule-box").hidden = !ruleTop;
   if (ruleTop) fill("rule-path", G.rulePath(state.site.rule, ruleTop, g));
-  // The category from each source (head, rule, combined) and which one the page shows.
+  // The category from each source (head, rule, combined, outline) and which one the page shows.
   const list = Object.entries(sources || {}).map(([key, source]) =>
     `${t(`source_${key}`)}: ${source.label}${key === used ? ` (${t("source_used")})` : ""}`);
   $("sources").hidden = list.length < 2;
