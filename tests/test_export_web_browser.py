@@ -468,6 +468,76 @@ def test_measured_descriptors_give_the_cli_answer(open_page, measured_bundle, ph
         server.shutdown()
 
 
+@pytest.fixture(scope="module")
+def outline_bundle(tmp_path_factory, phantom_images):
+    """A classifier (whole image area), the dark-spot localiser and an outline component
+    (ImageNet Lite0 features pooled in the localiser's map, a random linear head on their
+    standardised values, so its answers vary), its low-confidence threshold at the median
+    of its confidences: the page must answer with it wherever a nodule is found, as the
+    Predictor does."""
+    torch = pytest.importorskip("torch", reason="making a bundle needs the training extra")
+    from eutirads.export.exporter import Component, export_models
+    from eutirads.inference import Predictor, load_image
+    from eutirads.models import create_model
+    from eutirads.models.outline_pooling import OutlineCategory
+    from eutirads.models.segmentation import create_encoder
+    from eutirads.training.outline import outline_features
+
+    base = tmp_path_factory.mktemp("outline")
+    localiser = Component(_dark_spot_localiser(),
+                          PreprocessSpec(input_size=(96, 128), mean=(0.5,) * 3, std=(0.25,) * 3),
+                          "dark-spots", settings={"threshold": 0.5, "min_region_px": 12})
+    finder = Predictor(export_models(base / "loc", name="loc", localiser=localiser)).localiser
+    images = [load_image(i) for i in phantom_images]
+    maps = [(finder.find(p).probability, crop_box(p, finder.spec)) for p in images]
+    features = outline_features(images, maps, "tf_efficientnet_lite0", finder.spec)
+    rng = np.random.default_rng(4)
+    weight = rng.normal(0, 0.3, (5, features.shape[1])).astype(np.float32)
+    module = OutlineCategory(create_encoder("tf_efficientnet_lite0", "imagenet"),
+                             features.mean(0), np.maximum(features.std(0), 1e-3), weight,
+                             rng.normal(0, 0.5, 5).astype(np.float32)).eval()
+    torch.manual_seed(5)
+    model = create_model("seed-cnn", num_classes=5, weights="none", filters=(8, 16), dense=16).eval()
+    spec = PreprocessSpec(input_size=(64, 80), crop="full", class_names=tuple("12345"))
+    summary = {"class_names": list("12345"), "encoder": "tf_efficientnet_lite0",
+               "grid": [96, 128], "temperature": 1.6, "low_confidence": 0.0, "default": True}
+    bundle = export_models(base / "bundle", name="outline", localiser=localiser,
+                           classifier=Component(model, spec, "seed-cnn"),
+                           outline=(module, summary))
+    predictor = Predictor(bundle)
+    confidences = [predictor.predict(p, heatmap=False) for p in images]
+    confidences = [r.confidence for r in confidences if r.category_source == "outline"]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["components"]["outline"]["low_confidence"] = float(np.median(confidences))
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    return bundle
+
+
+def test_the_outline_category_gives_the_cli_answer(open_page, outline_bundle, phantom_images,
+                                                   tmp_path, capsys):
+    """A bundle with an outline component: the page runs outline.onnx on the localiser's
+    input and map and answers with it where a nodule is found, with its own temperature
+    and low-confidence threshold, as `eutirads predict` does."""
+    from eutirads.export.web import export_web
+
+    site = export_web(outline_bundle, tmp_path / "site")
+    server, address = _serve(site)
+    try:
+        page = open_page(address)
+        assert page.ready is True, page.text("#message")
+        assert any(r.endswith("model/outline.onnx") for r in page.requests)
+        expected = _cli_predictions(capsys, outline_bundle, phantom_images)
+        # the test can fail: the outline answers on some images, and abstains on some
+        used = [e for e in expected if e.get("category_source") == "outline"]
+        assert used and len({e["label"] for e in used}) > 1
+        assert any(e["abstain_reason"] == "low-confidence" for e in used)
+        assert any(not e["abstain"] for e in used)
+        assert all(e["category_sources"]["outline"]["label"] == e["label"] for e in used)
+        _assert_same_answers(page, capsys, outline_bundle, phantom_images)
+    finally:
+        server.shutdown()
+
+
 def test_the_measured_inputs_equal_python_s_to_the_bit(open_page):
     """measured.js's measureInputs against inference.measured.measure_inputs: the same
     gray, probability and scale arrays, shrinking and enlarging the crop."""

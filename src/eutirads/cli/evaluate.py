@@ -34,14 +34,34 @@ def _fmt(value) -> str:
         else f"{value:.3f}"
 
 
-def _report_path(run: str, split: str) -> Path:
-    """Where evaluation wrote its report: RUN/eval/SPLIT (RUN given as the folder or as a
-    checkpoint file in it)."""
+def _run_dir(run: str) -> Path:
+    """The run folder (RUN given as the folder or as a checkpoint file in it)."""
     from ..training.checkpoint import checkpoint_file
 
     file = checkpoint_file(run)
-    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
-    return run_dir / "eval" / split / "report.html"
+    return file.parent.parent if file.parent.name == "checkpoints" else file.parent
+
+
+def _report_path(run: str, split: str) -> Path:
+    """Where evaluation wrote its report: RUN/eval/SPLIT."""
+    return _run_dir(run) / "eval" / split / "report.html"
+
+
+def _outline_note(run: str) -> None:
+    """A run of the default recipe answers, once exported, with the category read inside
+    the localiser's outline wherever a nodule is found: say that this evaluation is the
+    whole-image classifier's, and give the outline's own figures (training.outline)."""
+    import json
+
+    summary = _run_dir(run) / "outline" / "summary.json"
+    if not summary.is_file():
+        return
+    figures = json.loads(summary.read_text(encoding="utf-8"))
+    parts = [f"{split} macro-F1 {_fmt(m.get('macro_f1'))}, AUC high {_fmt(m.get('auc_high'))}"
+             for split in ("val", "test") if (m := figures.get(f"{split}_metrics"))]
+    print("note: this is the whole-image classifier; the exported bundle answers with the "
+          "category read inside the localiser's outline where a nodule is found ("
+          + ("; ".join(parts) or "no val or test figures") + f": {summary})")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -61,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
           f"'{args.split}': accuracy {_fmt(s['accuracy'])}, macro-F1 {_fmt(s['macro_f1'])}, "
           f"kappa {_fmt(s['kappa'])}, AUC {_fmt(s['macro_auc'])}; report: "
           f"{_report_path(args.run, args.split)}")
+    _outline_note(args.run)
     return 0
 
 

@@ -45,5 +45,10 @@ def _run(args: argparse.Namespace) -> int:
                      f"{localiser['parity']['max_abs_logits']:.1e}, "
                      + ("with test metrics" if localiser.get("test_metrics")
                         else "no test metrics (not evaluated)") + ")")
+    outline = meta["components"].get("outline")
+    if outline:
+        parts.append(f"the outline's category (ONNX max |diff| "
+                     f"{outline['parity']['max_abs_logits']:.1e}; the category where a "
+                     "nodule is found)")
     print(f"exported {' + '.join(parts)} to {out}: version {meta['version']}")
     return 0

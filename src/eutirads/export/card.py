@@ -107,6 +107,31 @@ def _measured_section(measured: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _outline_section(outline: Mapping[str, Any]) -> list[str]:
+    """The category read inside the localiser's outline (`models.outline_pooling`)."""
+    def figures(split: str) -> str:
+        m = outline.get(f"{split}_metrics") or {}
+        if not m:
+            return "n/a"
+        auc = m.get("auc_high")
+        return (f"macro-F1 {_fmt(float(m['macro_f1']))}, accuracy {_fmt(float(m['accuracy']))}"
+                f", AUC high {_fmt(float(auc)) if auc is not None else 'n/a'}")
+
+    used = ("**It is the category this bundle answers with whenever the localiser finds a "
+            "nodule**; where it finds none, the classifier above answers from the whole image "
+            "area." if outline.get("default") else
+            "It is reported beside the classifier's category, not used as the answer.")
+    return ["## The category read inside the nodule's outline", "",
+            "ImageNet EfficientNet-Lite features of the image area, averaged inside the "
+            "localiser's outline and against a ring of tissue around it, read by a logistic "
+            f"regression fitted on {outline.get('train_images')} training images and "
+            f"calibrated on the validation split (temperature {_fmt(float(outline.get('temperature', 1.0)))}, "
+            f"low-confidence threshold {_fmt(float(outline.get('low_confidence', 0.0)))}). "
+            + used, "",
+            f"- Validation: {figures('val')}",
+            f"- Test (every test image read in its localiser outline): {figures('test')}", ""]
+
+
 def _abstention_section(metadata: Mapping[str, Any]) -> list[str]:
     calibration = metadata.get("calibration") or {}
     abstain = metadata.get("abstain") or {}
@@ -195,7 +220,8 @@ def _localiser_card(metadata: Mapping[str, Any], localiser: Mapping[str, Any],
 def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec | None, *,
                localiser: Mapping[str, Any] | None = None,
                localiser_spec: PreprocessSpec | None = None,
-               measured: Mapping[str, Any] | None = None) -> str:
+               measured: Mapping[str, Any] | None = None,
+               outline: Mapping[str, Any] | None = None) -> str:
     """The card of a bundle: `metadata` is its flat metadata (`bundle.flat_metadata`),
     `spec` the classifier's input rule (None for a localiser-only bundle)."""
     if spec is None:
@@ -250,6 +276,8 @@ def model_card(metadata: Mapping[str, Any], spec: PreprocessSpec | None, *,
     lines += _descriptor_section(metadata.get("descriptors") or {}, eu, metadata)
     if measured:
         lines += _measured_section(measured)
+    if outline:
+        lines += _outline_section(outline)
     lines += _abstention_section(metadata)
     if localiser is not None and localiser_spec is not None:
         lines += _localiser_section(localiser, localiser_spec)

@@ -504,6 +504,7 @@ def _write_outline(module, summary: Mapping[str, Any], classifier: Component,
             "low_confidence": float(summary.get("low_confidence", 0.0)),
             "default": bool(summary.get("default", True)),
             "val_metrics": dict(summary.get("val_metrics") or {}),
+            "test_metrics": dict(summary.get("test_metrics") or {}),
             "train_images": summary.get("train_images"),
             "parity": {"max_abs_logits": worst},
             "model_sha256": file_sha256(work / OUTLINE_FILE)}
@@ -562,7 +563,8 @@ def export_models(out: str | os.PathLike[str], *, name: str,
                           classifier.spec if classifier is not None else None,
                           localiser=components.get(LOCALISER),
                           localiser_spec=localiser.spec if localiser is not None else None,
-                          measured=components.get(MEASURED))
+                          measured=components.get(MEASURED),
+                          outline=components.get(OUTLINE))
         (work / CARD_FILE).write_text(card, encoding="utf-8")
         out.mkdir(exist_ok=True)
         # A bundle exported again may change what it holds: the old component files go.

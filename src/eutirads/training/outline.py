@@ -146,6 +146,15 @@ def _head(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return weight, bias
 
 
+def _metrics(y: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """macro-F1, accuracy and AUC high of calibrated probabilities against class indices."""
+    from ..evaluation.metrics import training_metrics
+
+    metrics = training_metrics(y, proba.argmax(1), len(class_names))
+    return {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"],
+            "auc_high": _auc_high(y, proba, class_names)}
+
+
 def _auc_high(y: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> float | None:
     """The val AUC of the high-risk classes against the rest (metrics.high_risk's), or None
     when val holds one side only or the scheme has no high-risk side."""
@@ -174,7 +183,6 @@ def fit_outline(dataset: str | os.PathLike[str], run: str | os.PathLike[str],
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from ..evaluation.metrics import training_metrics
     from ..inference.abstention import (apply_temperature, fit_temperature,
                                         low_confidence_threshold)
     from ..preprocess import PreprocessSpec
@@ -193,7 +201,7 @@ def fit_outline(dataset: str | os.PathLike[str], run: str | os.PathLike[str],
     rows = [r for r in read_manifest(root) if r.get("label") in class_names]
     data = {split: _split_features(root, [r for r in rows if r.get("split") == split],
                                    probabilities, encoder_name, spec, class_names)
-            for split in ("train", "val")}
+            for split in ("train", "val", "test")}
     X, y = data["train"]
     if len(y) < 2 or len(set(y.tolist())) < 2:
         raise InputError(f"{root}: the outline's category needs training images of two "
@@ -212,13 +220,17 @@ def fit_outline(dataset: str | os.PathLike[str], run: str | os.PathLike[str],
         proba = _softmax((Xv - scaler.mean_) / std @ weight.T + bias)
         temperature = fit_temperature(proba, yv) if calibrate else 1.0
         calibrated = apply_temperature(proba, temperature)
-        metrics = training_metrics(yv, calibrated.argmax(1), len(class_names))
         summary.update(temperature=round(float(temperature), 4),
                        low_confidence=round(low_confidence_threshold(calibrated, quantile), 4),
                        val_images=int(len(yv)),
-                       val_metrics={"macro_f1": metrics["macro_f1"],
-                                    "accuracy": metrics["accuracy"],
-                                    "auc_high": _auc_high(yv, calibrated, class_names)})
+                       val_metrics=_metrics(yv, calibrated, class_names))
+    Xt, yt = data["test"]
+    if len(yt):
+        # Every test image read in its localiser map (the bundle falls back to the
+        # whole-image head on an image where it finds no nodule).
+        proba = apply_temperature(_softmax((Xt - scaler.mean_) / std @ weight.T + bias),
+                                  summary["temperature"])
+        summary.update(test_images=int(len(yt)), test_metrics=_metrics(yt, proba, class_names))
     out = Path(run) / OUTLINE_DIR
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "head.npz", mean=scaler.mean_.astype(np.float32), std=std.astype(np.float32),
