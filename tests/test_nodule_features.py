@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the measured features are a torch module")
 
 from eutirads.categories import DESCRIPTORS  # noqa: E402
+from model_helpers import QUICK_LOCALISER  # noqa: E402
 from eutirads.models.nodule_features import (FEATURE_NAMES, MeasuredDescriptors,  # noqa: E402
                                              measure)
 
@@ -142,11 +143,7 @@ def measured_bundle(tmp_path_factory):
         row["split"] = "val" if i < 6 else "test" if i < 12 else "train"
     write_manifest(root, rows)
     local = base / "loc"
-    train(root, resolve_config(None, {
-        "task": "segment", "model": "tf_efficientnet_lite0", "weights": "imagenet",
-        "input_size": [96, 128], "mode": "frozen", "epochs": 25, "batch_size": 8, "lr": 0.01,
-        "aug_passes": 1, "monitor": "dice", "patience": 0, "min_region_px": 8,
-        "num_threads": 2}), local, progress=False)
+    train(root, resolve_config(None, QUICK_LOCALISER), local, progress=False)
     torch.manual_seed(0)
     model = create_model("seed-cnn", num_classes=5, weights="none", filters=(8, 16), dense=16)
     spec = PreprocessSpec(input_size=(48, 48), crop="full", class_names=tuple("12345"))

@@ -15,6 +15,7 @@ import yaml
 torch = pytest.importorskip("torch", reason="the outline's category is a torch module")
 
 from eutirads.models.outline_pooling import pool_in_outline  # noqa: E402
+from model_helpers import QUICK_LOCALISER  # noqa: E402
 
 CLASSES = tuple("12345")
 
@@ -62,14 +63,25 @@ def test_the_default_recipe_reads_the_outline_only_where_it_can(tmp_path):
         resolve_config(None, ["outline=yes"])
 
 
+def _phantom(root, *, n: int, seed: int, n_val: int):
+    """A small phantom dataset with masks: the first `n_val` rows val, the rest train."""
+    from eutirads.data.manifest import read_manifest, write_manifest
+    from eutirads.phantom.dataset import generate_dataset
+
+    generate_dataset(root, n=n, seed=seed, width=320, height=200, progress=False, workers=1)
+    rows = read_manifest(root)
+    for i, row in enumerate(rows):
+        row["split"] = "val" if i < n_val else "train"
+    write_manifest(root, rows)
+    return root
+
+
 @pytest.fixture(scope="module")
 def outline_run(tmp_path_factory):
     """A phantom with masks, a quick frozen localiser, a tiny classifier checkpoint and
     the outline's category fitted for it, exported together."""
-    from eutirads.data.manifest import read_manifest, write_manifest
     from eutirads.export.exporter import export_bundle
     from eutirads.models import create_model
-    from eutirads.phantom.dataset import generate_dataset
     from eutirads.preprocess import PreprocessSpec
     from eutirads.training.checkpoint import save_checkpoint
     from eutirads.training.config import resolve_config
@@ -77,18 +89,9 @@ def outline_run(tmp_path_factory):
     from eutirads.training.run import train
 
     base = tmp_path_factory.mktemp("outline")
-    root = base / "ph"
-    generate_dataset(root, n=40, seed=6, width=320, height=200, progress=False, workers=1)
-    rows = read_manifest(root)
-    for i, row in enumerate(rows):
-        row["split"] = "val" if i < 10 else "train"
-    write_manifest(root, rows)
+    root = _phantom(base / "ph", n=40, seed=6, n_val=10)
     local = base / "cls" / "localiser"
-    train(root, resolve_config(None, {
-        "task": "segment", "model": "tf_efficientnet_lite0", "weights": "imagenet",
-        "input_size": [96, 128], "mode": "frozen", "epochs": 25, "batch_size": 8, "lr": 0.01,
-        "aug_passes": 1, "monitor": "dice", "patience": 0, "min_region_px": 8,
-        "num_threads": 2}), local, progress=False)
+    train(root, resolve_config(None, QUICK_LOCALISER), local, progress=False)
     torch.manual_seed(0)
     model = create_model("seed-cnn", num_classes=5, weights="none", filters=(8, 16), dense=16)
     spec = PreprocessSpec(input_size=(48, 48), crop="full", class_names=CLASSES)
@@ -226,16 +229,9 @@ def test_train_with_the_default_recipe_adds_the_localiser_and_the_outline(tmp_pa
     """`eutirads train` on a phantom with masks, ImageNet Lite0 (a few epochs): RUN/localiser
     and RUN/outline, which `eutirads export RUN` bundles; outline=off skips them."""
     from eutirads.cli import main
-    from eutirads.data.manifest import read_manifest, write_manifest
     from eutirads.inference.bundle import read_metadata
-    from eutirads.phantom.dataset import generate_dataset
 
-    root = tmp_path / "ph"
-    generate_dataset(root, n=30, seed=8, width=320, height=200, progress=False, workers=1)
-    rows = read_manifest(root)
-    for i, row in enumerate(rows):
-        row["split"] = "val" if i < 6 else "train"
-    write_manifest(root, rows)
+    root = _phantom(tmp_path / "ph", n=30, seed=8, n_val=6)
     quick = ["epochs=3", "num_threads=2", "input_size=[96, 96]"]
     code = main(["train", str(root), "--out", str(tmp_path / "run"), "--quiet", *quick])
     out = capsys.readouterr().out
